@@ -1,0 +1,246 @@
+"""A circuit breaker per provider: closed → open → half_open → closed, plus a cooldown overlay."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import BreakerConfig
+from .outcome import COOLDOWN_CAP_SECONDS, Effect, Outcome
+
+__all__ = ["CircuitBreaker", "Permit", "State", "Window"]
+
+Clock = Callable[[], float]
+
+
+class State(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+def _no_listener(breaker: CircuitBreaker, old: State, new: State) -> None:
+    pass
+
+
+@dataclass(eq=False)
+class Permit:
+    """Leave to send one request. Released exactly once, whatever the outcome."""
+
+    probe: bool
+    issued_at: float
+    released: bool = False
+
+
+class Window:
+    """Outcomes of the last ``seconds``, in one-second buckets: bounded memory, O(1) updates."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._buckets: deque[list[int]] = deque()  # [second, requests, failures]
+        self._requests = 0
+        self._failures = 0
+
+    def add(self, now: float, failed: bool) -> None:
+        self._expire(now)
+        second = int(now)
+        if (
+            self._buckets and self._buckets[-1][0] >= second
+        ):  # same second, or the clock stepped back
+            bucket = self._buckets[-1]
+        else:
+            bucket = [second, 0, 0]
+            self._buckets.append(bucket)
+        bucket[1] += 1
+        bucket[2] += failed
+        self._requests += 1
+        self._failures += failed
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(requests, failures) within the window."""
+        self._expire(now)
+        return self._requests, self._failures
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._requests = self._failures = 0
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.seconds
+        while self._buckets and self._buckets[0][0] + 1 <= cutoff:
+            _, requests, failures = self._buckets.popleft()
+            self._requests -= requests
+            self._failures -= failures
+
+
+class CircuitBreaker:
+    # A probe whose owner never reports back must not block the provider forever.
+    PROBE_LEASE_SECONDS = 900.0
+
+    def __init__(
+        self,
+        config: BreakerConfig,
+        clock: Clock = time.time,
+        listener: Callable[[CircuitBreaker, State, State], None] = _no_listener,
+        name: str = "",
+    ) -> None:
+        self.config = config
+        self.name = name
+        self._clock = clock
+        self._listener = listener
+        self._state = State.CLOSED
+        self._open_until = 0.0
+        self._cooldown_until = 0.0
+        self._consecutive = 0
+        self._probe_successes = 0
+        self._probe: Permit | None = None
+        self._window = Window(config.window_seconds)
+
+    # --- reading ----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        if self._state is State.OPEN and self._clock() >= self._open_until:
+            self._transition(State.HALF_OPEN)
+        return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._consecutive
+
+    @property
+    def cooldown_until(self) -> float | None:
+        return self._cooldown_until if self._clock() < self._cooldown_until else None
+
+    def window_counts(self) -> tuple[int, int]:
+        return self._window.counts(self._clock())
+
+    def label(self) -> str:
+        """closed | open | half_open | cooldown, as the status reports it."""
+        return "cooldown" if self.cooldown_until is not None else self.state.value
+
+    def reopens_at(self) -> float | None:
+        """When a request may be sent again; None when one may be sent now or probing."""
+        state = self.state
+        until = self._open_until if state is State.OPEN else 0.0
+        cooldown = self.cooldown_until
+        if cooldown is not None:
+            until = max(until, cooldown)
+        return until or None
+
+    def available(self) -> bool:
+        """Whether acquire() would hand out a permit now."""
+        if self.cooldown_until is not None:
+            return False
+        state = self.state
+        if state is State.CLOSED:
+            return True
+        return state is State.HALF_OPEN and not self._probe_in_flight()
+
+    # --- permits and outcomes ------------------------------------------------------
+
+    def acquire(self) -> Permit | None:
+        if not self.available():
+            return None
+        now = self._clock()
+        if self._state is State.HALF_OPEN:
+            self._probe = Permit(probe=True, issued_at=now)
+            return self._probe
+        return Permit(probe=False, issued_at=now)
+
+    def bypass(self) -> Permit:
+        """A permit that skips the checks (failover off); its outcome still feeds the statistics."""
+        return Permit(probe=False, issued_at=self._clock())
+
+    def release(self, permit: Permit, outcome: Outcome) -> None:
+        if permit.released:
+            return
+        permit.released = True
+        now = self._clock()
+        if permit is self._probe:
+            self._probe = None
+        if outcome.cooldown_until is not None:
+            capped = min(outcome.cooldown_until, now + COOLDOWN_CAP_SECONDS)
+            self._cooldown_until = max(self._cooldown_until, capped)
+        if outcome.effect is Effect.NEUTRAL:
+            return
+        failed = outcome.effect is Effect.FAILURE
+        self._window.add(now, failed)
+        state = self.state
+        if permit.probe and state is State.HALF_OPEN:
+            if failed:
+                self._trip(now)
+                return
+            self._probe_successes += 1
+            if self._probe_successes >= self.config.success_threshold:
+                self._transition(State.CLOSED)
+        elif state is State.CLOSED:
+            # Outcomes of requests sent before a trip do not move an open or half-open breaker.
+            if not failed:
+                self._consecutive = 0
+                return
+            self._consecutive += 1
+            if (
+                outcome.opens_now
+                or self._consecutive >= self.config.failure_threshold
+                or self._ratio_exceeded(now)
+            ):
+                self._trip(now)
+
+    def reset(self) -> None:
+        """Manual reset: closed, counters and cooldown cleared."""
+        self._cooldown_until = 0.0
+        self._transition(State.CLOSED)
+
+    def reconfigure(self, config: BreakerConfig) -> None:
+        """New thresholds from a reload; state, deadlines and recent outcomes are kept."""
+        self.config = config
+        self._window.seconds = config.window_seconds
+
+    def restore(self, state: State, open_until: float, cooldown_until: float) -> None:
+        """Bring back a persisted snapshot; a deadline already past comes back closed."""
+        now = self._clock()
+        self._cooldown_until = cooldown_until if cooldown_until > now else 0.0
+        if state is not State.CLOSED and open_until > now:
+            self._open_until = open_until
+            self._transition(State.OPEN)
+
+    def snapshot(self) -> tuple[State, float, float]:
+        return self.state, self._open_until, self._cooldown_until
+
+    # --- transitions ------------------------------------------------------------------
+
+    def _ratio_exceeded(self, now: float) -> bool:
+        requests, failures = self._window.counts(now)
+        return (
+            failures > 0
+            and requests >= self.config.min_requests
+            and failures / requests >= self.config.error_rate_threshold
+        )
+
+    def _probe_in_flight(self) -> bool:
+        if self._probe is None:
+            return False
+        if self._clock() - self._probe.issued_at > self.PROBE_LEASE_SECONDS:
+            self._probe = None  # leaked by its owner; let another request probe
+            return False
+        return True
+
+    def _trip(self, now: float) -> None:
+        self._open_until = now + self.config.open_seconds
+        self._transition(State.OPEN)
+
+    def _transition(self, new: State) -> None:
+        old = self._state
+        self._state = new
+        self._probe = None
+        self._probe_successes = 0
+        self._consecutive = 0
+        if new is State.CLOSED:
+            self._window.clear()  # recovery confirmed: old failures must not trip it again
+            self._open_until = 0.0
+        if old is not new:
+            self._listener(self, old, new)

@@ -1,0 +1,382 @@
+"""providers.yaml: the user's contract, parsed into frozen objects with line-accurate errors."""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .yamlnodes import ConfigError, Node, parse_document
+
+__all__ = [
+    "BREAKER_FIELDS",
+    "KNOWN_APPS",
+    "Api",
+    "AppConfig",
+    "Auth",
+    "BreakerConfig",
+    "Config",
+    "ConfigError",
+    "ProviderConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class Auth(enum.StrEnum):
+    X_API_KEY = "x-api-key"
+    BEARER = "bearer"
+    X_GOOG_API_KEY = "x-goog-api-key"
+    PASSTHROUGH = "passthrough"
+
+
+class Api(enum.StrEnum):
+    """The wire format an app speaks: where the model sits and what an error looks like."""
+
+    ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+    GEMINI = "gemini"
+
+
+@dataclass(frozen=True)
+class BreakerField:
+    name: str
+    integer: bool
+    lo: float
+    hi: float
+    help: str
+
+
+BREAKER_FIELDS: tuple[BreakerField, ...] = (
+    BreakerField("failure_threshold", True, 1, 100, "consecutive failures that open the breaker"),
+    BreakerField("success_threshold", True, 1, 100, "successful half-open probes that close it"),
+    BreakerField("open_seconds", False, 0, 86400, "time open before a half-open probe is allowed"),
+    BreakerField(
+        "error_rate_threshold", False, 0, 1, "failure ratio within the window that opens it"
+    ),
+    BreakerField(
+        "min_requests", True, 1, 100000, "requests within the window before the ratio counts"
+    ),
+    BreakerField("window_seconds", False, 1, 86400, "sliding window for the ratio"),
+)
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: int = 8
+    success_threshold: int = 3
+    open_seconds: float = 90
+    error_rate_threshold: float = 0.7
+    min_requests: int = 15
+    window_seconds: float = 120
+
+
+@dataclass(frozen=True)
+class KnownApp:
+    api: Api
+    hosts: tuple[str, ...]
+    paths: tuple[str, ...]
+    breaker: BreakerConfig
+
+
+_QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120)
+KNOWN_APPS: Mapping[str, KnownApp] = {
+    "claude": KnownApp(Api.ANTHROPIC, ("api.anthropic.com",), ("/v1/messages",), BreakerConfig()),
+    "codex": KnownApp(
+        Api.OPENAI,
+        ("api.openai.com",),
+        ("/v1/responses", "/v1/chat/completions", "/v1/completions"),
+        _QUICK,
+    ),
+    "gemini": KnownApp(
+        Api.GEMINI,
+        ("generativelanguage.googleapis.com",),
+        ("/v1beta/models/", "/v1/models/"),
+        _QUICK,
+    ),
+}
+DEFAULT_AUTH: Mapping[Api, Auth] = {
+    Api.ANTHROPIC: Auth.X_API_KEY,
+    Api.OPENAI: Auth.BEARER,
+    Api.GEMINI: Auth.X_GOOG_API_KEY,
+}
+
+APP_KEYS = ("queue", "failover", "max_attempts", "hosts", "paths", "api", "breaker", "providers")
+PROVIDER_KEYS = ("name", "base_url", "auth", "api_key", "models", "headers")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    id: str
+    name: str
+    base_url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str  # "" or "/prefix" without a trailing slash
+    auth: Auth
+    api_key: str | None = field(default=None, repr=False)
+    models: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    disabled: str | None = None  # why the provider is not routed to
+    literal_key: bool = False  # the key is written in the file, not taken from ${VAR}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    api: Api
+    queue: tuple[str, ...]
+    failover: bool
+    max_attempts: int
+    hosts: tuple[str, ...]
+    paths: tuple[str, ...]
+    breaker: BreakerConfig
+    providers: Mapping[str, ProviderConfig]
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    apps: Mapping[str, AppConfig]
+    warnings: tuple[ConfigError, ...] = ()
+
+
+class _Unset(Exception):
+    def __init__(self, variable: str, node: Node) -> None:
+        super().__init__(variable)
+        self.variable = variable
+        self.node = node
+
+
+def _expand(node: Node, env: Mapping[str, str]) -> str:
+    """Text with every ${VAR} replaced from the environment; _Unset names the first missing one."""
+    text = node.text()
+
+    def replace(match: re.Match[str]) -> str:
+        value = env.get(match.group(1))
+        if not value:
+            raise _Unset(match.group(1), node)
+        return value
+
+    return _VAR.sub(replace, text)
+
+
+def _parse_base_url(node: Node, text: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise node.error(f"expected an http:// or https:// URL, got {text!r}")
+    if parts.query or parts.fragment:
+        raise node.error("a base URL takes no query or fragment")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise node.error(f"bad port in {text!r}") from e
+    return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
+
+
+def _parse_provider(
+    pid: str, node: Node, api: Api, env: Mapping[str, str], warnings: list[ConfigError]
+) -> ProviderConfig:
+    entries = node.mapping(PROVIDER_KEYS)
+    if "base_url" not in entries:
+        raise node.error("base_url is required")
+    auth_default = DEFAULT_AUTH[api]
+    if "auth" in entries:
+        auth_text = entries["auth"].text()
+        try:
+            auth = Auth(auth_text)
+        except ValueError:
+            choices = ", ".join(a.value for a in Auth)
+            raise entries["auth"].error(f"unknown auth {auth_text!r}; one of: {choices}") from None
+    else:
+        auth = auth_default
+    unset: list[_Unset] = []
+
+    def expand(child: Node) -> str:
+        try:
+            return _expand(child, env)
+        except _Unset as e:
+            unset.append(e)
+            return ""
+
+    values = {
+        key: expand(entries[key]) for key in ("name", "base_url", "api_key") if key in entries
+    }
+    models = (
+        {k: expand(v) for k, v in entries["models"].mapping().items()}
+        if "models" in entries
+        else {}
+    )
+    headers = (
+        {k: expand(v) for k, v in entries["headers"].mapping().items()}
+        if "headers" in entries
+        else {}
+    )
+    disabled: str | None = None
+    if unset:
+        first = unset[0]
+        disabled = f"${{{first.variable}}} is not set ({first.node.path})"
+        for e in unset:
+            warnings.append(
+                ConfigError(
+                    e.node.source,
+                    e.node.line,
+                    e.node.path,
+                    f"provider disabled: environment variable {e.variable} is not set",
+                    disabling=True,
+                )
+            )
+    base_node = entries["base_url"]
+    if values["base_url"]:
+        scheme, host, port, base_path = _parse_base_url(base_node, values["base_url"])
+    else:  # cannot be checked before the variable is set; the provider is disabled anyway
+        scheme, host, port, base_path = "https", "unset.invalid", 443, ""
+    literal = False
+    if auth is not Auth.PASSTHROUGH:
+        if "api_key" not in entries:
+            raise node.error(f"api_key is required with auth: {auth.value} (use ${{VAR}})")
+        if not _VAR.search(entries["api_key"].text()):
+            literal = True
+            warnings.append(
+                entries["api_key"].error(
+                    "the key is written in the file; prefer ${VAR} from the environment"
+                )
+            )
+    return ProviderConfig(
+        id=pid,
+        name=values.get("name", pid),
+        base_url=values["base_url"] or base_node.text(),
+        scheme=scheme,
+        host=host,
+        port=port,
+        base_path=base_path,
+        auth=auth,
+        api_key=values.get("api_key") if auth is not Auth.PASSTHROUGH else None,
+        models=models,
+        headers=headers,
+        disabled=disabled,
+        literal_key=literal,
+    )
+
+
+def _parse_breaker(node: Node | None, defaults: BreakerConfig) -> BreakerConfig:
+    if node is None:
+        return defaults
+    names = tuple(f.name for f in BREAKER_FIELDS)
+    entries = node.mapping(names)
+    values: dict[str, float | int] = {}
+    for spec in BREAKER_FIELDS:
+        if spec.name in entries:
+            child = entries[spec.name]
+            if spec.integer:
+                values[spec.name] = child.integer(int(spec.lo), int(spec.hi))
+            else:
+                values[spec.name] = child.number(spec.lo, spec.hi)
+    return BreakerConfig(**{**defaults.__dict__, **values})
+
+
+def _items(node: Node) -> list[tuple[str, Node]]:
+    """A list of text with each item's node; a single value is a list of one."""
+    if node.is_sequence():
+        return [(item.text(), item) for item in node.sequence()]
+    return [(node.text(), node)]
+
+
+def _parse_app(
+    name: str, node: Node, env: Mapping[str, str], warnings: list[ConfigError]
+) -> AppConfig:
+    entries = node.mapping(APP_KEYS)
+    known = KNOWN_APPS.get(name)
+    if known is None:
+        missing = [k for k in ("hosts", "paths") if k not in entries]
+        if missing:
+            raise node.error(
+                f"'{name}' is not a known app (claude, codex, gemini), "
+                f"so it must set {' and '.join(missing)}"
+            )
+    if "api" in entries:
+        api_text = entries["api"].text()
+        try:
+            api = Api(api_text)
+        except ValueError:
+            raise entries["api"].error(
+                f"unknown api {api_text!r}; one of: anthropic, openai, gemini"
+            ) from None
+    else:
+        api = known.api if known else Api.OPENAI
+    hosts = (
+        tuple(h.lower() for h in entries["hosts"].text_list())
+        if "hosts" in entries
+        else known.hosts
+        if known
+        else ()
+    )
+    if "paths" in entries:
+        paths = tuple(text for text, _ in _items(entries["paths"]))
+        for text, item in _items(entries["paths"]):
+            if not text.startswith("/"):
+                raise item.error(f"a path prefix starts with '/', got {text!r}")
+    else:
+        paths = known.paths if known else ()
+    if "providers" not in entries:
+        raise node.error("providers is required")
+    providers: dict[str, ProviderConfig] = {}
+    for pid, pnode in entries["providers"].mapping().items():
+        if not _ID.match(pid):
+            raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
+        providers[pid] = _parse_provider(pid, pnode, api, env, warnings)
+    if "queue" not in entries:
+        raise node.error("queue is required: the providers in priority order")
+    queue_node = entries["queue"]
+    queue = tuple(text for text, _ in _items(queue_node))
+    if not queue:
+        raise queue_node.error("the queue is empty; list at least one provider")
+    for index, (pid, item) in enumerate(_items(queue_node)):
+        if pid not in providers:
+            raise item.error(
+                f"{pid!r} is not a provider of {name}; known: {', '.join(providers) or 'none'}"
+            )
+        if queue.index(pid) != index:
+            raise item.error(f"{pid!r} is listed twice")
+    failover = entries["failover"].boolean() if "failover" in entries else True
+    max_attempts = (
+        entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else len(queue)
+    )
+    defaults = known.breaker if known else _QUICK
+    breaker = _parse_breaker(entries.get("breaker"), defaults)
+    return AppConfig(name, api, queue, failover, max_attempts, hosts, paths, breaker, providers)
+
+
+def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -> Config:
+    """Parse providers.yaml text. Raises ConfigError naming the file, line and key path."""
+    environment = os.environ if env is None else env
+    root = parse_document(text, source)
+    top = root.mapping(("apps",))
+    if "apps" not in top:
+        raise root.error("'apps:' is required")
+    warnings: list[ConfigError] = []
+    apps = {
+        name: _parse_app(name, app_node, environment, warnings)
+        for name, app_node in top["apps"].mapping().items()
+    }
+    if not apps:
+        raise top["apps"].error("no apps configured")
+    return Config(source, apps, tuple(warnings))
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, None, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(source, None, "", f"cannot read: {e}") from None
+    return parse_config(text, source, env)

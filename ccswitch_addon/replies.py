@@ -1,0 +1,55 @@
+"""Answers the proxy gives by itself, in the shape each API's clients understand."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+from .config import Api
+
+__all__ = ["Reply", "api_error", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+
+
+def api_error(api: Api, status: int, message: str, kind: str = "") -> Reply:
+    """An error body as the API itself would send it."""
+    if api is Api.ANTHROPIC:
+        error_type = kind or ("overloaded_error" if status == 529 else "permission_error")
+        body: object = {"type": "error", "error": {"type": error_type, "message": message}}
+    elif api is Api.GEMINI:
+        status_name = {403: "PERMISSION_DENIED", 503: "UNAVAILABLE"}.get(status, "UNAVAILABLE")
+        body = {"error": {"code": status, "message": message, "status": status_name}}
+    else:
+        error_type = kind or ("service_unavailable" if status == 503 else "permission_denied")
+        body = {"error": {"message": message, "type": error_type, "code": error_type}}
+    return Reply(status, json.dumps(body).encode())
+
+
+def unavailable(
+    api: Api, app: str, reason: str, retry_at: float | None, now: float | None = None
+) -> Reply:
+    """No provider can take the request: say why and when to come back, without contacting any."""
+    now = time.time() if now is None else now
+    if reason == "none_configured":
+        message = (
+            f"ccswitch: no provider is configured for {app} "
+            "(every provider is disabled; see `ccswitch check`)"
+        )
+        wait = 60
+    else:
+        wait = max(1, math.ceil((retry_at or now) - now))
+        message = (
+            f"ccswitch: every provider for {app} is open or cooling down; "
+            f"the first is allowed again in {wait}s"
+        )
+    status = 529 if api is Api.ANTHROPIC else 503
+    reply = api_error(api, status, message)
+    return Reply(reply.status, reply.body, (*reply.headers, ("retry-after", str(wait))))

@@ -1,0 +1,108 @@
+"""Pure pieces of rewriting a request for a provider: path join, model mapping, credentials."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from .config import Auth, ProviderConfig
+
+__all__ = [
+    "CLIENT_CREDENTIAL_HEADERS",
+    "CLIENT_CREDENTIAL_QUERY",
+    "credential_headers",
+    "join_path",
+    "map_model",
+    "mask",
+    "peek_model",
+    "rewrite_body_model",
+    "rewrite_gemini_path",
+]
+
+# Every header a client may carry its own key in; removed before a provider's key is set.
+CLIENT_CREDENTIAL_HEADERS = ("x-api-key", "authorization", "x-goog-api-key")
+CLIENT_CREDENTIAL_QUERY = "key"
+
+_VERSION = re.compile(r"v\d+[a-z0-9]*")
+_GEMINI_MODEL = re.compile(r"(/models/)([^/:?]+)(:)")
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+
+
+def join_path(base_path: str, path: str) -> str:
+    """Append a request path to a base URL's path without doubling a version segment.
+
+    ``/v1`` + ``/v1/chat/completions`` → ``/v1/chat/completions``;
+    ``/api`` + ``/v1/messages`` → ``/api/v1/messages``.
+    """
+    if not base_path:
+        return path
+    last = base_path.rsplit("/", 1)[-1]
+    if _VERSION.fullmatch(last) and (path == f"/{last}" or path.startswith(f"/{last}/")):
+        path = path[len(last) + 1 :]
+    return base_path + path
+
+
+def map_model(models: Mapping[str, str], requested: str | None) -> str | None:
+    """The model to send instead of ``requested``, or None to leave it alone."""
+    if not models or requested is None:
+        return None
+    mapped = models.get(requested) or models.get("*")
+    return mapped if mapped and mapped != requested else None
+
+
+def peek_model(body: bytes | None) -> str | None:
+    """The requested model, found cheaply near the start of a JSON body (for logs only)."""
+    if not body:
+        return None
+    match = _MODEL_FIELD.search(body, 0, 4096)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def rewrite_body_model(body: bytes, models: Mapping[str, str]) -> tuple[bytes | None, str | None]:
+    """(new body or None if unchanged, requested model) for a JSON body with a top-level model."""
+    if not models or b'"model"' not in body:
+        return None, peek_model(body)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None, None  # not JSON: the provider will say what is wrong with it
+    if not isinstance(document, dict) or not isinstance(document.get("model"), str):
+        return None, None
+    requested: str = document["model"]
+    mapped = map_model(models, requested)
+    if mapped is None:
+        return None, requested
+    document["model"] = mapped
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(), requested
+
+
+def rewrite_gemini_path(path: str, models: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """(path, requested, sent) with the ``/models/{model}:`` segment mapped."""
+    match = _GEMINI_MODEL.search(path)
+    if match is None:
+        return path, None, None
+    requested = match.group(2)
+    mapped = map_model(models, requested)
+    if mapped is None:
+        return path, requested, requested
+    return path[: match.start(2)] + mapped + path[match.end(2) :], requested, mapped
+
+
+def credential_headers(provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """The header that carries this provider's own key (none for passthrough)."""
+    key = provider.api_key
+    if provider.auth is Auth.PASSTHROUGH or not key:
+        return ()
+    if provider.auth is Auth.BEARER:
+        return (("authorization", f"Bearer {key}"),)
+    return ((provider.auth.value, key),)
+
+
+def mask(secret: str | None) -> str:
+    """``sk-o…2222``: enough to tell keys apart, never enough to use one."""
+    if not secret:
+        return "-"
+    if len(secret) < 12:
+        return "…" * 3
+    return f"{secret[:4]}…{secret[-4:]}"

@@ -1,0 +1,170 @@
+"""Which provider serves a request: the app's queue, filtered through each provider's breaker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .breaker import CircuitBreaker, Permit, State
+from .config import AppConfig, Config, ProviderConfig
+from .outcome import Outcome
+
+__all__ = ["Router", "Selection", "UnknownName"]
+
+StateListener = Callable[[str, str, State, State], None]  # app, provider, old, new
+
+
+class UnknownName(KeyError):
+    """An app or provider the configuration does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The providers to try for one request, in order, or why there are none."""
+
+    app: AppConfig
+    providers: tuple[ProviderConfig, ...]
+    reason: str | None = None  # "none_configured" | "all_unavailable" when providers is empty
+    retry_at: float | None = None  # with all_unavailable: when the first one is allowed again
+
+
+class Router:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        on_state_change: StateListener | None = None,
+    ) -> None:
+        self._clock = clock
+        self._on_state_change = on_state_change
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._current: dict[str, str] = {}
+        self._by_host: dict[str, tuple[AppConfig, ...]] = {}
+        self.config = config
+        self.reload(config)
+
+    # --- configuration ----------------------------------------------------------------
+
+    def reload(self, config: Config) -> None:
+        """Swap in a new configuration. Breakers of providers that still exist keep their state."""
+        breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        for app in config.apps.values():
+            for pid in app.providers:
+                breaker = self._breakers.get((app.name, pid))
+                if breaker is None:
+                    breaker = CircuitBreaker(
+                        app.breaker, self._clock, self._listener(app.name, pid), f"{app.name}:{pid}"
+                    )
+                else:
+                    breaker.reconfigure(app.breaker)
+                breakers[(app.name, pid)] = breaker
+        by_host: dict[str, list[AppConfig]] = {}
+        for app in config.apps.values():
+            for host in app.hosts:
+                by_host.setdefault(host, []).append(app)
+        current = {
+            name: pid
+            for name, pid in self._current.items()
+            if name in config.apps and pid in config.apps[name].providers
+        }
+        self.config, self._breakers, self._current = config, breakers, current
+        self._by_host = {host: tuple(apps) for host, apps in by_host.items()}
+
+    def _listener(self, app: str, pid: str) -> Callable[[CircuitBreaker, State, State], None]:
+        def changed(_: CircuitBreaker, old: State, new: State) -> None:
+            if self._on_state_change is not None:
+                self._on_state_change(app, pid, old, new)
+
+        return changed
+
+    # --- lookups ---------------------------------------------------------------------------
+
+    def app(self, name: str) -> AppConfig:
+        try:
+            return self.config.apps[name]
+        except KeyError:
+            known = ", ".join(self.config.apps) or "none"
+            raise UnknownName(f"unknown app {name!r}; configured: {known}") from None
+
+    def provider(self, app: str, pid: str) -> ProviderConfig:
+        config = self.app(app)
+        try:
+            return config.providers[pid]
+        except KeyError:
+            known = ", ".join(config.providers)
+            raise UnknownName(f"unknown provider {pid!r} for {app}; configured: {known}") from None
+
+    def breaker(self, app: str, pid: str) -> CircuitBreaker:
+        self.provider(app, pid)
+        return self._breakers[(app, pid)]
+
+    def match(self, host: str, path: str) -> AppConfig | None:
+        """The app whose host and routed path prefix this request has, if any."""
+        apps = self._by_host.get(host.lower())
+        if apps:
+            for app in apps:
+                if path.startswith(app.paths):
+                    return app
+        return None
+
+    def current(self, app: str) -> str:
+        """The manually chosen provider, else the head of the queue."""
+        return self._current.get(app) or self.app(app).queue[0]
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def select_providers(self, app: str) -> Selection:
+        config = self.app(app)
+        current = self.current(app)
+        ordered = [current, *(pid for pid in config.queue if pid != current)]
+        if not config.failover:
+            head = config.providers[current]
+            if head.disabled:
+                return Selection(config, (), "none_configured")
+            return Selection(config, (head,))
+        chosen: list[ProviderConfig] = []
+        waits: list[float] = []
+        for pid in ordered:
+            provider = config.providers[pid]
+            if provider.disabled:
+                continue
+            breaker = self._breakers[(app, pid)]
+            if breaker.available():
+                chosen.append(provider)
+            else:
+                # A half-open provider busy with its probe is free again within moments.
+                waits.append(breaker.reopens_at() or self._clock() + 1.0)
+        if chosen:
+            return Selection(config, tuple(chosen[: config.max_attempts]))
+        if not waits:
+            return Selection(config, (), "none_configured")
+        return Selection(config, (), "all_unavailable", min(waits))
+
+    def acquire(self, app: str, pid: str) -> Permit | None:
+        """A permit to send to this provider now; with failover off the breaker is not consulted."""
+        breaker = self.breaker(app, pid)
+        if not self.app(app).failover:
+            return breaker.bypass()
+        return breaker.acquire()
+
+    def record_result(
+        self, app: str, pid: str, outcome: Outcome, permit: Permit | None = None
+    ) -> None:
+        breaker = self._breakers.get((app, pid))
+        if breaker is None:  # the provider went away in a reload while the request was in flight
+            return
+        breaker.release(permit or breaker.bypass(), outcome)
+
+    # --- control -----------------------------------------------------------------------------
+
+    def switch(self, app: str, pid: str) -> None:
+        """Make pid the current provider; the queue stays the fallback order behind it."""
+        self.provider(app, pid)
+        self._current[app] = pid
+
+    def reset(self, app: str, pid: str) -> None:
+        self.breaker(app, pid).reset()

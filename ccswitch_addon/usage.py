@@ -1,0 +1,169 @@
+"""Watch a response body as it passes: token usage, error events inside a 200, a clean end.
+
+The watcher sees every chunk of a streamed response and hands it on unchanged; it parses
+JSON only for the few SSE events that carry usage, an error or the end marker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Api
+
+__all__ = ["BodyWatch", "StreamResult", "Usage"]
+
+_JSON_LIMIT = 4 * 1024 * 1024  # a JSON body larger than this is passed on but not inspected
+_INTERESTING = (b'"usage"', b'"usageMetadata"', b'"error"', b'"finishReason"')
+_ERROR_EVENTS = {"error", "response.failed"}
+_END_EVENTS = {"message_stop", "response.completed", "response.incomplete"}
+
+
+@dataclass
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    usage: Usage
+    error: str | None  # an error the provider reported inside a successful response
+    ended: bool  # the end marker arrived (always true for a complete JSON body)
+    sse: bool
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _error_text(document: dict[str, Any]) -> str:
+    error = document.get("error")
+    if isinstance(error, dict):
+        kind = error.get("type") or error.get("status") or error.get("code") or "error"
+        message = error.get("message") or ""
+        return f"{kind}: {message}"[:200] if message else str(kind)
+    return "error"
+
+
+class BodyWatch:
+    """Callable for ``flow.response.stream``: returns each chunk as it came."""
+
+    def __init__(self, api: Api, content_type: str) -> None:
+        self.api = api
+        self.sse = "text/event-stream" in content_type.lower()
+        self.usage = Usage()
+        self.error: str | None = None
+        self.ended = False
+        self._carry = b""
+        self._event = ""
+        self._json = bytearray()
+        self._too_big = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not chunk:
+            if not self.sse:
+                self._finish_json()
+            elif self._carry:
+                self._line(self._carry)
+                self._carry = b""
+            return chunk
+        if self.sse:
+            lines = (self._carry + chunk).split(b"\n")
+            self._carry = lines.pop()
+            for line in lines:
+                self._line(line)
+        elif not self._too_big:
+            self._json += chunk
+            if len(self._json) > _JSON_LIMIT:
+                self._too_big = True
+                self._json.clear()
+        return chunk
+
+    def result(self) -> StreamResult:
+        return StreamResult(self.usage, self.error, self.ended, self.sse)
+
+    # --- SSE ---------------------------------------------------------------------------
+
+    def _line(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if line.startswith(b"event:"):
+            self._event = line[6:].strip().decode("utf-8", "replace")
+            if self._event in _ERROR_EVENTS and self.error is None:
+                self.error = self._event
+            if self._event in _END_EVENTS:
+                self.ended = True
+        elif line.startswith(b"data:"):
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.ended = True
+            elif (
+                self._event in _END_EVENTS
+                or self._event in _ERROR_EVENTS
+                or self._event in ("message_start", "message_delta")
+                or any(marker in data for marker in _INTERESTING)
+            ):
+                self._document(data)
+        elif not line:
+            self._event = ""
+
+    def _document(self, data: bytes) -> None:
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(document, dict):
+            self._read(document)
+
+    # --- JSON ------------------------------------------------------------------------------
+
+    def _finish_json(self) -> None:
+        if self._too_big or not self._json:
+            return
+        try:
+            document = json.loads(bytes(self._json))
+        except ValueError:
+            return
+        finally:
+            self._json.clear()
+        if isinstance(document, dict):
+            self.ended = True
+            self._read(document)
+
+    def _read(self, document: dict[str, Any]) -> None:
+        """Usage, errors and end markers from one JSON object of any of the three APIs."""
+        kind = document.get("type")
+        if document.get("error") and kind != "response.completed" and self.error is None:
+            self.error = _error_text(document)
+        response = document.get("response")
+        if isinstance(response, dict):  # Responses API events wrap the response object
+            if kind == "response.failed" and self.error is None:
+                self.error = "response.failed"
+            if kind == "response.incomplete" and response.get("error") and self.error is None:
+                self.error = "response.incomplete"
+            document = response
+        if kind == "message_start" and isinstance(document.get("message"), dict):
+            document = document["message"]
+        usage = document.get("usage")
+        if isinstance(usage, dict):
+            self._tokens(
+                usage.get("input_tokens", usage.get("prompt_tokens")),
+                usage.get("output_tokens", usage.get("completion_tokens")),
+            )
+        metadata = document.get("usageMetadata")
+        if isinstance(metadata, dict):
+            self._tokens(metadata.get("promptTokenCount"), metadata.get("candidatesTokenCount"))
+        if kind == "message_stop":
+            self.ended = True
+        candidates = document.get("candidates")
+        if isinstance(candidates, list) and any(
+            isinstance(c, dict) and c.get("finishReason") for c in candidates
+        ):
+            self.ended = True
+
+    def _tokens(self, input_tokens: Any, output_tokens: Any) -> None:
+        if _int(input_tokens) is not None:
+            self.usage.input_tokens = input_tokens
+        if _int(output_tokens) is not None:
+            self.usage.output_tokens = output_tokens
