@@ -1,20 +1,20 @@
 """The mitmproxy addon: route model calls to the best healthy provider and fail over.
 
 Run it as ``mitmdump -s ccswitch_addon/addon.py``. This is the only module that touches
-mitmproxy; the decisions are made by the routing core (router, breaker, outcome, switch).
+mitmproxy; the decisions are made by the engine and the routing core behind it.
 """
-
-
-import sys
-from pathlib import Path
 
 # No `from __future__ import annotations` here: mitmproxy runs this file as a script that is
 # not in sys.modules while it executes, and dataclasses then fail on string annotations.
+import sys
+from pathlib import Path
+
 if __package__ in (None, ""):  # loaded as a script by `mitmdump -s ccswitch_addon/addon.py`
     _root = str(Path(__file__).resolve().parent.parent)
     if _root not in sys.path:
         sys.path.insert(0, _root)
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -26,8 +26,9 @@ from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
 from mitmproxy.net.http import url
+from mitmproxy.utils import asyncio_utils
 
-from ccswitch_addon.breaker import Permit, State
+from ccswitch_addon.breaker import Permit
 from ccswitch_addon.config import (
     Api,
     AppConfig,
@@ -37,6 +38,9 @@ from ccswitch_addon.config import (
     ProviderConfig,
     load_config,
 )
+from ccswitch_addon.dashboard import PAGE
+from ccswitch_addon.engine import Attempt, Engine, Finished
+from ccswitch_addon.notify import Notifier
 from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error, classify_status
 from ccswitch_addon.paths import default_config_path, default_state_path
 from ccswitch_addon.replies import Reply, api_error, unavailable
@@ -45,12 +49,13 @@ from ccswitch_addon.rewrite import (
     CLIENT_CREDENTIAL_QUERY,
     credential_headers,
     join_path,
+    peek_model,
     rewrite_body_model,
     rewrite_gemini_path,
 )
-from ccswitch_addon.router import Router, Selection, UnknownName
-from ccswitch_addon.status import build_status
-from ccswitch_addon.switch import SwitchEvent, SwitchManager
+from ccswitch_addon.router import Selection, UnknownName
+from ccswitch_addon.store import Store, StoreError
+from ccswitch_addon.switch import SwitchEvent
 from ccswitch_addon.usage import BodyWatch
 
 __all__ = ["CcSwitch"]
@@ -59,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 CONTROL_HOST = "ccswitch.local"
 ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
+RELOAD_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -71,10 +77,11 @@ class _Routed:
     skipped: list[str]
     provider: ProviderConfig | None = None
     permit: Permit | None = None
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.time)
     attempt_started: float = 0.0
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
     watch: BodyWatch | None = None
+    models: tuple[str | None, str | None] = (None, None)  # requested, sent
 
 
 def _is_loopback(address: Any) -> bool:
@@ -91,13 +98,19 @@ def _response(reply: Reply) -> http.Response:
     return http.Response.make(reply.status, reply.body, dict(reply.headers))
 
 
+def _config_path() -> Path:
+    option = ctx.options.ccswitch_config
+    return Path(option).expanduser() if option else default_config_path()
+
+
 class CcSwitch:
     def __init__(self) -> None:
-        self.router: Router | None = None
-        self.switches = SwitchManager()
-        self.switches.add_listener(self._announce)
+        self.engine: Engine | None = None
         self._routed: dict[str, _Routed] = {}
         self._running = False
+        self._notifier = Notifier("")
+        self._watcher: asyncio.Task[None] | None = None
+        self._config_stamp: tuple[float, int] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -108,7 +121,19 @@ class CcSwitch:
             "",
             "providers.yaml; default ./providers.yaml, else ~/.ccswitch/providers.yaml",
         )
-        loader.add_option("ccswitch_state", str, str(default_state_path()), "SQLite state file")
+        loader.add_option(
+            "ccswitch_state",
+            str,
+            str(default_state_path()),
+            "SQLite state file; empty to keep state in memory only",
+        )
+        loader.add_option("ccswitch_log_days", int, 30, "days of request log to keep")
+        loader.add_option(
+            "ccswitch_notify",
+            str,
+            "",
+            "shell command run on each switch event, the event as JSON on stdin",
+        )
         loader.add_option(
             "ccswitch_allow_remote",
             bool,
@@ -117,47 +142,113 @@ class CcSwitch:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "connection_strategy" in updated and ctx.options.connection_strategy != "lazy":
-            # Eager connects to the original host at CONNECT: a dead primary would kill the
-            # request before the request hook can send it elsewhere.
-            ctx.options.update(connection_strategy="lazy")
+        if "connection_strategy" in updated:
+            self._force_lazy()
+        if "ccswitch_log_days" in updated and ctx.options.ccswitch_log_days < 1:
+            raise exceptions.OptionsError("ccswitch_log_days must be at least 1")
+        if "ccswitch_notify" in updated:
+            self._notifier.command = ctx.options.ccswitch_notify
+        started = self.engine is not None
         if "ccswitch_config" in updated:
-            self._load(ctx.options.ccswitch_config)
+            self._load()  # the first load also opens the state file
+        if started and updated & {"ccswitch_state", "ccswitch_log_days"}:
+            self._open_store()
 
     def running(self) -> None:
         self._running = True
+        self._force_lazy()
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
                 "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
                 "unless proxyauth or ccswitch_allow_remote is set",
                 ctx.options.listen_host or "every interface",
             )
+        if self._watcher is None:
+            self._watcher = asyncio_utils.create_task(
+                self._watch_config(), name="ccswitch config watcher"
+            )
 
     def done(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         for routed in self._routed.values():
-            self._release(routed, classify_error(ErrorKind.CLIENT_GONE))
+            self._release(routed)
         self._routed.clear()
+        if self.engine is not None:
+            self.engine.close()
 
-    def _load(self, option: str) -> None:
-        path = Path(option).expanduser() if option else default_config_path()
+    @staticmethod
+    def _force_lazy() -> None:
+        # Eager connects to the original host at CONNECT: a dead primary would kill the
+        # request before the request hook can send it elsewhere.
+        if getattr(ctx.options, "connection_strategy", "lazy") != "lazy":
+            ctx.options.update(connection_strategy="lazy")
+
+    def _load(self) -> None:
+        path = _config_path()
         try:
             config = load_config(path)
         except ConfigError as e:
             if self._running:
                 raise exceptions.OptionsError(str(e)) from e
             logger.error("%s", e)  # at start: mitmproxy's startup check exits on it
+            if not path.exists():
+                logger.error(
+                    "ccswitch: looked for ./providers.yaml and ~/.ccswitch/providers.yaml;"
+                    " `ccswitch init` writes an example to start from"
+                )
             return
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
         for warning in config.warnings:
             logger.warning("%s", warning)
-        if self.router is None:
-            self.router = Router(config, on_state_change=self._state_changed)
+        if self.engine is None:
+            self.engine = Engine(config)
+            self.engine.switches.add_listener(self._announce)
+            self.engine.switches.add_listener(self._notifier)
+            self._open_store()
         else:
-            self.router.reload(config)
+            self.engine.reload(config)
+        self._config_stamp = _stamp(Path(config.source))
         apps = ", ".join(f"{name} [{' → '.join(app.queue)}]" for name, app in config.apps.items())
         logger.info("ccswitch: %s: %s", config.source, apps)
+
+    def _open_store(self) -> None:
+        assert self.engine is not None
+        self.engine.close()
+        option = ctx.options.ccswitch_state
+        if not option:
+            return
+        try:
+            store = Store(Path(option).expanduser(), ctx.options.ccswitch_log_days)
+        except StoreError as e:
+            logger.log(ALERT, "ccswitch: %s; routing goes on with state in memory only", e)
+            return
+        self.engine.attach_store(store)
+
+    async def _watch_config(self) -> None:
+        """Hot reload: a changed providers.yaml takes effect; a broken one is refused."""
+        while True:
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+            if self.engine is None:
+                continue
+            path = Path(self.engine.router.config.source)
+            stamp = _stamp(path)
+            if stamp == self._config_stamp:
+                continue
+            self._config_stamp = stamp
+            try:
+                config = load_config(path)
+            except ConfigError as e:
+                logger.log(
+                    ALERT,
+                    "ccswitch: reload refused, the previous configuration keeps serving: %s",
+                    e,
+                )
+                continue
+            self._apply(config)
+            logger.log(ALERT, "ccswitch: reloaded %s", path)
 
     # --- request ------------------------------------------------------------------------
 
@@ -168,9 +259,10 @@ class CcSwitch:
         if request.host == CONTROL_HOST:
             self._control(flow)
             return
-        if ATTEMPT in flow.metadata or self.router is None or request.method != "POST":
+        if ATTEMPT in flow.metadata or self.engine is None or request.method != "POST":
             return
-        app = self.router.match(request.host, request.path.partition("?")[0])
+        router = self.engine.router
+        app = router.match(request.host, request.path.partition("?")[0])
         if app is None:
             return
         if not self._may_route(flow):
@@ -183,10 +275,10 @@ class CcSwitch:
                 )
             )
             return
-        selection = self.router.select_providers(app.name)
+        selection = router.select_providers(app.name)
         routed = _Routed(app, selection.providers, request.copy(), self._skipped(selection))
         for provider in selection.providers:
-            permit = self.router.acquire(app.name, provider.id)
+            permit = router.acquire(app.name, provider.id)
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break
@@ -200,9 +292,9 @@ class CcSwitch:
             flow.comment = f"{app.name}: no provider available"
             return
         try:
-            self._rewrite(request, routed.original, app, routed.provider)
+            routed.models = self._rewrite(request, routed.original, app, routed.provider)
         except Exception:
-            self._release(routed, classify_error(ErrorKind.CLIENT_GONE))
+            self._release(routed)
             raise
         routed.attempt_started = time.monotonic()
         self._routed[flow.id] = routed
@@ -216,7 +308,7 @@ class CcSwitch:
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
-        assert self.router is not None
+        assert self.engine is not None
         chosen = {p.id for p in selection.providers}
         notes = []
         for pid in selection.app.queue:
@@ -225,7 +317,7 @@ class CcSwitch:
                 state = (
                     "disabled"
                     if provider.disabled
-                    else self.router.breaker(selection.app.name, pid).label()
+                    else self.engine.router.breaker(selection.app.name, pid).label()
                 )
                 notes.append(f"{pid}: {state}")
         return notes
@@ -233,15 +325,25 @@ class CcSwitch:
     @staticmethod
     def _rewrite(
         request: http.Request, original: http.Request, app: AppConfig, provider: ProviderConfig
-    ) -> None:
-        """Point ``request`` (a fresh copy of ``original``) at ``provider``."""
+    ) -> tuple[str | None, str | None]:
+        """Point ``request`` (a fresh copy of ``original``) at ``provider``.
+
+        Returns the requested and the sent model. The body is touched only when a model
+        mapping applies: coding tools send contexts of several megabytes.
+        """
         path, _, query = original.path.partition("?")
         if app.api is Api.GEMINI:
-            path, _, _ = rewrite_gemini_path(path, provider.models)
+            path, requested, sent = rewrite_gemini_path(path, provider.models)
         elif provider.models:
-            body, _ = rewrite_body_model(original.get_content(strict=False) or b"", provider.models)
+            body, requested = rewrite_body_model(
+                original.get_content(strict=False) or b"", provider.models
+            )
+            sent = requested
             if body is not None:
                 request.set_content(body)
+                sent = provider.models.get(requested or "") or provider.models.get("*")
+        else:
+            requested = sent = peek_model(original.raw_content)
         request.scheme = provider.scheme
         request.host = provider.host
         request.port = provider.port
@@ -256,22 +358,24 @@ class CcSwitch:
                 request.headers[name] = value
         for name, value in provider.headers.items():
             request.headers[name] = value
+        return requested, sent
 
     # --- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if ATTEMPT in flow.metadata:
-            flow.response.stream = False  # retries are buffered, then handed to the client flow
+            if flow.response is not None:
+                flow.response.stream = False  # retries are buffered, then handed to the client
             return
         routed = self._routed.get(flow.id)
         if routed is None or flow.response is None or routed.provider is None:
             return
         response = flow.response
         if response.status_code < 400:
-            # Success: stream it as it comes; the watcher only looks.
+            # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(routed.app.api, response.headers.get("content-type", ""))
             response.stream = routed.watch
-            self._label(response, routed.provider.id, 1)
+            _label(response, routed.provider.id, 1)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if ATTEMPT in flow.metadata:
@@ -280,14 +384,14 @@ class CcSwitch:
         if routed is None or routed.provider is None or flow.response is None:
             return
         try:
-            outcome = self._response_outcome(flow.response, routed.watch)
+            outcome = _response_outcome(flow.response, routed.watch)
             self._finish_attempt(routed, outcome, flow.response.status_code)
-            served: ProviderConfig | None = routed.provider if not outcome.retry else None
+            served = routed.provider if not outcome.retry else None
             if outcome.retry and routed.app.failover:
                 served = await self._fail_over(flow, routed)
-            self._annotate(flow, routed, served)
+            self._done(flow, routed, served)
         finally:
-            self._release(routed, classify_error(ErrorKind.CLIENT_GONE))
+            self._release(routed)
 
     def error(self, flow: http.HTTPFlow) -> None:
         if ATTEMPT in flow.metadata:
@@ -296,185 +400,149 @@ class CcSwitch:
         if routed is None or routed.provider is None:
             return
         try:
-            outcome = self._error_outcome(flow)
-            self._finish_attempt(routed, outcome, None, flow.error.msg if flow.error else "")
-            self._annotate(flow, routed, None)
+            self._finish_attempt(routed, _error_outcome(flow), None)
+            self._done(flow, routed, None)
         finally:
-            self._release(routed, classify_error(ErrorKind.CLIENT_GONE))
+            self._release(routed)
 
-    def _response_outcome(self, response: http.Response, watch: BodyWatch | None) -> Outcome:
-        outcome = classify_status(
-            response.status_code, response.headers.get("retry-after"), time.time()
-        )
-        if watch is not None and outcome.effect is Effect.SUCCESS:
-            result = watch.result()
-            if result.error:
-                return classify_error(ErrorKind.STREAM, result.error)
-        return outcome
-
-    @staticmethod
-    def _error_outcome(flow: http.HTTPFlow) -> Outcome:
-        message = flow.error.msg if flow.error else ""
-        if flow.error and flow.error.msg == flow.error.KILLED_MESSAGE:
-            return classify_error(ErrorKind.CLIENT_GONE, "killed")
-        if flow.response is not None:  # the headers came, then the stream broke
-            return classify_error(ErrorKind.STREAM, message)
-        server = flow.server_conn
-        if server.timestamp_tcp_setup is None or (
-            server.tls and server.timestamp_tls_setup is None
-        ):
-            return classify_error(ErrorKind.CONNECT, message)
-        if not flow.client_conn.connected:
-            return classify_error(ErrorKind.CLIENT_GONE, message)
-        return classify_error(ErrorKind.RESET, message)
-
-    def _finish_attempt(
-        self, routed: _Routed, outcome: Outcome, status: int | None, error: str = ""
-    ) -> None:
+    def _finish_attempt(self, routed: _Routed, outcome: Outcome, status: int | None) -> None:
         assert routed.provider is not None
-        entry: dict[str, Any] = {
-            "provider": routed.provider.id,
-            "ms": round((time.monotonic() - routed.attempt_started) * 1000, 1),
-        }
-        if status is not None:
-            entry["status"] = status
-        if status is None or outcome.reason not in ("ok", str(status)):
-            entry["error"] = error or outcome.reason
-        routed.attempts.append(entry)
+        assert self.engine is not None
+        error = (
+            outcome.reason if status is None or outcome.reason not in ("ok", str(status)) else None
+        )
+        routed.attempts.append(
+            Attempt(
+                provider=routed.provider.id,
+                ms=round((time.monotonic() - routed.attempt_started) * 1000, 1),
+                failed=outcome.effect is Effect.FAILURE,
+                status=status,
+                error=error,
+            )
+        )
         permit, routed.permit = routed.permit, None
-        if self.router is not None:
-            self.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        self.engine.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        if outcome.cooldown_until is not None:
+            self.engine.remember_breaker(routed.app.name, routed.provider.id)
 
     async def _fail_over(self, flow: http.HTTPFlow, routed: _Routed) -> ProviderConfig | None:
         """Send the request on to the next providers until one answers without a retryable error."""
-        assert self.router is not None
-        tried = {a["provider"] for a in routed.attempts}
+        assert self.engine is not None
+        router = self.engine.router
+        tried = {a.provider for a in routed.attempts}
         for provider in routed.candidates:
             if len(routed.attempts) >= routed.app.max_attempts:
                 break
             if provider.id in tried:
                 continue
-            permit = self.router.acquire(routed.app.name, provider.id)
+            permit = router.acquire(routed.app.name, provider.id)
             if permit is None:
-                routed.skipped.append(
-                    f"{provider.id}: {self.router.breaker(routed.app.name, provider.id).label()}"
-                )
+                label = router.breaker(routed.app.name, provider.id).label()
+                routed.skipped.append(f"{provider.id}: {label}")
                 continue
             routed.provider, routed.permit = provider, permit
             attempt = self._attempt_flow(flow, routed, provider)
             routed.attempt_started = time.monotonic()
             await ReplayHandler(attempt, ctx.options).replay()
-            if attempt.response is not None:
-                watch = BodyWatch(routed.app.api, attempt.response.headers.get("content-type", ""))
-                watch(attempt.response.raw_content or b"")
-                watch(b"")
-                outcome = self._response_outcome(attempt.response, watch)
-                self._finish_attempt(routed, outcome, attempt.response.status_code)
-                if not outcome.retry:
-                    flow.response = attempt.response.copy()
-                    return provider
-                flow.response = attempt.response.copy()  # the last error so far
-            else:
-                outcome = self._error_outcome(attempt)
-                self._finish_attempt(
-                    routed, outcome, None, attempt.error.msg if attempt.error else ""
-                )
+            if attempt.response is None:
+                self._finish_attempt(routed, _error_outcome(attempt), None)
+                continue
+            watch = BodyWatch(routed.app.api, attempt.response.headers.get("content-type", ""))
+            watch(attempt.response.raw_content or b"")
+            watch(b"")
+            routed.watch = watch
+            outcome = _response_outcome(attempt.response, watch)
+            self._finish_attempt(routed, outcome, attempt.response.status_code)
+            flow.response = attempt.response.copy()  # the success, or the last error so far
+            if not outcome.retry:
+                return provider
         return None
 
     def _attempt_flow(
         self, flow: http.HTTPFlow, routed: _Routed, provider: ProviderConfig
     ) -> http.HTTPFlow:
         request = routed.original.copy()
-        self._rewrite(request, routed.original, routed.app, provider)
+        routed.models = self._rewrite(request, routed.original, routed.app, provider)
         attempt = http.HTTPFlow(
             flow.client_conn, connection.Server(address=(provider.host, provider.port))
         )
         attempt.request = request
         attempt.is_replay = "request"
+        number = len(routed.attempts) + 1
         attempt.metadata[ATTEMPT] = {
             "of": flow.id,
             "app": routed.app.name,
             "provider": provider.id,
-            "attempt": len(routed.attempts) + 1,
+            "attempt": number,
         }
-        attempt.comment = (
-            f"{routed.app.name} attempt {len(routed.attempts) + 1} → {provider.id} "
-            f"(retry of {flow.id[:8]})"
-        )
+        attempt.comment = f"{routed.app.name} attempt {number} → {provider.id} (for {flow.id[:8]})"
         attempt.marked = ":repeat:"
         return attempt
 
-    def _release(self, routed: _Routed, outcome: Outcome) -> None:
+    def _release(self, routed: _Routed) -> None:
         """Hand back a permit still held (an exception or abort on the way): never leak one."""
         permit, routed.permit = routed.permit, None
-        if permit is not None and routed.provider is not None and self.router is not None:
-            self.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        if permit is not None and routed.provider is not None and self.engine is not None:
+            self.engine.router.record_result(
+                routed.app.name, routed.provider.id, classify_error(ErrorKind.CLIENT_GONE), permit
+            )
 
     # --- telling the user --------------------------------------------------------------------
 
-    @staticmethod
-    def _label(response: http.Response, provider: str, attempts: int) -> None:
-        response.headers["x-ccswitch-provider"] = provider
-        response.headers["x-ccswitch-attempts"] = str(attempts)
-
-    def _annotate(
-        self, flow: http.HTTPFlow, routed: _Routed, served: ProviderConfig | None
-    ) -> None:
-        app = routed.app.name
-        failures = [
-            f"{a['provider']}: {a.get('error') or a.get('status')}"
-            for a in routed.attempts
-            if served is None or a["provider"] != served.id
-        ]
+    def _done(self, flow: http.HTTPFlow, routed: _Routed, served: ProviderConfig | None) -> None:
+        assert self.engine is not None
+        response = flow.response
+        usage = routed.watch.usage if routed.watch else None
+        finished = Finished(
+            app=routed.app.name,
+            served=served.id if served else None,
+            attempts=routed.attempts,
+            skipped=routed.skipped,
+            model_requested=routed.models[0],
+            model_sent=routed.models[1],
+            total_ms=round((time.time() - routed.started) * 1000, 1),
+            ttfb_ms=round((response.timestamp_start - routed.started) * 1000, 1)
+            if response is not None and response.timestamp_start
+            else None,
+            streaming=bool(routed.watch and routed.watch.sse),
+        )
+        if usage is not None:
+            finished.usage = usage
         flow.metadata["ccswitch"] = {
-            "app": app,
-            "provider": served.id if served else None,
-            "attempts": routed.attempts,
+            "app": finished.app,
+            "provider": finished.served,
+            "attempts": [a.to_json() for a in routed.attempts],
         }
-        if flow.response is not None and (served is None or len(routed.attempts) > 1):
-            last = routed.attempts[-1]["provider"] if routed.attempts else "-"
-            self._label(flow.response, served.id if served else last, len(routed.attempts))
+        flow.comment = finished.comment()
         if served is None:
-            flow.comment = f"{app}: every attempt failed ({'; '.join(failures)})"
             flow.marked = ":warning:"
-            return
-        why = failures + routed.skipped
-        flow.comment = f"{app} → {served.id}" + (f" (after {', '.join(why)})" if why else "")
-        if failures:
+        elif len(routed.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
-        assert self.router is not None
-        current = self.router.current(app)
-        if why:
-            reason = "after " + ", ".join(why)
-        elif served.id == current and current != routed.app.queue[0]:
-            reason = "manual switch"
-        else:
-            reason = "recovered"
-        self.switches.served(app, served.id, reason, baseline=current)
+        if response is not None and (served is None or len(routed.attempts) > 1):
+            _label(response, routed.attempts[-1].provider, len(routed.attempts))
+        self.engine.request_done(finished)
 
-    def _announce(self, event: SwitchEvent) -> None:
+    @staticmethod
+    def _announce(event: SwitchEvent) -> None:
         logger.log(ALERT, "ccswitch switch: %s", event.describe())
-
-    def _state_changed(self, app: str, provider: str, old: State, new: State) -> None:
-        logger.info("ccswitch breaker %s:%s %s → %s", app, provider, old.value, new.value)
 
     # --- control: commands and the ccswitch.local host -------------------------------------
 
-    def _require_router(self) -> Router:
-        if self.router is None:
+    def _engine(self) -> Engine:
+        if self.engine is None:
             raise exceptions.CommandError("ccswitch has no configuration loaded")
-        return self.router
+        return self.engine
 
     @command.command("ccswitch.status")
     def status(self) -> str:
         """The routing status as JSON."""
-        return json.dumps(build_status(self._require_router(), self.switches), indent=2)
+        return json.dumps(self._engine().status(), indent=2)
 
     @command.command("ccswitch.switch")
     def switch(self, app: str, provider: str) -> None:
         """Make PROVIDER the current provider of APP."""
         try:
-            self._require_router().switch(app, provider)
+            self._engine().switch(app, provider)
         except UnknownName as e:
             raise exceptions.CommandError(str(e)) from None
         logger.log(ALERT, "ccswitch: %s now routes to %s first", app, provider)
@@ -483,18 +551,16 @@ class CcSwitch:
     def reset(self, app: str, provider: str) -> None:
         """Close the breaker of PROVIDER of APP and clear its cooldown."""
         try:
-            self._require_router().reset(app, provider)
+            self._engine().reset(app, provider)
         except UnknownName as e:
             raise exceptions.CommandError(str(e)) from None
         logger.log(ALERT, "ccswitch: %s:%s reset", app, provider)
 
     @command.command("ccswitch.reload")
     def reload(self) -> None:
-        """Read providers.yaml again; a broken file is rejected and the old one keeps serving."""
-        option = ctx.options.ccswitch_config
-        path = Path(option).expanduser() if option else default_config_path()
+        """Read providers.yaml again; a broken file is refused and the old one keeps serving."""
         try:
-            config = load_config(path)
+            config = load_config(_config_path())
         except ConfigError as e:
             raise exceptions.CommandError(str(e)) from None
         self._apply(config)
@@ -504,30 +570,55 @@ class CcSwitch:
             flow.response = http.Response.make(403, b"ccswitch: loopback clients only\n")
             return
         path = flow.request.path.partition("?")[0]
-        method = flow.request.method
-        try:
-            if method == "GET" and path == "/status":
-                body = build_status(self._require_router(), self.switches)
-                flow.response = _json(200, body)
-            elif method == "POST" and path in ("/switch", "/reset"):
-                args = json.loads(flow.request.get_content(strict=False) or b"{}")
-                app, provider = str(args["app"]), str(args["provider"])
-                (self.switch if path == "/switch" else self.reset)(app, provider)
-                flow.response = _json(200, {"ok": True, "app": app, "provider": provider})
-            else:
-                flow.response = _json(404, {"error": f"no such page: {method} {path}"})
-        except exceptions.CommandError as e:
-            flow.response = _json(404, {"error": str(e)})
-        except (ValueError, KeyError, TypeError) as e:
-            flow.response = _json(400, {"error": f'expected JSON {{"app", "provider"}}: {e}'})
+        if flow.request.method == "GET" and path in ("/", "/index.html"):
+            flow.response = http.Response.make(
+                200, PAGE, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+            )
+            return
+        reply = self._engine().control(
+            flow.request.method, path, flow.request.get_content(strict=False) or b""
+        )
+        flow.response = _response(reply)
+        if reply.status == 200 and flow.request.method == "POST":
+            logger.log(ALERT, "ccswitch: %s via %s", path.strip("/"), CONTROL_HOST)
 
 
-def _json(status: int, body: Any) -> http.Response:
-    return http.Response.make(
-        status,
-        json.dumps(body, indent=2).encode(),
-        {"content-type": "application/json", "cache-control": "no-store"},
+def _label(response: http.Response, provider: str, attempts: int) -> None:
+    response.headers["x-ccswitch-provider"] = provider
+    response.headers["x-ccswitch-attempts"] = str(attempts)
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime, stat.st_size
+
+
+def _response_outcome(response: http.Response, watch: BodyWatch | None) -> Outcome:
+    outcome = classify_status(
+        response.status_code, response.headers.get("retry-after"), time.time()
     )
+    if watch is not None and outcome.effect is Effect.SUCCESS:
+        error = watch.result().error
+        if error:
+            return classify_error(ErrorKind.STREAM, error)
+    return outcome
+
+
+def _error_outcome(flow: http.HTTPFlow) -> Outcome:
+    message = flow.error.msg if flow.error else ""
+    if flow.error and message == flow.error.KILLED_MESSAGE:
+        return classify_error(ErrorKind.CLIENT_GONE, "killed")
+    if flow.response is not None:  # the headers came, then the stream broke
+        return classify_error(ErrorKind.STREAM, message)
+    server = flow.server_conn
+    if server.timestamp_tcp_setup is None or (server.tls and server.timestamp_tls_setup is None):
+        return classify_error(ErrorKind.CONNECT, message)
+    if not flow.client_conn.connected:
+        return classify_error(ErrorKind.CLIENT_GONE, message)
+    return classify_error(ErrorKind.RESET, message)
 
 
 addons = [CcSwitch()]

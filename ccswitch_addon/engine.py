@@ -1,0 +1,242 @@
+"""The engine: router, switch manager, statistics and state file working together.
+
+Everything the addon does that is not about mitmproxy flows lives here, so that it can be
+driven and tested without a proxy: what a finished request teaches, what gets persisted,
+what the status says, what the control endpoints do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .breaker import State
+from .config import Config
+from .replies import Reply
+from .router import Router, UnknownName
+from .stats import Stats
+from .status import build_status
+from .store import BreakerRow, RequestRow, Store
+from .switch import SwitchEvent, SwitchManager
+from .usage import Usage
+
+__all__ = ["Attempt", "Engine", "Finished"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Attempt:
+    provider: str
+    ms: float
+    failed: bool
+    status: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"provider": self.provider, "ms": self.ms}
+        if self.status is not None:
+            entry["status"] = self.status
+        if self.error is not None:
+            entry["error"] = self.error
+        return entry
+
+    def short(self) -> str:
+        return f"{self.provider}: {self.error or self.status}"
+
+
+@dataclass
+class Finished:
+    """One client request, done: what was tried and what the client got."""
+
+    app: str
+    served: str | None  # the provider whose answer the client got as a success
+    attempts: list[Attempt]
+    skipped: list[str] = field(default_factory=list)  # "primary: open"
+    model_requested: str | None = None
+    model_sent: str | None = None
+    total_ms: float = 0.0
+    ttfb_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    streaming: bool = False
+
+    def comment(self) -> str:
+        """How mitmweb shows the flow: ``claude → backup (after primary: 529)``."""
+        failed = [a.short() for a in self.attempts if a.provider != self.served]
+        if self.served is None:
+            return f"{self.app}: every attempt failed ({'; '.join(failed) or 'none made'})"
+        why = failed + self.skipped
+        return f"{self.app} → {self.served}" + (f" (after {', '.join(why)})" if why else "")
+
+
+class Engine:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.router = Router(config, clock, on_state_change=self._state_changed)
+        self.switches = SwitchManager(clock)
+        self.switches.add_listener(self._switched)
+        self.stats = Stats(clock)
+        self.store: Store | None = None
+        self.state_listeners: list[Callable[[str, str, State, State], None]] = []
+
+    # --- state file ---------------------------------------------------------------------
+
+    def attach_store(self, store: Store) -> None:
+        """Take what a previous run knew, then persist from now on."""
+        saved = store.apps()
+        active: dict[str, str] = {}
+        for app, (current, last_active) in saved.items():
+            if app not in self.router.config.apps:
+                continue
+            providers = self.router.config.apps[app].providers
+            if current is not None and current in providers:
+                self.router.switch(app, current)
+            if last_active is not None and last_active in providers:
+                active[app] = last_active
+        for row in store.breakers():
+            try:
+                self.router.breaker(row.app, row.provider).restore(
+                    row.state, row.open_until, row.cooldown_until
+                )
+            except UnknownName:
+                continue
+        events = [
+            SwitchEvent(t, app, from_, to, reason) for t, app, from_, to, reason in store.events()
+        ]
+        self.switches.restore(active, events)
+        self.store = store
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # --- learning ------------------------------------------------------------------------
+
+    def reload(self, config: Config) -> None:
+        removed = set(self.router.config.apps) - set(config.apps)
+        self.router.reload(config)
+        self.switches.forget(removed)
+
+    def request_done(self, done: Finished) -> SwitchEvent | None:
+        for attempt in done.attempts:
+            self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms)
+        if self.store is not None:
+            last = done.attempts[-1] if done.attempts else None
+            self.store.add_request(
+                RequestRow(
+                    time=self._clock(),
+                    app=done.app,
+                    provider=done.served or (last.provider if last else None),
+                    model_requested=done.model_requested,
+                    model_sent=done.model_sent,
+                    status=last.status if last else None,
+                    error=last.error if last else None,
+                    attempts=len(done.attempts),
+                    total_ms=done.total_ms,
+                    ttfb_ms=done.ttfb_ms,
+                    input_tokens=done.usage.input_tokens,
+                    output_tokens=done.usage.output_tokens,
+                    streaming=done.streaming,
+                )
+            )
+        if done.served is None:
+            return None
+        previous = self.switches.active(done.app)
+        current = self.router.current(done.app)
+        failed = [a.short() for a in done.attempts if a.provider != done.served]
+        if failed or done.skipped:
+            reason = "after " + ", ".join(failed + done.skipped)
+        elif done.served == current and current != self.router.app(done.app).queue[0]:
+            reason = "manual switch"
+        else:
+            reason = "recovered"
+        event = self.switches.served(done.app, done.served, reason, baseline=current)
+        if self.store is not None and previous != done.served:
+            self.store.save_app(done.app, self.router.current(done.app), done.served)
+        return event
+
+    def remember_breaker(self, app: str, pid: str) -> None:
+        """Persist a breaker after a change that is not a transition (a cooldown)."""
+        if self.store is None:
+            return
+        try:
+            breaker = self.router.breaker(app, pid)
+        except UnknownName:
+            return
+        state, open_until, cooldown_until = breaker.snapshot()
+        self.store.save_breaker(BreakerRow(app, pid, state, open_until, cooldown_until))
+
+    def _state_changed(self, app: str, pid: str, old: State, new: State) -> None:
+        logger.info("ccswitch breaker %s:%s %s → %s", app, pid, old.value, new.value)
+        for listener in self.state_listeners:
+            listener(app, pid, old, new)
+        if self.store is not None:
+            breaker = self.router.breaker(app, pid)
+            _, open_until, cooldown_until = breaker.snapshot()
+            self.store.save_breaker(BreakerRow(app, pid, new, open_until, cooldown_until))
+
+    def _switched(self, event: SwitchEvent) -> None:
+        if self.store is not None:
+            self.store.add_event(event.time, event.app, event.from_, event.to, event.reason)
+
+    # --- control ----------------------------------------------------------------------------
+
+    def switch(self, app: str, pid: str) -> None:
+        self.router.switch(app, pid)
+        if self.store is not None:
+            self.store.save_app(app, pid, self.switches.active(app))
+
+    def reset(self, app: str, pid: str) -> None:
+        self.router.reset(app, pid)
+        self.remember_breaker(app, pid)
+
+    def status(self) -> dict[str, Any]:
+        status = build_status(self.router, self.switches)
+        for name, app in status["apps"].items():
+            for entry in app["queue"]:
+                entry.update(self.stats.summary(name, entry["id"]))
+                entry["health"] = _health(entry)
+        status["state_file"] = str(self.store.path) if self.store else None
+        return status
+
+    def control(self, method: str, path: str, body: bytes) -> Reply:
+        """The ccswitch.local endpoints other than the dashboard page."""
+        if method == "GET" and path == "/status":
+            return _json(200, self.status())
+        if method == "POST" and path in ("/switch", "/reset"):
+            try:
+                args = json.loads(body or b"{}")
+                app, provider = str(args["app"]), str(args["provider"])
+            except (ValueError, KeyError, TypeError) as e:
+                return _json(400, {"error": f'expected JSON {{"app": …, "provider": …}}: {e}'})
+            try:
+                (self.switch if path == "/switch" else self.reset)(app, provider)
+            except UnknownName as e:
+                return _json(404, {"error": str(e)})
+            return _json(200, {"ok": True, "app": app, "provider": provider})
+        return _json(404, {"error": f"no such page: {method} {path}"})
+
+
+def _health(entry: dict[str, Any]) -> str:
+    """The dashboard badge: red open or cooling, yellow recent failures or probing, else green."""
+    state = entry["state"]
+    if state == "disabled":
+        return "grey"
+    if state in ("open", "cooldown"):
+        return "red"
+    if state == "half_open" or entry.get("last_failure"):
+        return "yellow"
+    return "green"
+
+
+def _json(status: int, body: Any) -> Reply:
+    return Reply(
+        status,
+        json.dumps(body, indent=2).encode(),
+        (("content-type", "application/json"), ("cache-control", "no-store")),
+    )

@@ -1,0 +1,259 @@
+"""SQLite state: current/active providers, breaker snapshots, switch events, the request log.
+
+Writes never happen on mitmproxy's event loop: they are queued to one writer thread that
+commits a batch at least every ``FLUSH_SECONDS``, so a crash loses at most the last second
+of rows, and WAL mode keeps the file consistent whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+from .breaker import State
+
+__all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Sequence[str]] = {
+    1: (
+        "CREATE TABLE apps (app TEXT PRIMARY KEY, current TEXT, active TEXT)",
+        "CREATE TABLE breakers (app TEXT, provider TEXT, state TEXT, open_until REAL,"
+        " cooldown_until REAL, updated REAL, PRIMARY KEY (app, provider))",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, time REAL, app TEXT,"
+        " from_provider TEXT, to_provider TEXT, reason TEXT)",
+        "CREATE TABLE requests (id INTEGER PRIMARY KEY, time REAL, app TEXT, provider TEXT,"
+        " model_requested TEXT, model_sent TEXT, status INTEGER, error TEXT, attempts INTEGER,"
+        " total_ms REAL, ttfb_ms REAL, input_tokens INTEGER, output_tokens INTEGER,"
+        " streaming INTEGER)",
+        "CREATE INDEX requests_by_time ON requests (time)",
+        "CREATE INDEX events_by_time ON events (time)",
+    ),
+}
+
+
+class StoreError(Exception):
+    """The state file cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    time: float
+    app: str
+    provider: str | None
+    model_requested: str | None
+    model_sent: str | None
+    status: int | None
+    error: str | None
+    attempts: int
+    total_ms: float
+    ttfb_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    streaming: bool
+
+
+@dataclass(frozen=True)
+class BreakerRow:
+    app: str
+    provider: str
+    state: State
+    open_until: float
+    cooldown_until: float
+
+
+def _connect(path: Path, timeout: float = 2.0) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    version = row[0] or 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"made by a newer ccswitch (schema {version} > {SCHEMA_VERSION})")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with connection:
+            for statement in MIGRATIONS[target]:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version VALUES (?)", (target,))
+
+
+class Store:
+    """The state file, open for the proxy: reads at start, writes through the writer thread."""
+
+    def __init__(self, path: Path, log_days: float = 30, clock: Callable[[], float] = time.time):
+        self.path = path
+        self.log_days = log_days
+        self._clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = _connect(path)
+            _migrate(self._db)
+            self._db.execute("SELECT count(*) FROM apps").fetchone()
+        except (sqlite3.Error, OSError, StoreError) as e:
+            raise StoreError(f"{path}: cannot use the state file: {e}") from None
+        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._write_loop, name="ccswitch-store", daemon=True)
+        self._thread.start()
+        self._prune()
+
+    # --- reads (at start) ---------------------------------------------------------------
+
+    def apps(self) -> dict[str, tuple[str | None, str | None]]:
+        rows = self._db.execute("SELECT app, current, active FROM apps").fetchall()
+        return {app: (current, active) for app, current, active in rows}
+
+    def breakers(self) -> list[BreakerRow]:
+        rows = self._db.execute(
+            "SELECT app, provider, state, open_until, cooldown_until FROM breakers"
+        ).fetchall()
+        result = []
+        for app, provider, state, open_until, cooldown_until in rows:
+            try:
+                result.append(
+                    BreakerRow(
+                        app, provider, State(state), open_until or 0.0, cooldown_until or 0.0
+                    )
+                )
+            except ValueError:
+                continue  # an unknown state from a future version: start closed
+        return result
+
+    def events(self, limit: int = 50) -> list[tuple[float, str, str | None, str, str]]:
+        rows = self._db.execute(
+            "SELECT time, app, from_provider, to_provider, reason FROM events"
+            " ORDER BY time DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [tuple(row) for row in reversed(rows)]
+
+    # --- writes (queued) -------------------------------------------------------------------
+
+    def save_app(self, app: str, current: str | None, active: str | None) -> None:
+        self._put(
+            "INSERT INTO apps VALUES (?, ?, ?) ON CONFLICT (app) DO UPDATE SET"
+            " current = excluded.current, active = excluded.active",
+            (app, current, active),
+        )
+
+    def save_breaker(self, row: BreakerRow) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO breakers VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                row.app,
+                row.provider,
+                row.state.value,
+                row.open_until,
+                row.cooldown_until,
+                self._clock(),
+            ),
+        )
+
+    def add_event(self, when: float, app: str, from_: str | None, to: str, reason: str) -> None:
+        self._put(
+            "INSERT INTO events (time, app, from_provider, to_provider, reason)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (when, app, from_, to, reason),
+        )
+
+    def add_request(self, row: RequestRow) -> None:
+        self._put(
+            "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
+            " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
+            " streaming) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            astuple(row),
+        )
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is committed (tests, shutdown)."""
+        done = threading.Event()
+        self._queue.put(("__flush__", (done,)))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(5.0)
+        self._db.close()
+
+    def _put(self, sql: str, args: tuple[Any, ...]) -> None:
+        self._queue.put((sql, args))
+
+    def _prune(self) -> None:
+        cutoff = self._clock() - self.log_days * 86400
+        self._put("DELETE FROM requests WHERE time < ?", (cutoff,))
+        self._put("DELETE FROM events WHERE time < ?", (cutoff,))
+
+    def _write_loop(self) -> None:
+        writer = _connect(self.path)
+        last_prune = time.monotonic()
+        try:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                deadline = time.monotonic() + FLUSH_SECONDS
+                while item is not None and len(batch) < 1000:
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    batch.append(item)
+                if not self._commit(writer, batch):
+                    return
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    self._prune()
+        finally:
+            writer.close()
+
+    @staticmethod
+    def _commit(
+        writer: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]] | None]
+    ) -> bool:
+        """Write one batch in one transaction; False when told to stop."""
+        waiting: list[threading.Event] = []
+        keep_going = True
+        try:
+            with writer:
+                for item in batch:
+                    if item is None:
+                        keep_going = False
+                    elif item[0] == "__flush__":
+                        waiting.append(item[1][0])
+                    else:
+                        writer.execute(*item)
+        except sqlite3.Error as e:
+            # The proxy keeps routing; losing log rows beats stopping the writer.
+            logger.warning("ccswitch: state file write failed: %s", e)
+        for event in waiting:
+            event.set()
+        return keep_going
+
+
+@contextmanager
+def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
+    """The state file for the CLI: read-only, never created."""
+    if not path.exists():
+        raise StoreError(f"{path}: no state file (has the proxy run with this state path?)")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        connection.execute("SELECT count(*) FROM schema_version").fetchone()
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot read the state file: {e}") from None
+    with closing(connection):
+        yield connection
