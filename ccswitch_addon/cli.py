@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from .client import DEFAULT_PROXY, ProxyUnavailable, call
 from .config import AppConfig, Config, ConfigError, load_config
-from .paths import default_config_path
+from .launch import TOOLS, env_lines, exec_mitm, init_config, mitm_command, paste_lines
+from .paths import default_config_path, default_state_path
+from .reports import (
+    format_table,
+    log_rows,
+    parse_since,
+    status_from_store,
+    status_table,
+    usage_rows,
+)
 from .rewrite import mask
+from .store import StoreError, open_readonly
 
 __all__ = ["main"]
 
@@ -63,6 +75,109 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _config_or_none(path: str | None) -> Config | None:
+    try:
+        return load_config(Path(path) if path else default_config_path())
+    except ConfigError:
+        return None
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        code, status = call(args.proxy, "GET", "/status")
+    except ProxyUnavailable as e:
+        print(f"ccswitch: {e}; reading the state file instead", file=err)
+        try:
+            with open_readonly(Path(args.state).expanduser()) as db:
+                status = status_from_store(db, _config_or_none(args.config))
+        except StoreError as e2:
+            print(f"ccswitch: {e2}", file=err)
+            return EXIT_FAILED
+        print(f"(from {args.state}; the proxy is not running)", file=out)
+    else:
+        if code != 200:
+            print(f"ccswitch: the proxy answered {code}: {status}", file=err)
+            return EXIT_FAILED
+    if args.json:
+        print(json.dumps(status, indent=2), file=out)
+    else:
+        print(status_table(status), file=out)
+    return EXIT_OK
+
+
+def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    action = args.command
+    try:
+        code, answer = call(
+            args.proxy, "POST", f"/{action}", {"app": args.app, "provider": args.provider}
+        )
+    except ProxyUnavailable as e:
+        print(f"ccswitch: {e}; start it with `ccswitch run`", file=err)
+        return EXIT_FAILED
+    if code != 200:
+        print(f"ccswitch: {answer.get('error', answer)}", file=err)
+        return EXIT_USAGE if code in (400, 404) else EXIT_FAILED
+    verb = "now routes to" if action == "switch" else "reset:"
+    print(f"{args.app} {verb} {args.provider}", file=out)
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        since = parse_since(args.since)
+    except ValueError as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_USAGE
+    try:
+        with open_readonly(Path(args.state).expanduser()) as db:
+            headers, rows = log_rows(db, args.app, since, args.failovers)
+    except StoreError as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_FAILED
+    print(format_table(headers, rows) if rows else "(nothing in that time)", file=out)
+    return EXIT_OK
+
+
+def cmd_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        with open_readonly(Path(args.state).expanduser()) as db:
+            headers, rows = usage_rows(db, args.by)
+    except StoreError as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_FAILED
+    print(format_table(headers, rows) if rows else "(no requests logged yet)", file=out)
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    for line in env_lines(args.tool, reverse=args.reverse, port=args.port, confdir=args.confdir):
+        print(line, file=out)
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    written, path = init_config(Path(args.file).expanduser() if args.file else None)
+    if not written:
+        print(f"ccswitch: {path} exists already; it was left as it is", file=err)
+        return EXIT_FAILED
+    print(f"wrote {path}; edit it, then `ccswitch check` and `ccswitch run`", file=out)
+    return EXIT_OK
+
+
+def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    program = "mitmweb" if args.command == "web" else "mitmdump"
+    command, host, port, reverse = mitm_command(program, args.mitm_args)
+    config = _config_or_none(None)
+    print(paste_lines(config, host, port, reverse), file=out)
+    return exec_mitm(command, out)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .demo import run_demo
+
+    return run_demo(out, keep=args.keep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccswitch", description="Failover router for AI coding tools, on mitmproxy."
@@ -72,10 +187,63 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="default: ./providers.yaml, else ~/.ccswitch/…")
     check.add_argument("--strict", action="store_true", help="a disabled provider is an error")
     check.set_defaults(handler=cmd_check)
+
+    def proxy_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--proxy", default=DEFAULT_PROXY, help=f"default {DEFAULT_PROXY}")
+
+    def state_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state", default=str(default_state_path()), help="the state file")
+
+    status = sub.add_parser("status", help="routing status, from the proxy or the state file")
+    proxy_options(status)
+    state_option(status)
+    status.add_argument("--config", help="providers.yaml, for the queue order (state file only)")
+    status.add_argument("--json", action="store_true", help="print the status JSON")
+    status.set_defaults(handler=cmd_status)
+    for name, text in (
+        ("switch", "make PROVIDER the current provider of APP"),
+        ("reset", "close PROVIDER's breaker and clear its cooldown"),
+    ):
+        control = sub.add_parser(name, help=text)
+        control.add_argument("app")
+        control.add_argument("provider")
+        proxy_options(control)
+        control.set_defaults(handler=cmd_control)
+    log = sub.add_parser("log", help="recent requests, or switch events with --failovers")
+    state_option(log)
+    log.add_argument("--app")
+    log.add_argument("--since", default="1h", help="like 30m, 1h, 7d (default 1h)")
+    log.add_argument("--failovers", action="store_true", help="switch events instead")
+    log.set_defaults(handler=cmd_log)
+    usage = sub.add_parser("usage", help="requests, failures and tokens per provider and day")
+    state_option(usage)
+    usage.add_argument("--by", choices=("day", "provider"), default="day")
+    usage.set_defaults(handler=cmd_usage)
+    env = sub.add_parser("env", help="shell lines that point a tool at the proxy")
+    env.add_argument("tool", choices=sorted(TOOLS))
+    env.add_argument("--reverse", action="store_true", help="base-URL variable instead")
+    env.add_argument("--port", type=int, default=8080)
+    env.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (the CA)")
+    env.set_defaults(handler=cmd_env)
+    init = sub.add_parser("init", help="write the example to ~/.ccswitch/providers.yaml")
+    init.add_argument("file", nargs="?", help=argparse.SUPPRESS)
+    init.set_defaults(handler=cmd_init)
+    for name, program in (("run", "mitmdump"), ("web", "mitmweb")):
+        launch = sub.add_parser(name, help=f"start {program} with the addon on 127.0.0.1:8080")
+        launch.add_argument("mitm_args", nargs=argparse.REMAINDER, help=f"passed on to {program}")
+        launch.set_defaults(handler=cmd_launch)
+    demo = sub.add_parser("demo", help="see failover happen: mock providers, the real proxy")
+    demo.add_argument("--keep", action="store_true", help="leave the proxy (mitmweb) running")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("run", "web"):
+        # Everything after run/web belongs to mitmdump/mitmweb, options included.
+        args = argparse.Namespace(command=argv[0], mitm_args=argv[1:], handler=cmd_launch)
+        return cmd_launch(args, sys.stdout, sys.stderr)
     args = build_parser().parse_args(argv)
     code: int = args.handler(args, sys.stdout, sys.stderr)
     return code

@@ -50,7 +50,7 @@ class SwitchManager:
     def __init__(
         self,
         clock: Callable[[], float] = time.time,
-        min_interval: float = 10.0,
+        min_interval: float = 5.0,
         keep: int = 50,
     ) -> None:
         self._clock = clock

@@ -1,0 +1,46 @@
+"""Talking to a running proxy's control host (http://ccswitch.local) through the proxy."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+__all__ = ["DEFAULT_PROXY", "ProxyUnavailable", "call"]
+
+DEFAULT_PROXY = "http://127.0.0.1:8080"
+CONTROL_URL = "http://ccswitch.local"
+
+
+class ProxyUnavailable(Exception):
+    """No ccswitch proxy answers at that address."""
+
+
+def call(
+    proxy: str, method: str, path: str, body: Any = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """(HTTP status, parsed JSON) of a control request sent through the proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{CONTROL_URL}{path}",
+        data=data,
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())
+        except ValueError:
+            raise ProxyUnavailable(f"{proxy} answered {e.code}, but not as ccswitch") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ProxyUnavailable(f"no proxy answers at {proxy} ({reason})") from None
+    except ValueError:
+        raise ProxyUnavailable(
+            f"{proxy} answered, but not as ccswitch (is the addon loaded?)"
+        ) from None

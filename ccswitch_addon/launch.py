@@ -1,0 +1,157 @@
+"""Starting the proxy and pointing the tools at it: `ccswitch run|web|env|init`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .config import Config
+from .paths import HOME_DIR
+
+__all__ = ["TOOLS", "env_lines", "init_config", "mitm_command", "paste_lines"]
+
+ADDON = Path(__file__).resolve().parent / "addon.py"
+EXAMPLE = Path(__file__).resolve().parent / "example_providers.yaml"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Tool:
+    label: str
+    upstream: str  # the official API, the reverse-proxy target
+    ca_vars: tuple[str, ...]  # where the tool reads an extra CA from
+    base_var: str  # the tool's base-URL variable, for reverse mode
+    base_suffix: str  # what the tool expects after host:port in that variable
+
+
+TOOLS: dict[str, Tool] = {
+    "claude": Tool(
+        "Claude Code",
+        "https://api.anthropic.com",
+        ("NODE_EXTRA_CA_CERTS",),
+        "ANTHROPIC_BASE_URL",
+        "",
+    ),
+    "codex": Tool(
+        "Codex CLI",
+        "https://api.openai.com",
+        ("SSL_CERT_FILE", "CODEX_CA_CERTIFICATE"),
+        "OPENAI_BASE_URL",
+        "/v1",
+    ),
+    "gemini": Tool(
+        "Gemini CLI",
+        "https://generativelanguage.googleapis.com",
+        ("NODE_EXTRA_CA_CERTS",),
+        "GOOGLE_GEMINI_BASE_URL",
+        "",
+    ),
+}
+
+
+def ca_path(confdir: str = "~/.mitmproxy") -> Path:
+    return Path(confdir).expanduser() / "mitmproxy-ca-cert.pem"
+
+
+def env_lines(
+    tool: str,
+    *,
+    reverse: bool,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    confdir: str = "~/.mitmproxy",
+) -> list[str]:
+    """Shell lines for ``eval "$(ccswitch env TOOL)"``."""
+    spec = TOOLS[tool]
+    if reverse:
+        return [
+            f"# {spec.label} through ccswitch in reverse-proxy mode; start the proxy with:",
+            f"#   ccswitch run --mode reverse:{spec.upstream}",
+            f"export {spec.base_var}={shlex.quote(f'http://{host}:{port}{spec.base_suffix}')}",
+        ]
+    ca = shlex.quote(str(ca_path(confdir)))
+    lines = [
+        f"# {spec.label} through ccswitch as an HTTPS proxy; start it with: ccswitch run",
+        f"export HTTPS_PROXY={shlex.quote(f'http://{host}:{port}')}",
+    ]
+    lines += [f"export {var}={ca}" for var in spec.ca_vars]
+    return lines
+
+
+def paste_lines(config: Config | None, host: str, port: int, reverse_target: str | None) -> str:
+    """What `ccswitch run` prints: for each configured app, the lines to paste."""
+    apps = [name for name in (config.apps if config else TOOLS) if name in TOOLS]
+    out = []
+    for name in apps:
+        spec = TOOLS[name]
+        if reverse_target and reverse_target.rstrip("/") != spec.upstream:
+            continue
+        out.append(f"# {spec.label}:")
+        out += [
+            f"  {line}"
+            for line in env_lines(name, reverse=bool(reverse_target), host=host, port=port)
+            if not line.startswith("#")
+        ]
+    out.append(
+        f"# status: ccswitch status   dashboard: curl -x http://{host}:{port} "
+        "http://ccswitch.local/ (or set the browser's proxy)"
+    )
+    return "\n".join(out)
+
+
+def _has(args: Sequence[str], *names: str) -> bool:
+    return any(a == n or a.startswith(n + "=") for a in args for n in names)
+
+
+def _value(args: Sequence[str], *names: str) -> str | None:
+    for index, arg in enumerate(args):
+        for name in names:
+            if arg == name and index + 1 < len(args):
+                return args[index + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def mitm_command(program: str, args: Sequence[str]) -> tuple[list[str], str, int, str | None]:
+    """The mitmdump/mitmweb command line with the addon, and the host, port and reverse target."""
+    binary = Path(sys.executable).parent / program
+    executable = str(binary) if binary.exists() else (shutil.which(program) or program)
+    command = [executable, "-s", str(ADDON)]
+    if not _has(args, "--listen-host"):
+        command += ["--listen-host", DEFAULT_HOST]
+    if not _has(args, "-p", "--listen-port"):
+        command += ["--listen-port", str(DEFAULT_PORT)]
+    command += list(args)
+    host = _value(args, "--listen-host") or DEFAULT_HOST
+    port = int(_value(args, "-p", "--listen-port") or DEFAULT_PORT)
+    mode = _value(args, "-m", "--mode")
+    reverse = mode.split(":", 1)[1].split("@")[0] if mode and mode.startswith("reverse:") else None
+    return command, host, port, reverse
+
+
+def exec_mitm(command: list[str], out: TextIO) -> int:
+    out.flush()
+    try:
+        os.execv(command[0], command)
+    except OSError as e:
+        print(f"ccswitch: cannot start {command[0]}: {e}", file=sys.stderr)
+        return 1
+    return 0  # not reached
+
+
+def init_config(target: Path | None = None) -> tuple[bool, Path]:
+    """Write the example providers.yaml; (False, path) when one is there already."""
+    path = target or (HOME_DIR / "providers.yaml").expanduser()
+    if path.exists():
+        return False, path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    return True, path

@@ -1,0 +1,212 @@
+"""What the CLI prints: the status table, and the request log and usage from the state file."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .config import Config
+
+__all__ = [
+    "format_table",
+    "log_rows",
+    "parse_since",
+    "status_from_store",
+    "status_table",
+    "usage_rows",
+]
+
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``7d`` → seconds."""
+    match = _SINCE.match(text.strip())
+    if not match:
+        raise ValueError(f"--since takes a number and a unit (s, m, h, d), like 1h; got {text!r}")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _until(deadline: float | None, now: float) -> str | None:
+    if not deadline or deadline <= now:
+        return None
+    return f"in {int(deadline - now + 0.999)}s"
+
+
+def _pct(value: float | None) -> str | None:
+    return None if value is None else f"{value * 100:.1f}%"
+
+
+def status_table(status: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    out = []
+    for name, app in status["apps"].items():
+        mode = "" if app.get("failover", True) else ", failover off"
+        out.append(f"{name}: current {app['current']}, active {app.get('active') or '-'}{mode}")
+        rows = []
+        for entry in app["queue"]:
+            rows.append(
+                [
+                    entry["id"],
+                    entry["state"],
+                    entry.get("health"),
+                    entry.get("consecutive_failures"),
+                    _until(entry.get("reopens_at"), now),
+                    entry.get("requests"),
+                    _pct(entry.get("success_rate")),
+                    entry.get("p50_ms"),
+                    entry.get("p95_ms"),
+                ]
+            )
+        table = format_table(
+            [
+                "provider",
+                "state",
+                "health",
+                "fails",
+                "reopens",
+                "requests",
+                "success",
+                "p50 ms",
+                "p95 ms",
+            ],
+            rows,
+        )
+        out.append("  " + table.replace("\n", "\n  "))
+    events = status.get("events") or []
+    if events:
+        out.append("recent switches:")
+        for event in events[:10]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+            out.append(
+                f"  {stamp}  {event['app']}: {event['from'] or '-'} → {event['to']}"
+                f" ({event['reason']})"
+            )
+    return "\n".join(out)
+
+
+def status_from_store(
+    db: sqlite3.Connection, config: Config | None, now: float | None = None
+) -> dict[str, Any]:
+    """A status document from the state file alone (no proxy running)."""
+    now = time.time() if now is None else now
+    saved = {
+        app: (current, active)
+        for app, current, active in db.execute("SELECT app, current, active FROM apps")
+    }
+    breakers: dict[str, dict[str, tuple[str, float, float]]] = {}
+    for app, provider, state, open_until, cooldown in db.execute(
+        "SELECT app, provider, state, open_until, cooldown_until FROM breakers"
+    ):
+        breakers.setdefault(app, {})[provider] = (state, open_until or 0.0, cooldown or 0.0)
+    names = list(config.apps) if config else sorted(set(saved) | set(breakers))
+    apps: dict[str, Any] = {}
+    for name in names:
+        current, active = saved.get(name, (None, None))
+        if config and name in config.apps:
+            queue = list(config.apps[name].queue)
+            current = current or queue[0]
+        else:
+            queue = sorted(breakers.get(name, {}))
+        entries = []
+        for pid in queue:
+            state, open_until, cooldown = breakers.get(name, {}).get(pid, ("closed", 0.0, 0.0))
+            if cooldown > now:
+                label, reopens = "cooldown", max(cooldown, open_until)
+            elif state != "closed" and open_until > now:
+                label, reopens = state, open_until
+            else:
+                label, reopens = "closed", None
+            entries.append({"id": pid, "state": label, "reopens_at": reopens})
+        apps[name] = {"current": current or "-", "active": active, "queue": entries}
+    events = [
+        {"time": t, "app": a, "from": f, "to": to, "reason": r}
+        for t, a, f, to, r in db.execute(
+            "SELECT time, app, from_provider, to_provider, reason FROM events"
+            " ORDER BY time DESC LIMIT 50"
+        )
+    ]
+    return {"apps": apps, "events": events}
+
+
+def log_rows(
+    db: sqlite3.Connection, app: str | None, since: float, failovers: bool, now: float | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    now = time.time() if now is None else now
+    cutoff = now - since
+    if failovers:
+        sql = (
+            "SELECT time, app, from_provider, to_provider, reason FROM events"
+            " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
+        )
+        rows = [[_clock(r[0]), *r[1:]] for r in db.execute(sql, (cutoff, app, app))]
+        return ["time", "app", "from", "to", "reason"], rows
+    sql = (
+        "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
+        " total_ms, ttfb_ms, input_tokens, output_tokens, streaming FROM requests"
+        " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
+    )
+    rows = []
+    for r in db.execute(sql, (cutoff, app, app)):
+        model = r[3] if r[3] == r[4] else f"{r[3]} → {r[4]}"
+        rows.append(
+            [
+                _clock(r[0]),
+                r[1],
+                r[2],
+                model,
+                r[6] or r[5],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                "yes" if r[12] else "no",
+            ]
+        )
+    return [
+        "time",
+        "app",
+        "provider",
+        "model",
+        "result",
+        "attempts",
+        "ms",
+        "ttfb ms",
+        "in tok",
+        "out tok",
+        "stream",
+    ], rows
+
+
+def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:
+    key = "provider" if by == "provider" else "date(time, 'unixepoch', 'localtime'), provider"
+    sql = (
+        f"SELECT {key}, count(*),"
+        " sum(CASE WHEN error IS NOT NULL OR status >= 400 THEN 1 ELSE 0 END),"
+        " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
+        f" FROM requests GROUP BY {key} ORDER BY {key}"
+    )
+    rows = [list(r) for r in db.execute(sql)]
+    headers = ["provider"] if by == "provider" else ["day", "provider"]
+    return [*headers, "requests", "failures", "input tokens", "output tokens"], rows
+
+
+def _clock(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
