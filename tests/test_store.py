@@ -1,0 +1,115 @@
+"""The SQLite state file: schema, writer thread, restart data, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ccswitch_addon.breaker import State
+from ccswitch_addon.store import SCHEMA_VERSION, BreakerRow, RequestRow, Store, StoreError
+from ccswitch_addon.store import open_readonly
+
+
+def row(when: float, **changes: object) -> RequestRow:
+    values: dict[str, object] = dict(
+        time=when, app="claude", provider="primary", model_requested="m", model_sent="m",
+        status=200, error=None, attempts=1, total_ms=12.5, ttfb_ms=3.0, input_tokens=10,
+        output_tokens=5, streaming=True)
+    values.update(changes)
+    return RequestRow(**values)  # type: ignore[arg-type]
+
+
+def test_creates_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sub" / "state.db")
+    store.close()
+    db = sqlite3.connect(tmp_path / "sub" / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+
+
+def test_round_trip_of_everything_it_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path, clock=lambda: 1000.0)
+    store.save_app("claude", "backup", "primary")
+    store.save_app("claude", "backup", "backup")
+    store.save_breaker(BreakerRow("claude", "primary", State.OPEN, 2000.0, 0.0))
+    store.add_event(999.0, "claude", "primary", "backup", "after primary: 529")
+    store.add_request(row(1000.0))
+    store.flush()
+    store.close()
+    again = Store(path, clock=lambda: 1000.0)
+    assert again.apps() == {"claude": ("backup", "backup")}
+    assert again.breakers() == [BreakerRow("claude", "primary", State.OPEN, 2000.0, 0.0)]
+    assert again.events() == [(999.0, "claude", "primary", "backup", "after primary: 529")]
+    again.close()
+    with open_readonly(path) as db:
+        assert db.execute("SELECT app, provider, input_tokens FROM requests").fetchall() == [
+            ("claude", "primary", 10)]
+
+
+def test_rows_are_committed_within_a_second_without_flush(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "state.db"
+    store = Store(path)
+    store.add_request(row(time.time()))
+    deadline = time.monotonic() + 3
+    count = 0
+    while time.monotonic() < deadline and count == 0:
+        with open_readonly(path) as db:
+            count = db.execute("SELECT count(*) FROM requests").fetchone()[0]
+    store.close()
+    assert count == 1
+
+
+def test_retention_drops_old_rows_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    now = 100 * 86400.0
+    store = Store(path, log_days=30, clock=lambda: now)
+    store.add_request(row(now - 31 * 86400))
+    store.add_request(row(now - 29 * 86400))
+    store.flush()
+    store.close()
+    store = Store(path, log_days=30, clock=lambda: now)
+    store.flush()
+    store.close()
+    with open_readonly(path) as db:
+        kept = [r[0] for r in db.execute("SELECT time FROM requests")]
+    assert kept == [now - 29 * 86400]
+
+
+def test_corrupt_file_is_reported_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"state\.db: cannot use the state file"):
+        Store(path)
+
+
+def test_unwritable_location_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(StoreError, match="cannot use the state file"):
+        Store(blocker / "state.db")
+
+
+def test_locked_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("PRAGMA journal_mode=DELETE")
+    locker.execute("CREATE TABLE t (x)")
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            Store(path)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+def test_readonly_open_of_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no state file"), open_readonly(tmp_path / "none.db"):
+        pass
+    assert not (tmp_path / "none.db").exists()
