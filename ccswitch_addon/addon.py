@@ -36,6 +36,7 @@ from ccswitch_addon.config import (
     Config,
     ConfigError,
     ProviderConfig,
+    check_self_loop,
     load_config,
 )
 from ccswitch_addon.dashboard import PAGE
@@ -50,10 +51,12 @@ from ccswitch_addon.rewrite import (
     credential_headers,
     join_path,
     peek_model,
+    probe_request,
     rewrite_body_model,
     rewrite_gemini_path,
 )
 from ccswitch_addon.router import Selection, UnknownName
+from ccswitch_addon.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.store import Store, StoreError
 from ccswitch_addon.switch import SwitchEvent
 from ccswitch_addon.usage import BodyWatch
@@ -64,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 CONTROL_HOST = "ccswitch.local"
 ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
+PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe
+PROBE_TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
 
 
@@ -82,6 +87,9 @@ class _Routed:
     attempts: list[Attempt] = field(default_factory=list)
     watch: BodyWatch | None = None
     models: tuple[str | None, str | None] = (None, None)  # requested, sent
+    attempt_wall: float = 0.0  # time.time() when the current attempt was sent
+    timer: asyncio.TimerHandle | None = None  # first_byte_seconds for the current attempt
+    late: bool = False  # the current attempt was already recorded as a first-byte timeout
 
 
 def _is_loopback(address: Any) -> bool:
@@ -94,8 +102,21 @@ def _is_loopback(address: Any) -> bool:
     return ip.is_loopback
 
 
+def _internal(flow: http.HTTPFlow) -> bool:
+    """A retry or probe the addon itself sends: routed already, handled by its sender."""
+    return ATTEMPT in flow.metadata or PROBE in flow.metadata
+
+
 def _response(reply: Reply) -> http.Response:
     return http.Response.make(reply.status, reply.body, dict(reply.headers))
+
+
+def _read_config(path: Path) -> Config:
+    """providers.yaml, refused when a provider would send requests back into this proxy."""
+    config = load_config(path)
+    port = getattr(ctx.options, "listen_port", None) or 8080
+    check_self_loop(config, getattr(ctx.options, "listen_host", ""), port)
+    return config
 
 
 def _config_path() -> Path:
@@ -109,7 +130,7 @@ class CcSwitch:
         self._routed: dict[str, _Routed] = {}
         self._running = False
         self._notifier = Notifier("")
-        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -163,14 +184,15 @@ class CcSwitch:
                 "unless proxyauth or ccswitch_allow_remote is set",
                 ctx.options.listen_host or "every interface",
             )
-        if self._watcher is None:
-            self._watcher = asyncio_utils.create_task(
-                self._watch_config(), name="ccswitch config watcher"
-            )
+        if not self._tasks:
+            self._tasks = [
+                asyncio_utils.create_task(self._watch_config(), name="ccswitch config watcher"),
+                asyncio_utils.create_task(self._probe_loop(), name="ccswitch probes"),
+            ]
 
     def done(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in self._tasks:
+            task.cancel()
         for routed in self._routed.values():
             self._release(routed)
         self._routed.clear()
@@ -187,7 +209,7 @@ class CcSwitch:
     def _load(self) -> None:
         path = _config_path()
         try:
-            config = load_config(path)
+            config = _read_config(path)
         except ConfigError as e:
             if self._running:
                 raise exceptions.OptionsError(str(e)) from e
@@ -239,7 +261,7 @@ class CcSwitch:
                 continue
             self._config_stamp = stamp
             try:
-                config = load_config(path)
+                config = _read_config(path)
             except ConfigError as e:
                 logger.log(
                     ALERT,
@@ -250,6 +272,52 @@ class CcSwitch:
             self._apply(config)
             logger.log(ALERT, "ccswitch: reloaded %s", path)
 
+    async def _probe_loop(self) -> None:
+        """Active probes: a recovered provider gets traffic back without a user's request."""
+        probes: set[asyncio.Task[None]] = set()
+        while True:
+            await asyncio.sleep(PROBE_TICK_SECONDS)
+            if self.engine is None:
+                continue
+            for app, provider in self.engine.probes_due():
+                task = asyncio_utils.create_task(
+                    self._probe(app, provider), name=f"ccswitch probe {app.name}:{provider.id}"
+                )
+                probes.add(task)
+                task.add_done_callback(probes.discard)
+
+    async def _probe(self, app: AppConfig, provider: ProviderConfig) -> None:
+        assert self.engine is not None
+        ok, detail = False, "no answer"
+        try:
+            method, path, headers, body = probe_request(app.api, provider)
+            request = http.Request.make(
+                method,
+                f"{provider.scheme}://{provider.host}:{provider.port}{path}",
+                body or b"",
+                http.Headers([(k.encode(), v.encode()) for k, v in headers]),
+            )
+            client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0))
+            probe = http.HTTPFlow(client, connection.Server(address=(provider.host, provider.port)))
+            probe.request = request
+            probe.is_replay = "request"
+            probe.metadata[PROBE] = {"app": app.name, "provider": provider.id}
+            probe.comment = f"ccswitch probe {app.name}:{provider.id}"
+            probe.marked = ":stethoscope:"
+            await ReplayHandler(probe, ctx.options).replay()
+            if probe.response is not None:
+                status = probe.response.status_code
+                # Without a key of its own (passthrough) a probe can only show the host answers.
+                keyless = provider.auth is Auth.PASSTHROUGH
+                ok = 200 <= status < 300 or (keyless and status < 500 and status not in (408, 429))
+                detail = str(status)
+            elif probe.error is not None:
+                detail = probe.error.msg
+        except Exception as e:  # a probe must never take the proxy down
+            detail = f"probe failed: {e}"
+        finally:
+            self.engine.probe_done(app.name, provider.id, ok, detail)
+
     # --- request ------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -259,7 +327,7 @@ class CcSwitch:
         if request.host == CONTROL_HOST:
             self._control(flow)
             return
-        if ATTEMPT in flow.metadata or self.engine is None or request.method != "POST":
+        if _internal(flow) or self.engine is None or request.method != "POST":
             return
         router = self.engine.router
         app = router.match(request.host, request.path.partition("?")[0])
@@ -296,7 +364,7 @@ class CcSwitch:
         except Exception:
             self._release(routed)
             raise
-        routed.attempt_started = time.monotonic()
+        self._start_attempt(routed)
         self._routed[flow.id] = routed
 
     def _may_route(self, flow: http.HTTPFlow) -> bool:
@@ -363,13 +431,14 @@ class CcSwitch:
     # --- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if ATTEMPT in flow.metadata:
+        if _internal(flow):
             if flow.response is not None:
                 flow.response.stream = False  # retries are buffered, then handed to the client
             return
         routed = self._routed.get(flow.id)
         if routed is None or flow.response is None or routed.provider is None:
             return
+        _disarm(routed)
         response = flow.response
         if response.status_code < 400:
             # Success: it streams to the client as it comes; the watcher only looks.
@@ -378,14 +447,15 @@ class CcSwitch:
             _label(response, routed.provider.id, 1)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        if ATTEMPT in flow.metadata:
+        if _internal(flow):
             return
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None or flow.response is None:
             return
+        _disarm(routed)
         try:
-            outcome = _response_outcome(flow.response, routed.watch)
-            self._finish_attempt(routed, outcome, flow.response.status_code)
+            outcome = _response_outcome(flow.response, routed)
+            self._finish_attempt(routed, outcome, flow.response)
             served = routed.provider if not outcome.retry else None
             if outcome.retry and routed.app.failover:
                 served = await self._fail_over(flow, routed)
@@ -394,36 +464,77 @@ class CcSwitch:
             self._release(routed)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if ATTEMPT in flow.metadata:
+        if _internal(flow):
             return
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None:
             return
+        _disarm(routed)
         try:
             self._finish_attempt(routed, _error_outcome(flow), None)
             self._done(flow, routed, None)
         finally:
             self._release(routed)
 
-    def _finish_attempt(self, routed: _Routed, outcome: Outcome, status: int | None) -> None:
+    def _finish_attempt(
+        self, routed: _Routed, outcome: Outcome, response: http.Response | None
+    ) -> None:
         assert routed.provider is not None
         assert self.engine is not None
+        status = response.status_code if response is not None else None
         error = (
             outcome.reason if status is None or outcome.reason not in ("ok", str(status)) else None
         )
+        first_byte_ms = (
+            (response.timestamp_start - routed.attempt_wall) * 1000
+            if response is not None and response.timestamp_start
+            else None
+        )
+        slow_ms = routed.app.breaker.slow_ms
+        slow = bool(slow_ms and first_byte_ms is not None and first_byte_ms > slow_ms)
         routed.attempts.append(
             Attempt(
                 provider=routed.provider.id,
                 ms=round((time.monotonic() - routed.attempt_started) * 1000, 1),
-                failed=outcome.effect is Effect.FAILURE,
+                failed=outcome.effect is Effect.FAILURE or routed.late,
                 status=status,
-                error=error,
+                error=error
+                if not routed.late
+                else f"first byte after "
+                f"{routed.app.breaker.first_byte_seconds:g}s; {error or status}",
             )
         )
         permit, routed.permit = routed.permit, None
-        self.engine.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        if not routed.late:  # a late attempt was recorded as a timeout already
+            self.engine.router.record_result(
+                routed.app.name, routed.provider.id, outcome, permit, slow
+            )
+        routed.late = False
         if outcome.cooldown_until is not None:
             self.engine.remember_breaker(routed.app.name, routed.provider.id)
+
+    def _start_attempt(self, routed: _Routed) -> None:
+        routed.attempt_started = time.monotonic()
+        routed.attempt_wall = time.time()
+        routed.late = False
+        seconds = routed.app.breaker.first_byte_seconds
+        if seconds > 0:
+            routed.timer = asyncio.get_running_loop().call_later(
+                seconds, self._first_byte_late, routed
+            )
+
+    def _first_byte_late(self, routed: _Routed) -> None:
+        """No response headers within first_byte_seconds: a failure, though mitmproxy waits on."""
+        routed.timer = None
+        if routed.permit is None or routed.provider is None or self.engine is None:
+            return
+        permit, routed.permit = routed.permit, None
+        routed.late = True
+        outcome = classify_error(
+            ErrorKind.TIMEOUT, f"no first byte in {routed.app.breaker.first_byte_seconds:g}s"
+        )
+        self.engine.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        logger.warning("ccswitch: %s:%s %s", routed.app.name, routed.provider.id, outcome.reason)
 
     async def _fail_over(self, flow: http.HTTPFlow, routed: _Routed) -> ProviderConfig | None:
         """Send the request on to the next providers until one answers without a retryable error."""
@@ -442,17 +553,20 @@ class CcSwitch:
                 continue
             routed.provider, routed.permit = provider, permit
             attempt = self._attempt_flow(flow, routed, provider)
-            routed.attempt_started = time.monotonic()
-            await ReplayHandler(attempt, ctx.options).replay()
+            self._start_attempt(routed)
+            try:
+                await ReplayHandler(attempt, ctx.options).replay()
+            finally:
+                _disarm(routed)
             if attempt.response is None:
                 self._finish_attempt(routed, _error_outcome(attempt), None)
                 continue
             watch = BodyWatch(routed.app.api, attempt.response.headers.get("content-type", ""))
-            watch(attempt.response.raw_content or b"")
+            watch(attempt.response.get_content(strict=False) or b"")
             watch(b"")
             routed.watch = watch
-            outcome = _response_outcome(attempt.response, watch)
-            self._finish_attempt(routed, outcome, attempt.response.status_code)
+            outcome = _response_outcome(attempt.response, routed)
+            self._finish_attempt(routed, outcome, attempt.response)
             flow.response = attempt.response.copy()  # the success, or the last error so far
             if not outcome.retry:
                 return provider
@@ -560,7 +674,7 @@ class CcSwitch:
     def reload(self) -> None:
         """Read providers.yaml again; a broken file is refused and the old one keeps serving."""
         try:
-            config = load_config(_config_path())
+            config = _read_config(_config_path())
         except ConfigError as e:
             raise exceptions.CommandError(str(e)) from None
         self._apply(config)
@@ -588,6 +702,12 @@ def _label(response: http.Response, provider: str, attempts: int) -> None:
     response.headers["x-ccswitch-attempts"] = str(attempts)
 
 
+def _disarm(routed: _Routed) -> None:
+    if routed.timer is not None:
+        routed.timer.cancel()
+        routed.timer = None
+
+
 def _stamp(path: Path) -> tuple[float, int] | None:
     try:
         stat = path.stat()
@@ -596,15 +716,31 @@ def _stamp(path: Path) -> tuple[float, int] | None:
     return stat.st_mtime, stat.st_size
 
 
-def _response_outcome(response: http.Response, watch: BodyWatch | None) -> Outcome:
-    outcome = classify_status(
-        response.status_code, response.headers.get("retry-after"), time.time()
+def _response_outcome(response: http.Response, routed: _Routed) -> Outcome:
+    """What this answer means; a success that streamed is judged by what the watcher saw."""
+    assert routed.provider is not None
+    now = time.time()
+    if response.status_code < 400:
+        result = routed.watch.result() if routed.watch is not None else None
+        problem = result.problem() if result is not None else None
+        return (
+            classify_error(ErrorKind.STREAM, problem)
+            if problem
+            else classify_status(response.status_code)
+        )
+
+    def body() -> str:
+        content = response.get_content(strict=False) or b""
+        return content[:BODY_LIMIT].decode("utf-8", "replace")
+
+    return classify_response(
+        response.status_code,
+        response.headers,
+        body,
+        now,
+        routed.app.rules_for(routed.provider),
+        routed.app.breaker.max_cooldown_seconds,
     )
-    if watch is not None and outcome.effect is Effect.SUCCESS:
-        error = watch.result().error
-        if error:
-            return classify_error(ErrorKind.STREAM, error)
-    return outcome
 
 
 def _error_outcome(flow: http.HTTPFlow) -> Outcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,11 +41,12 @@ class Window:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._buckets: deque[list[int]] = deque()  # [second, requests, failures]
+        self._buckets: deque[list[int]] = deque()  # [second, requests, failures, slow]
         self._requests = 0
         self._failures = 0
+        self._slow = 0
 
-    def add(self, now: float, failed: bool) -> None:
+    def add(self, now: float, failed: bool, slow: bool = False) -> None:
         self._expire(now)
         second = int(now)
         if (
@@ -52,28 +54,35 @@ class Window:
         ):  # same second, or the clock stepped back
             bucket = self._buckets[-1]
         else:
-            bucket = [second, 0, 0]
+            bucket = [second, 0, 0, 0]
             self._buckets.append(bucket)
         bucket[1] += 1
         bucket[2] += failed
+        bucket[3] += slow
         self._requests += 1
         self._failures += failed
+        self._slow += slow
 
     def counts(self, now: float) -> tuple[int, int]:
         """(requests, failures) within the window."""
         self._expire(now)
         return self._requests, self._failures
 
+    def slow_calls(self, now: float) -> int:
+        self._expire(now)
+        return self._slow
+
     def clear(self) -> None:
         self._buckets.clear()
-        self._requests = self._failures = 0
+        self._requests = self._failures = self._slow = 0
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.seconds
         while self._buckets and self._buckets[0][0] + 1 <= cutoff:
-            _, requests, failures = self._buckets.popleft()
+            _, requests, failures, slow = self._buckets.popleft()
             self._requests -= requests
             self._failures -= failures
+            self._slow -= slow
 
 
 class CircuitBreaker:
@@ -86,6 +95,7 @@ class CircuitBreaker:
         clock: Clock = time.time,
         listener: Callable[[CircuitBreaker, State, State], None] = _no_listener,
         name: str = "",
+        random: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.name = name
@@ -98,6 +108,10 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._probe: Permit | None = None
         self._window = Window(config.window_seconds)
+        self._random = random
+        self._trips = 0  # consecutive trips without a long enough closed spell in between
+        self._closed_since = clock()
+        self.cooldown_reason: str | None = None
 
     # --- reading ----------------------------------------------------------------
 
@@ -110,6 +124,10 @@ class CircuitBreaker:
     @property
     def consecutive_failures(self) -> int:
         return self._consecutive
+
+    @property
+    def trips(self) -> int:
+        return self._trips
 
     @property
     def cooldown_until(self) -> float | None:
@@ -155,7 +173,7 @@ class CircuitBreaker:
         """A permit that skips the checks (failover off); its outcome still feeds the statistics."""
         return Permit(probe=False, issued_at=self._clock())
 
-    def release(self, permit: Permit, outcome: Outcome) -> None:
+    def release(self, permit: Permit, outcome: Outcome, slow: bool = False) -> None:
         if permit.released:
             return
         permit.released = True
@@ -163,12 +181,18 @@ class CircuitBreaker:
         if permit is self._probe:
             self._probe = None
         if outcome.cooldown_until is not None:
-            capped = min(outcome.cooldown_until, now + COOLDOWN_CAP_SECONDS)
-            self._cooldown_until = max(self._cooldown_until, capped)
+            if outcome.cooldown_reason == "Retry-After":
+                capped = min(outcome.cooldown_until, now + COOLDOWN_CAP_SECONDS)
+            else:  # quota resets and rules were capped by max_cooldown_seconds already
+                capped = min(outcome.cooldown_until, now + self.config.max_cooldown_seconds)
+            if capped > self._cooldown_until:
+                self._cooldown_until = capped
+                self.cooldown_reason = outcome.cooldown_reason or "cooldown"
         if outcome.effect is Effect.NEUTRAL:
             return
         failed = outcome.effect is Effect.FAILURE
-        self._window.add(now, failed)
+        slow = slow and self.config.slow_ms > 0
+        self._window.add(now, failed, slow)
         state = self.state
         if permit.probe and state is State.HALF_OPEN:
             if failed:
@@ -181,6 +205,8 @@ class CircuitBreaker:
             # Outcomes of requests sent before a trip do not move an open or half-open breaker.
             if not failed:
                 self._consecutive = 0
+                if slow and self._slow_exceeded(now):
+                    self._trip(now)
                 return
             self._consecutive += 1
             if (
@@ -193,7 +219,15 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Manual reset: closed, counters and cooldown cleared."""
         self._cooldown_until = 0.0
+        self.cooldown_reason = None
+        self._trips = 0
         self._transition(State.CLOSED)
+
+    def probe_succeeded(self) -> None:
+        """An active health probe got through: let a real request confirm (half_open)."""
+        if self.state is State.OPEN:
+            self._open_until = self._clock()
+            self._transition(State.HALF_OPEN)
 
     def reconfigure(self, config: BreakerConfig) -> None:
         """New thresholds from a reload; state, deadlines and recent outcomes are kept."""
@@ -221,6 +255,23 @@ class CircuitBreaker:
             and failures / requests >= self.config.error_rate_threshold
         )
 
+    def _slow_exceeded(self, now: float) -> bool:
+        requests, _ = self._window.counts(now)
+        slow = self._window.slow_calls(now)
+        return (
+            slow > 0
+            and requests >= self.config.min_requests
+            and slow / requests >= self.config.slow_rate_threshold
+        )
+
+    def open_duration(self, trips: int) -> float:
+        """open_seconds × 2^(trips−1), ±10 % jitter from the second trip on, capped."""
+        base = self.config.open_seconds
+        if trips <= 1:
+            return base
+        grown = base * 2.0 ** (trips - 1) * (0.9 + 0.2 * self._random())
+        return min(grown, max(self.config.max_open_seconds, base))
+
     def _probe_in_flight(self) -> bool:
         if self._probe is None:
             return False
@@ -230,7 +281,10 @@ class CircuitBreaker:
         return True
 
     def _trip(self, now: float) -> None:
-        self._open_until = now + self.config.open_seconds
+        if self._state is State.CLOSED and now - self._closed_since >= 4 * self.config.open_seconds:
+            self._trips = 0  # it stayed healthy long enough: start over
+        self._trips += 1
+        self._open_until = now + self.open_duration(self._trips)
         self._transition(State.OPEN)
 
     def _transition(self, new: State) -> None:
@@ -242,5 +296,6 @@ class CircuitBreaker:
         if new is State.CLOSED:
             self._window.clear()  # recovery confirmed: old failures must not trip it again
             self._open_until = 0.0
+            self._closed_since = self._clock()
         if old is not new:
             self._listener(self, old, new)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .rules import Rule, parse_rules
 from .yamlnodes import ConfigError, Node, parse_document
 
 __all__ = [
@@ -21,7 +22,9 @@ __all__ = [
     "BreakerConfig",
     "Config",
     "ConfigError",
+    "Probe",
     "ProviderConfig",
+    "check_self_loop",
     "load_config",
     "parse_config",
 ]
@@ -62,6 +65,33 @@ BREAKER_FIELDS: tuple[BreakerField, ...] = (
         "min_requests", True, 1, 100000, "requests within the window before the ratio counts"
     ),
     BreakerField("window_seconds", False, 1, 86400, "sliding window for the ratio"),
+    BreakerField(
+        "max_open_seconds",
+        False,
+        0,
+        86400,
+        "cap on the open time, which doubles with each repeated trip",
+    ),
+    BreakerField(
+        "slow_ms", True, 0, 600000, "a first byte slower than this counts as a slow call; 0 = off"
+    ),
+    BreakerField(
+        "slow_rate_threshold", False, 0, 1, "slow-call ratio within the window that opens it"
+    ),
+    BreakerField(
+        "first_byte_seconds",
+        False,
+        0,
+        3600,
+        "no response headers by then: recorded as a failure; 0 = off",
+    ),
+    BreakerField(
+        "max_cooldown_seconds",
+        False,
+        0,
+        604800,
+        "cap on a cooldown taken from a provider's quota reset time",
+    ),
 )
 
 
@@ -73,6 +103,11 @@ class BreakerConfig:
     error_rate_threshold: float = 0.7
     min_requests: int = 15
     window_seconds: float = 120
+    max_open_seconds: float = 1800
+    slow_ms: int = 0
+    slow_rate_threshold: float = 0.8
+    first_byte_seconds: float = 90
+    max_cooldown_seconds: float = 21600
 
 
 @dataclass(frozen=True)
@@ -83,7 +118,7 @@ class KnownApp:
     breaker: BreakerConfig
 
 
-_QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120)
+_QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60)
 KNOWN_APPS: Mapping[str, KnownApp] = {
     "claude": KnownApp(Api.ANTHROPIC, ("api.anthropic.com",), ("/v1/messages",), BreakerConfig()),
     "codex": KnownApp(
@@ -105,8 +140,41 @@ DEFAULT_AUTH: Mapping[Api, Auth] = {
     Api.GEMINI: Auth.X_GOOG_API_KEY,
 }
 
-APP_KEYS = ("queue", "failover", "max_attempts", "hosts", "paths", "api", "breaker", "providers")
-PROVIDER_KEYS = ("name", "base_url", "auth", "api_key", "models", "headers")
+APP_KEYS = (
+    "queue",
+    "failover",
+    "max_attempts",
+    "hosts",
+    "paths",
+    "api",
+    "breaker",
+    "rules",
+    "providers",
+)
+PROVIDER_KEYS = ("name", "base_url", "auth", "api_key", "models", "headers", "rules", "probe")
+PROBE_KEYS = ("method", "path", "body", "interval_seconds")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A cheap request that tells whether an open provider has recovered."""
+
+    method: str
+    path: str
+    body: str | None  # JSON text; "{model}" is replaced by the provider's mapped model
+    interval_seconds: float  # at least this long between probes (and never under open_seconds)
+
+
+DEFAULT_PROBES: Mapping[Api, Probe] = {
+    Api.ANTHROPIC: Probe(
+        "POST",
+        "/v1/messages/count_tokens",
+        '{"model": "{model}", "messages": [{"role": "user", "content": "ping"}]}',
+        0,
+    ),
+    Api.OPENAI: Probe("GET", "/v1/models", None, 0),
+    Api.GEMINI: Probe("GET", "/v1beta/models", None, 0),
+}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -126,6 +194,9 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     disabled: str | None = None  # why the provider is not routed to
     literal_key: bool = False  # the key is written in the file, not taken from ${VAR}
+    rules: tuple[Rule, ...] = ()
+    probe: Probe | None = None
+    line: int = 0  # of base_url in the file, for messages about it
 
 
 @dataclass(frozen=True)
@@ -139,6 +210,11 @@ class AppConfig:
     paths: tuple[str, ...]
     breaker: BreakerConfig
     providers: Mapping[str, ProviderConfig]
+    rules: tuple[Rule, ...] = ()
+
+    def rules_for(self, provider: ProviderConfig) -> tuple[Rule, ...]:
+        """The provider's own rules first, then the app's."""
+        return provider.rules + self.rules if provider.rules else self.rules
 
 
 @dataclass(frozen=True)
@@ -249,6 +325,8 @@ def _parse_provider(
                     "the key is written in the file; prefer ${VAR} from the environment"
                 )
             )
+    rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    probe = _parse_probe(entries["probe"], api) if "probe" in entries else None
     return ProviderConfig(
         id=pid,
         name=values.get("name", pid),
@@ -263,7 +341,34 @@ def _parse_provider(
         headers=headers,
         disabled=disabled,
         literal_key=literal,
+        rules=rules,
+        probe=probe,
+        line=base_node.line,
     )
+
+
+def _parse_probe(node: Node, api: Api) -> Probe | None:
+    default = DEFAULT_PROBES[api]
+    if not node.is_mapping():
+        return default if node.boolean() else None
+    entries = node.mapping(PROBE_KEYS)
+    method = entries["method"].text().upper() if "method" in entries else default.method
+    if method not in ("GET", "POST", "HEAD"):
+        raise entries["method"].error(f"a probe is GET, POST or HEAD, not {method}")
+    path = entries["path"].text() if "path" in entries else default.path
+    if not path.startswith("/"):
+        raise entries["path"].error(f"a probe path starts with '/', got {path!r}")
+    body = (
+        entries["body"].text()
+        if "body" in entries
+        else (default.body if "path" not in entries else None)
+    )
+    interval = (
+        entries["interval_seconds"].number(0, 86400)
+        if "interval_seconds" in entries
+        else default.interval_seconds
+    )
+    return Probe(method, path, body, interval)
 
 
 def _parse_breaker(node: Node | None, defaults: BreakerConfig) -> BreakerConfig:
@@ -351,7 +456,10 @@ def _parse_app(
     )
     defaults = known.breaker if known else _QUICK
     breaker = _parse_breaker(entries.get("breaker"), defaults)
-    return AppConfig(name, api, queue, failover, max_attempts, hosts, paths, breaker, providers)
+    rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    return AppConfig(
+        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules
+    )
 
 
 def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -> Config:
@@ -369,6 +477,24 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     if not apps:
         raise top["apps"].error("no apps configured")
     return Config(source, apps, tuple(warnings))
+
+
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+
+
+def check_self_loop(config: Config, listen_host: str, listen_port: int) -> None:
+    """Refuse a provider that points at the proxy itself: its requests would storm the breaker."""
+    own = _LOOPBACK_NAMES | ({listen_host.lower()} if listen_host else set())
+    for app in config.apps.values():
+        for provider in app.providers.values():
+            if provider.port == listen_port and provider.host in own and not provider.disabled:
+                raise ConfigError(
+                    config.source,
+                    provider.line,
+                    f"apps.{app.name}.providers.{provider.id}.base_url",
+                    f"points at this proxy's own address ({provider.host}:{listen_port}); "
+                    "its requests would come back here in a loop",
+                )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

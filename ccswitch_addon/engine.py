@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .breaker import State
-from .config import Config
+from .config import AppConfig, Config, ProviderConfig
 from .replies import Reply
 from .router import Router, UnknownName
 from .stats import Stats
@@ -82,6 +82,8 @@ class Engine:
         self.stats = Stats(clock)
         self.store: Store | None = None
         self.state_listeners: list[Callable[[str, str, State, State], None]] = []
+        self._last_probe: dict[tuple[str, str], float] = {}
+        self._probing: set[tuple[str, str]] = set()
 
     # --- state file ---------------------------------------------------------------------
 
@@ -183,6 +185,39 @@ class Engine:
     def _switched(self, event: SwitchEvent) -> None:
         if self.store is not None:
             self.store.add_event(event.time, event.app, event.from_, event.to, event.reason)
+
+    # --- active probes ----------------------------------------------------------------------
+
+    def probes_due(self) -> list[tuple[AppConfig, ProviderConfig]]:
+        """Open providers with a probe whose interval has passed; one probe each at a time."""
+        now = self._clock()
+        due = []
+        for app in self.router.config.apps.values():
+            for provider in app.providers.values():
+                key = (app.name, provider.id)
+                if provider.probe is None or provider.disabled or key in self._probing:
+                    continue
+                breaker = self.router.breaker(app.name, provider.id)
+                if breaker.state is not State.OPEN or breaker.cooldown_until is not None:
+                    continue
+                every = max(provider.probe.interval_seconds, app.breaker.open_seconds)
+                if now - self._last_probe.get(key, float("-inf")) < every:
+                    continue
+                self._last_probe[key] = now
+                self._probing.add(key)
+                due.append((app, provider))
+        return due
+
+    def probe_done(self, app: str, pid: str, ok: bool, detail: str) -> None:
+        """A probe came back: success moves an open breaker to half_open for a real request."""
+        self._probing.discard((app, pid))
+        try:
+            breaker = self.router.breaker(app, pid)
+        except UnknownName:
+            return
+        if ok:
+            breaker.probe_succeeded()
+        logger.info("ccswitch probe %s:%s %s (%s)", app, pid, "ok" if ok else "failed", detail)
 
     # --- control ----------------------------------------------------------------------------
 

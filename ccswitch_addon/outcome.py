@@ -43,6 +43,7 @@ class Outcome:
     reason: str  # short, for comments, logs and events: "529", "connect: refused"
     opens_now: bool = False  # the provider is unreachable: open without waiting for a streak
     cooldown_until: float | None = None  # skip the provider until then (epoch seconds)
+    cooldown_reason: str | None = None  # why, for the status: "Retry-After", "quota reset"
 
 
 SUCCESS = Outcome(Effect.SUCCESS, retry=False, reason="ok")
@@ -72,7 +73,13 @@ def classify_status(status: int, retry_after: str | None = None, now: float = 0.
     if status in CLIENT_FAULT:
         return Outcome(Effect.NEUTRAL, retry=False, reason=reason)
     cooldown = parse_retry_after(retry_after, now) if status in (429, 503) else None
-    return Outcome(Effect.FAILURE, retry=True, reason=reason, cooldown_until=cooldown)
+    return Outcome(
+        Effect.FAILURE,
+        retry=True,
+        reason=reason,
+        cooldown_until=cooldown,
+        cooldown_reason="Retry-After" if cooldown is not None else None,
+    )
 
 
 def classify_error(kind: ErrorKind, detail: str = "") -> Outcome:

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from .config import Auth, ProviderConfig
+from .config import Api, Auth, ProviderConfig
 
 __all__ = [
     "CLIENT_CREDENTIAL_HEADERS",
@@ -16,6 +16,7 @@ __all__ = [
     "map_model",
     "mask",
     "peek_model",
+    "probe_request",
     "rewrite_body_model",
     "rewrite_gemini_path",
 ]
@@ -106,3 +107,32 @@ def mask(secret: str | None) -> str:
     if len(secret) < 12:
         return "…" * 3
     return f"{secret[:4]}…{secret[-4:]}"
+
+
+DEFAULT_MODELS = {
+    Api.ANTHROPIC: "claude-sonnet-4-5",
+    Api.OPENAI: "gpt-5",
+    Api.GEMINI: "gemini-2.5-flash",
+}
+
+
+def probe_model(api: Api, provider: ProviderConfig) -> str:
+    """The model a probe or pre-flight test asks for: the provider's own mapping of the default."""
+    default = DEFAULT_MODELS[api]
+    return map_model(provider.models, default) or default
+
+
+def probe_request(
+    api: Api, provider: ProviderConfig
+) -> tuple[str, str, list[tuple[str, str]], bytes | None]:
+    """(method, path with the base, headers, body) of the provider's active health probe."""
+    probe = provider.probe
+    assert probe is not None
+    headers = [*credential_headers(provider), *provider.headers.items()]
+    body = None
+    if probe.body is not None:
+        body = probe.body.replace("{model}", probe_model(api, provider)).encode()
+        headers.append(("content-type", "application/json"))
+    if api is Api.ANTHROPIC:
+        headers.append(("anthropic-version", "2023-06-01"))
+    return probe.method, join_path(provider.base_path, probe.path), headers, body

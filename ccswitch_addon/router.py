@@ -152,12 +152,17 @@ class Router:
         return breaker.acquire()
 
     def record_result(
-        self, app: str, pid: str, outcome: Outcome, permit: Permit | None = None
+        self,
+        app: str,
+        pid: str,
+        outcome: Outcome,
+        permit: Permit | None = None,
+        slow: bool = False,
     ) -> None:
         breaker = self._breakers.get((app, pid))
         if breaker is None:  # the provider went away in a reload while the request was in flight
             return
-        breaker.release(permit or breaker.bypass(), outcome)
+        breaker.release(permit or breaker.bypass(), outcome, slow)
 
     # --- control -----------------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ def build_status(router: Router, switches: SwitchManager) -> dict[str, Any]:
             }
             if provider.disabled:
                 entry["disabled_reason"] = provider.disabled
+            if breaker.cooldown_until is not None:
+                entry["cooldown_reason"] = breaker.cooldown_reason
             entries.append(entry)
         apps[name] = {
             "failover": app.failover,

@@ -18,6 +18,13 @@ _JSON_LIMIT = 4 * 1024 * 1024  # a JSON body larger than this is passed on but n
 _INTERESTING = (b'"usage"', b'"usageMetadata"', b'"error"', b'"finishReason"')
 _ERROR_EVENTS = {"error", "response.failed"}
 _END_EVENTS = {"message_stop", "response.completed", "response.incomplete"}
+_CONTENT_EVENTS = {
+    "content_block_delta",
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.refusal.delta",
+}
+_CONTENT_MARKERS = (b'"parts"', b'"tool_calls"', b'"function_call"')
 
 
 @dataclass
@@ -32,6 +39,17 @@ class StreamResult:
     error: str | None  # an error the provider reported inside a successful response
     ended: bool  # the end marker arrived (always true for a complete JSON body)
     sse: bool
+    content: bool  # any output (text or tool call) was seen
+
+    def problem(self) -> str | None:
+        """Why a 2xx answer still failed the provider, if it did."""
+        if self.error:
+            return self.error
+        if self.sse and not self.ended:
+            return "stream ended before its end marker"
+        if self.ended and self.usage.output_tokens == 0 and not self.content:
+            return "empty completion"
+        return None
 
 
 def _int(value: Any) -> int | None:
@@ -56,6 +74,7 @@ class BodyWatch:
         self.usage = Usage()
         self.error: str | None = None
         self.ended = False
+        self.content = False
         self._carry = b""
         self._event = ""
         self._json = bytearray()
@@ -82,7 +101,7 @@ class BodyWatch:
         return chunk
 
     def result(self) -> StreamResult:
-        return StreamResult(self.usage, self.error, self.ended, self.sse)
+        return StreamResult(self.usage, self.error, self.ended, self.sse, self.content)
 
     # --- SSE ---------------------------------------------------------------------------
 
@@ -94,11 +113,19 @@ class BodyWatch:
                 self.error = self._event
             if self._event in _END_EVENTS:
                 self.ended = True
+            elif self._event in _CONTENT_EVENTS:
+                self.content = True
         elif line.startswith(b"data:"):
             data = line[5:].strip()
             if data == b"[DONE]":
                 self.ended = True
-            elif (
+                return
+            if not self.content and (
+                b'"content":"' in data.replace(b'": "', b'":"').replace(b'"content":""', b"")
+                or any(marker in data for marker in _CONTENT_MARKERS)
+            ):
+                self.content = True
+            if (
                 self._event in _END_EVENTS
                 or self._event in _ERROR_EVENTS
                 or self._event in ("message_start", "message_delta")
@@ -156,6 +183,8 @@ class BodyWatch:
             self._tokens(metadata.get("promptTokenCount"), metadata.get("candidatesTokenCount"))
         if kind == "message_stop":
             self.ended = True
+        if not self.content and _has_content(document):
+            self.content = True
         candidates = document.get("candidates")
         if isinstance(candidates, list) and any(
             isinstance(c, dict) and c.get("finishReason") for c in candidates
@@ -167,3 +196,20 @@ class BodyWatch:
             self.usage.input_tokens = input_tokens
         if _int(output_tokens) is not None:
             self.usage.output_tokens = output_tokens
+
+
+def _has_content(document: dict[str, Any]) -> bool:
+    """Output in a complete JSON answer of any of the three APIs."""
+    if document.get("content"):  # Anthropic message
+        return True
+    if document.get("output"):  # Responses API
+        return True
+    for choice in document.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and (message.get("content") or message.get("tool_calls")):
+            return True
+    for candidate in document.get("candidates") or ():
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        if isinstance(content, dict) and content.get("parts"):
+            return True
+    return False
