@@ -172,6 +172,57 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return exec_mitm(command, out)
 
 
+def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .preflight import check_provider
+
+    try:
+        config = load_config(Path(args.config) if args.config else default_config_path())
+    except ConfigError as e:
+        print(e, file=err)
+        return EXIT_USAGE
+    if args.app and args.app not in config.apps:
+        print(f"ccswitch: unknown app {args.app!r}; configured: {', '.join(config.apps)}", file=err)
+        return EXIT_USAGE
+    rows, passed = [], True
+    for app in config.apps.values():
+        if args.app and app.name != args.app:
+            continue
+        chosen = [args.provider] if args.provider else list(app.queue)
+        for pid in chosen:
+            provider = app.providers.get(pid)
+            if provider is None:
+                print(
+                    f"ccswitch: unknown provider {pid!r} for {app.name}; configured: "
+                    f"{', '.join(app.providers)}",
+                    file=err,
+                )
+                return EXIT_USAGE
+            if provider.disabled:
+                rows.append([app.name, pid, "disabled", "", "", "", "", "", provider.disabled])
+                continue
+            check = check_provider(app, provider, timeout=args.timeout)
+            passed = passed and check.passed
+            rows.append(check.row())
+    print(
+        format_table(
+            [
+                "app",
+                "provider",
+                "reachable",
+                "tls",
+                "auth",
+                "model",
+                "ttfb ms",
+                "streaming",
+                "detail",
+            ],
+            rows,
+        ),
+        file=out,
+    )
+    return EXIT_OK if passed else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -232,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         launch = sub.add_parser(name, help=f"start {program} with the addon on 127.0.0.1:8080")
         launch.add_argument("mitm_args", nargs=argparse.REMAINDER, help=f"passed on to {program}")
         launch.set_defaults(handler=cmd_launch)
+    test = sub.add_parser("test", help="send one minimal real request to each provider")
+    test.add_argument("app", nargs="?")
+    test.add_argument("--provider", help="only this provider (with APP)")
+    test.add_argument("--config", help="providers.yaml (default: the usual place)")
+    test.add_argument("--timeout", type=float, default=30.0)
+    test.set_defaults(handler=cmd_test)
     demo = sub.add_parser("demo", help="see failover happen: mock providers, the real proxy")
     demo.add_argument("--keep", action="store_true", help="leave the proxy (mitmweb) running")
     demo.set_defaults(handler=cmd_demo)

@@ -1,0 +1,176 @@
+"""`ccswitch test`: one minimal real request to each provider, before an outage finds the typo."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import Api, AppConfig, Auth, ProviderConfig
+from .rewrite import credential_headers, join_path, probe_model
+from .usage import BodyWatch
+
+__all__ = ["Check", "check_provider"]
+
+PROMPT = "Reply with the single word: ok"
+# Where a passthrough provider's key comes from when testing outside the tool.
+TOOL_KEYS: Mapping[Api, tuple[str, ...]] = {
+    Api.ANTHROPIC: ("ANTHROPIC_API_KEY",),
+    Api.OPENAI: ("OPENAI_API_KEY",),
+    Api.GEMINI: ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
+
+
+@dataclass
+class Check:
+    app: str
+    provider: str
+    reachable: bool | None = None
+    tls: bool | None = None  # None: plain http
+    auth: bool | None = None  # None: not tested (passthrough without a key)
+    model: bool | None = None
+    ttfb_ms: float | None = None
+    streaming: bool | None = None
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return (
+            all(
+                v is not False
+                for v in (self.reachable, self.tls, self.auth, self.model, self.streaming)
+            )
+            and self.reachable is True
+        )
+
+    def row(self) -> list[str]:
+        def mark(value: bool | None, unknown: str = "-") -> str:
+            return unknown if value is None else ("ok" if value else "FAIL")
+
+        return [
+            self.app,
+            self.provider,
+            mark(self.reachable),
+            mark(self.tls, "n/a"),
+            mark(self.auth, "untested"),
+            mark(self.model),
+            "-" if self.ttfb_ms is None else f"{self.ttfb_ms:.0f}",
+            mark(self.streaming),
+            self.detail,
+        ]
+
+
+def _request(
+    app: AppConfig, provider: ProviderConfig, env: Mapping[str, str]
+) -> tuple[str, dict[str, str], bytes, bool]:
+    """(path, headers, body, keyed) of a minimal streaming request, as the addon would send it."""
+    model = probe_model(app.api, provider)
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    creds = credential_headers(provider)
+    keyed = bool(creds)
+    if provider.auth is Auth.PASSTHROUGH:
+        key = next((env[name] for name in TOOL_KEYS[app.api] if env.get(name)), None)
+        if key:
+            keyed = True
+            creds = (
+                (("authorization", f"Bearer {key}"),)
+                if app.api is Api.OPENAI
+                else (("x-api-key" if app.api is Api.ANTHROPIC else "x-goog-api-key", key),)
+            )
+    headers.update(dict(creds))
+    headers.update(provider.headers)
+    if app.api is Api.ANTHROPIC:
+        headers["anthropic-version"] = "2023-06-01"
+        path = "/v1/messages"
+        body: object = {
+            "model": model,
+            "max_tokens": 8,
+            "stream": True,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    elif app.api is Api.OPENAI:
+        path = "/v1/chat/completions"
+        body = {
+            "model": model,
+            "max_tokens": 8,
+            "stream": True,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    else:
+        path = f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+    return join_path(provider.base_path, path), headers, json.dumps(body).encode(), keyed
+
+
+def check_provider(
+    app: AppConfig,
+    provider: ProviderConfig,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Check:
+    check = Check(app.name, provider.id)
+    env = os.environ if env is None else env
+    path, headers, body, keyed = _request(app, provider, env)
+    try:
+        raw = socket.create_connection((provider.host, provider.port), timeout=timeout)
+    except OSError as e:
+        check.reachable, check.detail = False, f"cannot connect: {e}"
+        return check
+    check.reachable = True
+    connection = http.client.HTTPConnection(provider.host, provider.port, timeout=timeout)
+    try:
+        if provider.scheme == "https":
+            try:
+                context = ssl.create_default_context()
+                connection.sock = context.wrap_socket(raw, server_hostname=provider.host)
+            except (ssl.SSLError, OSError) as e:
+                check.tls, check.detail = False, f"TLS: {e}"
+                return check
+            check.tls = True
+        else:
+            connection.sock = raw
+        started = time.monotonic()
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        check.ttfb_ms = (time.monotonic() - started) * 1000
+        data = response.read()
+        return _judge(
+            check, app.api, response.status, response.getheader("content-type") or "", data, keyed
+        )
+    except (OSError, http.client.HTTPException) as e:
+        check.detail = f"request failed: {e}"
+        check.streaming = False
+        return check
+    finally:
+        connection.close()
+
+
+def _judge(
+    check: Check, api: Api, status: int, content_type: str, data: bytes, keyed: bool
+) -> Check:
+    text = data[:300].decode("utf-8", "replace").replace("\n", " ")
+    if status in (401, 403):
+        check.auth = False if keyed else None
+        check.detail = f"{status}: {text}" if keyed else f"{status} (passthrough: no key to test)"
+        return check
+    check.auth = True if keyed else None
+    if status == 404 or (status in (400, 422) and "model" in text.lower()):
+        check.model, check.detail = False, f"{status}: {text}"
+        return check
+    if status >= 400:
+        check.detail = f"{status}: {text}"
+        check.streaming = False
+        return check
+    check.model = True
+    watch = BodyWatch(api, content_type)
+    watch(data)
+    watch(b"")
+    problem = watch.result().problem() if watch.sse else "answered without streaming"
+    check.streaming = problem is None
+    check.detail = problem or "ok"
+    return check
