@@ -42,6 +42,8 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         f"(min {b.min_requests})",
         file=out,
     )
+    for rule in app.rules:
+        print(f"  rule {rule.where}: {rule.describe()}", file=out)
     outside = [pid for pid in app.providers if pid not in app.queue]
     for position, pid in enumerate([*app.queue, *outside], start=1):
         p = app.providers[pid]
@@ -51,6 +53,10 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
             line += f"  key {mask(p.api_key)}"
         if p.models:
             line += "  models " + ", ".join(f"{k} → {v}" for k, v in p.models.items())
+        if p.rules:
+            line += f"  rules {len(p.rules)}"
+        if p.probe:
+            line += f"  probe {p.probe.method} {p.probe.path}"
         if p.disabled:
             line += f"  DISABLED: {p.disabled}"
         if pid not in app.queue:

@@ -47,6 +47,23 @@ class Rule:
     cooldown_seconds: float = 0.0
     where: str = ""  # FILE:LINE of the rule, for logs
 
+    def describe(self) -> str:
+        parts = []
+        if self.statuses:
+            parts.append(
+                "status "
+                + ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.statuses)
+            )
+        if self.body is not None:
+            parts.append(f"body /{self.body.pattern}/")
+        parts += [f"header {name}" + (f" /{p.pattern}/" if p else "") for name, p in self.headers]
+        action = (
+            f"cooldown {self.cooldown_seconds:g}s"
+            if self.action is Action.COOLDOWN
+            else self.action.value
+        )
+        return f"{' and '.join(parts)} → {action}"
+
     def matches(self, status: int, headers: Mapping[str, str], body: str) -> bool:
         if self.statuses and not any(lo <= status <= hi for lo, hi in self.statuses):
             return False
