@@ -272,6 +272,8 @@ def test_streaming_arrives_incrementally(
     arrivals = [t for t, _ in reply.chunks]
     assert len(arrivals) >= 4, reply.chunks
     assert arrivals[-1] - arrivals[0] >= 1.0  # relayed as sent, not buffered to the end
+    assert reply.first_byte is not None
+    assert reply.first_byte - reply.started < 0.5  # the first event came at once
 
 
 def test_unrelated_hosts_and_paths_pass_untouched(

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real mitmdump process, fake LLM providers on loopback."""
