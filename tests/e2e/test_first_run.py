@@ -1,0 +1,118 @@
+"""The README's first-run commands, exercised so they cannot rot."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ccswitch_addon.client import call
+
+from .fakes import FakeProvider
+from .proxy import Proxy, wait_until
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")}
+    env["HOME"] = str(home)
+    return env
+
+
+def leftover(marker: str) -> list[str]:
+    """Command lines of processes still running that mention marker."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_demo_shows_failover_and_recovery_and_leaves_nothing_running(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / "ccswitch"), "demo"], capture_output=True, text=True,
+                            timeout=120, env=clean_env(tmp_path), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+    out = result.stdout
+    for line in ("switch: primary → backup (after primary: 529)",
+                 "breaker primary: closed → open",
+                 "breaker primary: open → half_open",
+                 "breaker primary: half_open → closed",
+                 "switch: backup → primary (recovered)",
+                 "the providers saw only their own key, never the tool's",
+                 "demo: failover and recovery shown"):
+        assert line in out, out
+    served = re.findall(r"^#\d+\s+200 from (\w+)", out, re.M)
+    assert served[:3] == ["primary"] * 3
+    assert "backup" in served
+    assert served[-1] == "primary"
+    workdir = re.search(r"state file: (\S+)/state\.db", out)
+    assert workdir is not None
+    assert Path(workdir.group(1), "state.db").exists()
+    assert Path(workdir.group(1), "flows.mitm").stat().st_size > 0
+    assert leftover(workdir.group(1)) == []
+
+
+def test_ccswitch_run_starts_and_answers_the_status_host(
+    fakes: Callable[[str], FakeProvider], tmp_path: Path
+) -> None:
+    primary = fakes("primary")
+    config = tmp_path / "providers.yaml"
+    config.write_text(f"""\
+apps:
+  claude:
+    queue: [primary]
+    providers:
+      primary: {{base_url: "{primary.url}", auth: passthrough}}
+""")
+    log = (tmp_path / "run.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "ccswitch"), "run", "--listen-port", "0", "--set", f"confdir={tmp_path}/conf",
+         "--set", f"ccswitch_state={tmp_path}/state.db"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=clean_env(tmp_path))
+    try:
+        text = wait_until(lambda: re.search(r"listening at 127\.0\.0\.1:(\d+)",
+                                            (tmp_path / "run.log").read_text()), 20,
+                          "ccswitch run to listen")
+        port = int(text.group(1))
+        output = (tmp_path / "run.log").read_text()
+        assert "# Claude Code:" in output
+        assert "NODE_EXTRA_CA_CERTS=" in output
+        code, document = call(f"http://127.0.0.1:{port}", "GET", "/status")
+        assert code == 200
+        assert document["apps"]["claude"]["queue"][0]["id"] == "primary"
+        assert document["config"].endswith("providers.yaml")
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def test_first_run_without_any_config_says_where_it_looked(
+    make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = make_proxy(None, start=False)
+    proxy.start(expect_exit=True)
+    assert proxy.wait_exit() != 0
+    output = proxy.output()
+    assert "no such file" in output
+    assert "looked for ./providers.yaml and ~/.ccswitch/providers.yaml" in output
+    assert "ccswitch init" in output
+    assert "Traceback" not in output
