@@ -50,6 +50,7 @@ from ccswitch_addon.rewrite import (
     CLIENT_CREDENTIAL_QUERY,
     credential_headers,
     join_path,
+    mask,
     peek_model,
     probe_request,
     rewrite_body_model,
@@ -434,11 +435,13 @@ class CcSwitch:
         if _internal(flow):
             if flow.response is not None:
                 flow.response.stream = False  # retries are buffered, then handed to the client
+            self._mask_internal(flow)
             return
         routed = self._routed.get(flow.id)
         if routed is None or flow.response is None or routed.provider is None:
             return
         _disarm(routed)
+        _mask_key(flow.request, routed.provider)
         response = flow.response
         if response.status_code < 400:
             # Success: it streams to the client as it comes; the watcher only looks.
@@ -465,16 +468,28 @@ class CcSwitch:
 
     def error(self, flow: http.HTTPFlow) -> None:
         if _internal(flow):
+            self._mask_internal(flow)
             return
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None:
             return
         _disarm(routed)
+        _mask_key(flow.request, routed.provider)
         try:
             self._finish_attempt(routed, _error_outcome(flow), None)
             self._done(flow, routed, None)
         finally:
             self._release(routed)
+
+    def _mask_internal(self, flow: http.HTTPFlow) -> None:
+        info = flow.metadata.get(ATTEMPT) or flow.metadata.get(PROBE) or {}
+        if self.engine is None:
+            return
+        try:
+            provider = self.engine.router.provider(info.get("app", ""), info.get("provider", ""))
+        except UnknownName:
+            return
+        _mask_key(flow.request, provider)
 
     def _finish_attempt(
         self, routed: _Routed, outcome: Outcome, response: http.Response | None
@@ -700,6 +715,16 @@ class CcSwitch:
 def _label(response: http.Response, provider: str, attempts: int) -> None:
     response.headers["x-ccswitch-provider"] = provider
     response.headers["x-ccswitch-attempts"] = str(attempts)
+
+
+def _mask_key(request: http.Request, provider: ProviderConfig) -> None:
+    """The request has gone upstream: keep only a masked key in the flow that mitmweb shows
+    and that flow files save."""
+    for name, value in credential_headers(provider):
+        if request.headers.get(name) == value:
+            request.headers[name] = (
+                mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
+            )
 
 
 def _disarm(routed: _Routed) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,7 +99,8 @@ def test_failover_within_one_request(
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
     backup.default = ok_json()
-    proxy = start(make_proxy, claude_config(primary.url, backup.url))
+    flows = tmp_path / "flows.mitm"
+    proxy = start(make_proxy, claude_config(primary.url, backup.url), extra=["-w", str(flows)])
 
     reply = send(proxy)
 
@@ -120,6 +122,11 @@ def test_failover_within_one_request(
     assert [(e["from"], e["to"]) for e in events] == [("primary", "backup")]
     proxy.wait_for_output("ccswitch switch: claude: primary → backup")
     assert BACKUP_KEY not in proxy.output()
+    proxy.stop()  # the saved flows, as mitmweb would show them, hold only a masked key
+    saved = flows.read_bytes()
+    assert b"backup-sonnet" in saved
+    assert BACKUP_KEY.encode() not in saved
+    assert b"sk-b\xe2\x80\xa66789" in saved
 
 
 def test_breaker_opens_and_later_requests_skip_the_dead_provider(
