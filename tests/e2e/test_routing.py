@@ -94,7 +94,7 @@ def send(
 
 
 def test_failover_within_one_request(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
 ) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
