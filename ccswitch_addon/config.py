@@ -468,7 +468,9 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     root = parse_document(text, source)
     top = root.mapping(("apps",))
     if "apps" not in top:
-        raise root.error("'apps:' is required")
+        raise ConfigError(
+            source, root.line, "apps", "is required: one entry per tool (claude, codex, gemini, …)"
+        )
     warnings: list[ConfigError] = []
     apps = {
         name: _parse_app(name, app_node, environment, warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -20,6 +21,9 @@ COOLDOWN_CAP_SECONDS = 3600.0
 
 # The request itself is wrong: another provider would refuse it too.
 CLIENT_FAULT = frozenset({400, 405, 406, 413, 414, 415, 422, 501})
+
+# delay-seconds is plain digits; float() alone would also take "inf", "1_000" or "١٢".
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class Effect(enum.StrEnum):
@@ -54,14 +58,14 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
+    if _SECONDS.fullmatch(value):
         delay = float(value)
-    except ValueError:
+    else:
         try:
             delay = parsedate_to_datetime(value).timestamp() - now
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
-    if delay != delay or delay <= 0:  # NaN or already past
+    if delay <= 0:  # already past
         return None
     return now + min(delay, COOLDOWN_CAP_SECONDS)
 

@@ -148,7 +148,9 @@ class Router:
         """A permit to send to this provider now; with failover off the breaker is not consulted."""
         breaker = self.breaker(app, pid)
         if not self.app(app).failover:
-            return breaker.bypass()
+            # Still take the probe when one is due: a bypass never moves a half-open breaker,
+            # so without it the status would say half_open for good after an outage.
+            return breaker.acquire() or breaker.bypass()
         return breaker.acquire()
 
     def record_result(

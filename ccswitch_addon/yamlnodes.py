@@ -45,16 +45,21 @@ class Node:
     source: str
     path: str
     raw: yaml.Node
+    key: yaml.Node | None = None  # the key this value sits under, if any
 
     @property
     def line(self) -> int:
+        # A block mapping or list starts on the line after its key: a missing entry or a
+        # wrong shape is the key's fault, not the first nested line's.
+        if self.key is not None and not isinstance(self.raw, yaml.ScalarNode):
+            return self.key.start_mark.line + 1
         return self.raw.start_mark.line + 1
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(self.source, self.line, self.path, message)
 
-    def child(self, key: str, raw: yaml.Node) -> Node:
-        return Node(self.source, f"{self.path}.{key}" if self.path else key, raw)
+    def child(self, key: str, raw: yaml.Node, key_node: yaml.Node | None = None) -> Node:
+        return Node(self.source, f"{self.path}.{key}" if self.path else key, raw, key_node)
 
     # --- shapes -----------------------------------------------------------------
 
@@ -75,7 +80,7 @@ class Node:
                 raise Node(self.source, self.path, key_node).error(
                     f"keys must be text, got {key!r}"
                 )
-            child = self.child(key, value_node)
+            child = self.child(key, value_node, key_node)
             if key in entries:
                 raise Node(self.source, child.path, key_node).error("duplicate key")
             if allowed is not None and key not in allowed:
