@@ -173,7 +173,8 @@ async def test_remote_client_gets_403_and_no_key(addon: tuple[CcSwitch, Path]) -
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
     cc.request(f)
-    assert f.response is not None and f.response.status_code == 403
+    assert f.response is not None
+    assert f.response.status_code == 403
     assert SECRET not in (f.response.text or "")
     assert f.request.host == "api.anthropic.com"
 
@@ -380,12 +381,14 @@ async def test_status_json(addon: tuple[CcSwitch, Path]) -> None:
 async def test_control_switch_reset_and_errors(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     assert control(cc, "POST", "/switch", {"app": "claude", "provider": "spare"}).status_code == 200
-    assert cc.engine is not None and cc.engine.router.current("claude") == "spare"
+    assert cc.engine is not None
+    assert cc.engine.router.current("claude") == "spare"
     trip(cc, "claude", "backup")
     assert control(cc, "POST", "/reset", {"app": "claude", "provider": "backup"}).status_code == 200
     assert breaker_state(cc, "claude", "backup") == "closed"
     missing = control(cc, "POST", "/switch", {"app": "nope", "provider": "x"})
-    assert missing.status_code == 404 and "unknown app 'nope'" in missing.text
+    assert missing.status_code == 404
+    assert "unknown app 'nope'" in missing.text
     assert control(cc, "POST", "/switch", {"app": "claude"}).status_code == 400
     assert control(cc, "GET", "/status", peer="192.0.2.1").status_code == 403
 
@@ -406,10 +409,27 @@ async def test_broken_reload_keeps_the_old_configuration(addon: tuple[CcSwitch, 
     with pytest.raises(exceptions.CommandError, match=r"providers.yaml:4: .*failure_treshold"):
         cc.reload()
     with pytest.raises(exceptions.OptionsError, match="did you mean 'failure_threshold'"):
-        from mitmproxy import ctx
-
-        ctx.options.update(ccswitch_config=str(path) + "")  # unchanged value: force a re-read
-        cc.configure({"ccswitch_config"})
+        cc.configure({"ccswitch_config"})  # as mitmproxy calls it when the option is set
     f = model_flow("https://api.anthropic.com/v1/messages")
     cc.request(f)
     assert f.request.port == 9001
+
+
+async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with(
+    addon: tuple[CcSwitch, Path],
+) -> None:
+    cc, path = addon
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    cc.request(f)
+    assert f.request.port == 9001
+    path.write_text(CONFIG.replace("queue: [primary, backup]", "queue: [spare]"))
+    cc.reload()
+    f.response = http.Response.make(200, b"{}", {"content-type": "application/json"})
+    cc.responseheaders(f)
+    await cc.response(f)
+    assert f.metadata["ccswitch"]["provider"] == "primary"
+    assert cc.engine is not None
+    assert cc.engine.router.breaker("claude", "primary").window_counts() == (1, 0)
+    later = model_flow("https://api.anthropic.com/v1/messages")
+    cc.request(later)
+    assert later.request.port == 9003

@@ -51,11 +51,19 @@ def open_breaker(engine: Engine, pid: str) -> None:
 
 
 def served_by_backup(engine: Engine) -> None:
-    engine.request_done(Finished(
-        "claude", "backup",
-        [Attempt("primary", 5.0, True, 529), Attempt("backup", 9.0, False, 200)],
-        model_requested="a", model_sent="b", total_ms=15.0, ttfb_ms=4.0,
-        usage=Usage(100, 20), streaming=True))
+    engine.request_done(
+        Finished(
+            "claude",
+            "backup",
+            [Attempt("primary", 5.0, True, 529), Attempt("backup", 9.0, False, 200)],
+            model_requested="a",
+            model_sent="b",
+            total_ms=15.0,
+            ttfb_ms=4.0,
+            usage=Usage(100, 20),
+            streaming=True,
+        )
+    )
 
 
 def test_restart_keeps_open_breakers_and_manual_switch(tmp_path: Path, clock: Clock) -> None:
@@ -87,8 +95,7 @@ def test_cooldown_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "state.db"
     engine = engine_with_store(path, clock)
     permit = engine.router.acquire("claude", "backup")
-    engine.router.record_result(
-        "claude", "backup", classify_status(429, "120", clock.now), permit)
+    engine.router.record_result("claude", "backup", classify_status(429, "120", clock.now), permit)
     engine.remember_breaker("claude", "backup")
     engine.close()
     again = engine_with_store(path, clock)
@@ -104,7 +111,8 @@ def test_request_log_row(tmp_path: Path, clock: Clock) -> None:
     with open_readonly(path) as db:
         rows = db.execute(
             "SELECT app, provider, model_requested, model_sent, status, attempts, total_ms,"
-            " ttfb_ms, input_tokens, output_tokens, streaming FROM requests").fetchall()
+            " ttfb_ms, input_tokens, output_tokens, streaming FROM requests"
+        ).fetchall()
     assert rows == [("claude", "backup", "a", "b", 200, 2, 15.0, 4.0, 100, 20, 1)]
 
 

@@ -16,13 +16,16 @@ CCSWITCH = Path(sys.executable).parent / "ccswitch"
 
 def read_back(tool: str, *flags: str) -> dict[str, str]:
     """Run `eval "$(ccswitch env TOOL)"` in a real shell and read the variables back."""
-    script = (f'eval "$({CCSWITCH} env {tool} {" ".join(flags)})" && '
-              'env | grep -E "^(HTTPS_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|'
-              'CODEX_CA_CERTIFICATE|ANTHROPIC_BASE_URL|OPENAI_BASE_URL|GOOGLE_GEMINI_BASE_URL)="'
-              ' || true')
+    script = (
+        f'eval "$({CCSWITCH} env {tool} {" ".join(flags)})" && '
+        'env | grep -E "^(HTTPS_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|'
+        'CODEX_CA_CERTIFICATE|ANTHROPIC_BASE_URL|OPENAI_BASE_URL|GOOGLE_GEMINI_BASE_URL)="'
+        " || true"
+    )
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=clean,
-                            check=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=clean, check=True, timeout=60
+    )
     return dict(line.split("=", 1) for line in result.stdout.splitlines())
 
 
@@ -34,8 +37,14 @@ CA = str(Path("~/.mitmproxy/mitmproxy-ca-cert.pem").expanduser())
     [
         ("claude", {"HTTPS_PROXY": "http://127.0.0.1:8080", "NODE_EXTRA_CA_CERTS": CA}),
         ("gemini", {"HTTPS_PROXY": "http://127.0.0.1:8080", "NODE_EXTRA_CA_CERTS": CA}),
-        ("codex", {"HTTPS_PROXY": "http://127.0.0.1:8080", "SSL_CERT_FILE": CA,
-                   "CODEX_CA_CERTIFICATE": CA}),
+        (
+            "codex",
+            {
+                "HTTPS_PROXY": "http://127.0.0.1:8080",
+                "SSL_CERT_FILE": CA,
+                "CODEX_CA_CERTIFICATE": CA,
+            },
+        ),
     ],
 )
 def test_env_proxy_mode_in_a_real_shell(tool: str, expected: dict[str, str]) -> None:

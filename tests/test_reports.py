@@ -38,11 +38,40 @@ def state(tmp_path: Path) -> Path:
     store.save_breaker(BreakerRow("claude", "primary", State.OPEN, now + 50, 0.0))
     store.add_event(now - 10, "claude", "primary", "backup", "after primary: 529")
     for index in range(3):
-        store.add_request(RequestRow(
-            now - 60 * index, "claude", "backup", "claude-x", "vendor/x", 200, None, 2, 20.0,
-            5.0, 100, 10 + index, True))
-    store.add_request(RequestRow(now - 7200, "claude", "primary", "claude-x", "claude-x", 529,
-                                 None, 1, 3.0, 2.0, None, None, False))
+        store.add_request(
+            RequestRow(
+                now - 60 * index,
+                "claude",
+                "backup",
+                "claude-x",
+                "vendor/x",
+                200,
+                None,
+                2,
+                20.0,
+                5.0,
+                100,
+                10 + index,
+                True,
+            )
+        )
+    store.add_request(
+        RequestRow(
+            now - 7200,
+            "claude",
+            "primary",
+            "claude-x",
+            "claude-x",
+            529,
+            None,
+            1,
+            3.0,
+            2.0,
+            None,
+            None,
+            False,
+        )
+    )
     store.flush()
     store.close()
     return path
@@ -67,8 +96,9 @@ def test_status_from_the_state_file_when_no_proxy_answers(
 ) -> None:
     config = tmp_path / "providers.yaml"
     config.write_text(CONFIG)
-    code = main(["status", "--proxy", closed_port(), "--state", str(state),
-                 "--config", str(config)])
+    code = main(
+        ["status", "--proxy", closed_port(), "--state", str(state), "--config", str(config)]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert "no proxy answers at" in captured.err
@@ -80,8 +110,9 @@ def test_status_from_the_state_file_when_no_proxy_answers(
     assert "primary → backup (after primary: 529)" in captured.out
 
 
-def test_status_without_proxy_or_state_file(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_without_proxy_or_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["status", "--proxy", closed_port(), "--state", str(tmp_path / "none.db")])
     assert code == 1
     assert "no state file" in capsys.readouterr().err
@@ -111,8 +142,15 @@ def test_log_bad_since(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_by_provider(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["usage", "--state", str(state), "--by", "provider"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["provider", "requests", "failures", "input", "tokens", "output",
-                                "tokens"]
+    assert lines[0].split() == [
+        "provider",
+        "requests",
+        "failures",
+        "input",
+        "tokens",
+        "output",
+        "tokens",
+    ]
     backup = lines[1].split()
     primary = lines[2].split()
     assert backup == ["backup", "3", "0", "300", "33"]
@@ -126,8 +164,9 @@ def test_usage_by_day(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "backup" in out
 
 
-def test_missing_state_file_for_log_and_usage(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_state_file_for_log_and_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["log", "--state", str(tmp_path / "x.db")]) == 1
     assert main(["usage", "--state", str(tmp_path / "x.db")]) == 1
     assert capsys.readouterr().err.count("no state file") == 2
@@ -139,7 +178,16 @@ def test_switch_without_a_proxy(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_table_shows_reopen_time() -> None:
-    status = {"apps": {"claude": {"current": "a", "active": None, "queue": [
-        {"id": "a", "state": "open", "reopens_at": 1030.0, "consecutive_failures": 0}]}},
-        "events": []}
+    status = {
+        "apps": {
+            "claude": {
+                "current": "a",
+                "active": None,
+                "queue": [
+                    {"id": "a", "state": "open", "reopens_at": 1030.0, "consecutive_failures": 0}
+                ],
+            }
+        },
+        "events": [],
+    }
     assert "in 30s" in status_table(status, now=1000.0)

@@ -8,15 +8,32 @@ from pathlib import Path
 import pytest
 
 from ccswitch_addon.breaker import State
-from ccswitch_addon.store import SCHEMA_VERSION, BreakerRow, RequestRow, Store, StoreError
-from ccswitch_addon.store import open_readonly
+from ccswitch_addon.store import (
+    SCHEMA_VERSION,
+    BreakerRow,
+    RequestRow,
+    Store,
+    StoreError,
+    open_readonly,
+)
 
 
 def row(when: float, **changes: object) -> RequestRow:
     values: dict[str, object] = dict(
-        time=when, app="claude", provider="primary", model_requested="m", model_sent="m",
-        status=200, error=None, attempts=1, total_ms=12.5, ttfb_ms=3.0, input_tokens=10,
-        output_tokens=5, streaming=True)
+        time=when,
+        app="claude",
+        provider="primary",
+        model_requested="m",
+        model_sent="m",
+        status=200,
+        error=None,
+        attempts=1,
+        total_ms=12.5,
+        ttfb_ms=3.0,
+        input_tokens=10,
+        output_tokens=5,
+        streaming=True,
+    )
     values.update(changes)
     return RequestRow(**values)  # type: ignore[arg-type]
 
@@ -47,7 +64,8 @@ def test_round_trip_of_everything_it_keeps(tmp_path: Path) -> None:
     again.close()
     with open_readonly(path) as db:
         assert db.execute("SELECT app, provider, input_tokens FROM requests").fetchall() == [
-            ("claude", "primary", 10)]
+            ("claude", "primary", 10)
+        ]
 
 
 def test_rows_are_committed_within_a_second_without_flush(tmp_path: Path) -> None:

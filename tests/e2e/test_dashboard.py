@@ -68,16 +68,33 @@ def render(proxy: Proxy) -> Dashboard:
     """Load http://ccswitch.local/ in headless Chromium through the proxy; parse the DOM."""
     with tempfile.TemporaryDirectory(prefix="ccswitch-chromium-") as profile:
         result = subprocess.run(
-            [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
-             f"--proxy-server=http://127.0.0.1:{proxy.port}",
-             "--virtual-time-budget=3000", "--dump-dom", "http://ccswitch.local/"],
-            capture_output=True, text=True, timeout=90, check=False)
+            [
+                CHROMIUM or "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                f"--user-data-dir={profile}",
+                f"--proxy-server=http://127.0.0.1:{proxy.port}",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                "http://ccswitch.local/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
     page = Dashboard()
     page.feed(result.stdout)
     page.dom = result.stdout
-    assert page.loaded, f"the page did not render:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert page.loaded, (
+        f"the page did not render:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
     return page
 
 
@@ -92,7 +109,8 @@ def test_dashboard_in_a_real_browser_matches_the_status(
     primary.default = error(529)
     config = claude_config(primary.url, backup.url, failure_threshold=2).replace(
         "    providers:\n",
-        f"    providers:\n      spare: {{base_url: \"{spare.url}\", auth: passthrough}}\n")
+        f'    providers:\n      spare: {{base_url: "{spare.url}", auth: passthrough}}\n',
+    )
     proxy = start(make_proxy, config)
     send(proxy)
     send(proxy)  # primary: open (red); backup served (green); spare: never used (green)

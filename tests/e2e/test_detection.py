@@ -46,8 +46,10 @@ def breaker_of(proxy: Proxy, pid: str = "primary") -> dict[str, Any]:
     ids=["error-event", "early-eof", "empty-completion"],
 )
 def test_a_bad_200_stream_fails_the_provider(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy],
-    behaviour: Any, why: str,
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    behaviour: Any,
+    why: str,
 ) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.default = behaviour
@@ -56,8 +58,9 @@ def test_a_bad_200_stream_fails_the_provider(
     first = send(proxy, body=STREAM)
     assert first.status == 200  # the client keeps what it got: the stream had started
     assert first.headers["x-ccswitch-provider"] == "primary"
-    entry = wait_until(lambda: (e := breaker_of(proxy))["failures"] == 1 and e, 5,
-                       "the failure to be recorded")
+    entry = wait_until(
+        lambda: (e := breaker_of(proxy))["failures"] == 1 and e, 5, "the failure to be recorded"
+    )
     assert entry["consecutive_failures"] == 1
     send(proxy, body=STREAM)
     assert breaker_of(proxy)["state"] == "open"
@@ -96,13 +99,31 @@ RULES = """\
 """
 
 
-def test_rule_400_overloaded_fails_over(fakes: Callable[[str], FakeProvider],
-                                        make_proxy: Callable[..., Proxy]) -> None:
+def test_rule_400_overloaded_fails_over(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
-    primary.queue(error(400, body={"type": "error", "error": {
-        "type": "invalid_request_error", "message": "Upstream overloaded, try later"}}))
-    primary.queue(error(400, body={"type": "error", "error": {
-        "type": "invalid_request_error", "message": "max_tokens too large"}}))
+    primary.queue(
+        error(
+            400,
+            body={
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "Upstream overloaded, try later",
+                },
+            },
+        )
+    )
+    primary.queue(
+        error(
+            400,
+            body={
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "max_tokens too large"},
+            },
+        )
+    )
     proxy = start(make_proxy, claude_config(primary.url, backup.url, extra=RULES))
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"
     assert breaker_of(proxy)["consecutive_failures"] == 1
@@ -111,8 +132,9 @@ def test_rule_400_overloaded_fails_over(fakes: Callable[[str], FakeProvider],
     assert len(backup.requests) == 1
 
 
-def test_rule_402_cools_down_for_an_hour(fakes: Callable[[str], FakeProvider],
-                                         make_proxy: Callable[..., Proxy]) -> None:
+def test_rule_402_cools_down_for_an_hour(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(402, body={"error": {"message": "insufficient balance"}}))
     proxy = start(make_proxy, claude_config(primary.url, backup.url, extra=RULES))
@@ -134,26 +156,57 @@ def rfc3339(when: float) -> str:
 @pytest.mark.parametrize(
     ("headers", "body", "seconds"),
     [
-        ({"anthropic-ratelimit-requests-reset": "{in_300s}",
-          "anthropic-ratelimit-requests-remaining": "0",
-          "anthropic-ratelimit-tokens-reset": "{in_20s}"}, None, 300),
+        (
+            {
+                "anthropic-ratelimit-requests-reset": "{in_300s}",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": "{in_20s}",
+            },
+            None,
+            300,
+        ),
         ({"anthropic-ratelimit-output-tokens-reset": "{in_120s}"}, None, 120),
-        ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-remaining-requests": "0",
-          "x-ratelimit-reset-tokens": "20ms"}, None, 360),
-        ({}, {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
-                        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                     "retryDelay": "45s"}]}}, 45),
+        (
+            {
+                "x-ratelimit-reset-requests": "6m0s",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-tokens": "20ms",
+            },
+            None,
+            360,
+        ),
+        (
+            {},
+            {
+                "error": {
+                    "code": 429,
+                    "message": "quota",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "45s"}
+                    ],
+                }
+            },
+            45,
+        ),
     ],
     ids=["anthropic-requests", "anthropic-output-tokens", "openai-duration", "gemini-retryinfo"],
 )
 def test_quota_reset_hints_cool_the_provider_down(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy],
-    headers: dict[str, str], body: Any, seconds: float,
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    headers: dict[str, str],
+    body: Any,
+    seconds: float,
 ) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     now = time.time()
-    filled = {k: v.format(in_300s=rfc3339(now + 300), in_20s=rfc3339(now + 20),
-                          in_120s=rfc3339(now + 120)) for k, v in headers.items()}
+    filled = {
+        k: v.format(
+            in_300s=rfc3339(now + 300), in_20s=rfc3339(now + 20), in_120s=rfc3339(now + 120)
+        )
+        for k, v in headers.items()
+    }
     primary.queue(error(429, headers=filled, body=body))
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=5))
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"
@@ -163,13 +216,15 @@ def test_quota_reset_hints_cool_the_provider_down(
     assert now + seconds - 3 <= entry["reopens_at"] <= now + seconds + 3
 
 
-def test_slow_calls_open_the_breaker(fakes: Callable[[str], FakeProvider],
-                                     make_proxy: Callable[..., Proxy]) -> None:
+def test_slow_calls_open_the_breaker(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.default = slow_first_byte(0.4, ok_json())
     extra = "      slow_ms: 200\n      slow_rate_threshold: 0.5\n      min_requests: 2\n"
     config = claude_config(primary.url, backup.url).replace(
-        "      success_threshold: 1\n", "      success_threshold: 1\n" + extra)
+        "      success_threshold: 1\n", "      success_threshold: 1\n" + extra
+    )
     proxy = start(make_proxy, config)
     for _ in range(2):
         reply = send(proxy)
@@ -187,7 +242,8 @@ def test_no_first_byte_in_time_is_a_failure_while_the_request_waits(
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(hang(4))
     config = claude_config(primary.url, backup.url, failure_threshold=1).replace(
-        "      success_threshold: 1\n", "      success_threshold: 1\n      first_byte_seconds: 1\n")
+        "      success_threshold: 1\n", "      success_threshold: 1\n      first_byte_seconds: 1\n"
+    )
     proxy = start(make_proxy, config)
     import threading
 
@@ -195,8 +251,11 @@ def test_no_first_byte_in_time_is_a_failure_while_the_request_waits(
     waiting = threading.Thread(target=lambda: result.append(send(proxy)))
     waiting.start()
     try:
-        entry = wait_until(lambda: (e := breaker_of(proxy))["state"] == "open" and e, 6,
-                           "the silent primary to count as failed")
+        entry = wait_until(
+            lambda: (e := breaker_of(proxy))["state"] == "open" and e,
+            6,
+            "the silent primary to count as failed",
+        )
         assert not result  # the client is still waiting on the original request
         assert entry["consecutive_failures"] == 0  # reset by the trip
         assert send(proxy).headers["x-ccswitch-provider"] == "backup"
@@ -216,15 +275,19 @@ PROBED = """\
 
 def probed_config(primary: FakeProvider, backup: FakeProvider) -> str:
     config = claude_config(primary.url, backup.url, failure_threshold=1, open_seconds=600)
-    return config.replace(f"""\
+    return config.replace(
+        f"""\
       primary:
         base_url: {primary.url}
         auth: passthrough
-""", PROBED.format(primary=primary.url))
+""",
+        PROBED.format(primary=primary.url),
+    )
 
 
-def test_probe_success_moves_open_to_half_open(fakes: Callable[[str], FakeProvider],
-                                               make_proxy: Callable[..., Proxy]) -> None:
+def test_probe_success_moves_open_to_half_open(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
     proxy = start(make_proxy, probed_config(primary, backup))
@@ -270,8 +333,13 @@ apps:
 """)
     ccswitch = str(Path(sys.executable).parent / "ccswitch")
     env = {"PATH": "/usr/bin:/bin", "K": "sk-test-000000000000"}
-    result = subprocess.run([ccswitch, "test", "--config", str(config)], capture_output=True,
-                            text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [ccswitch, "test", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 1
     lines = {line.split()[1]: line for line in result.stdout.splitlines()[1:]}
     assert lines["good"].split()[2:8] == ["ok", "n/a", "ok", "ok", lines["good"].split()[6], "ok"]
@@ -279,12 +347,21 @@ apps:
     assert lines["gone"].split()[2] == "FAIL"
     assert good.requests[0].json()["model"] == "mapped-model"
     assert good.requests[0].headers["x-api-key"] == "sk-test-000000000000"
-    only_good = subprocess.run([ccswitch, "test", "claude", "--provider", "good", "--config",
-                                str(config)], capture_output=True, text=True, env=env,
-                               timeout=60)
+    only_good = subprocess.run(
+        [ccswitch, "test", "claude", "--provider", "good", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert only_good.returncode == 0, only_good.stdout
-    unknown = subprocess.run([ccswitch, "test", "nope", "--config", str(config)],
-                             capture_output=True, text=True, env=env, timeout=60)
+    unknown = subprocess.run(
+        [ccswitch, "test", "nope", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert unknown.returncode == 2
     assert "unknown app 'nope'" in unknown.stderr
 
@@ -301,12 +378,14 @@ apps:
     proxy = make_proxy(config, start=False, extra=["--listen-port", str(port)])
     proxy.start(expect_exit=True)
     assert proxy.wait_exit() != 0
-    assert "apps.claude.providers.loop.base_url: points at this proxy's own address" \
-        in proxy.output()
+    assert (
+        "apps.claude.providers.loop.base_url: points at this proxy's own address" in proxy.output()
+    )
 
 
-def test_status_events_shape(fakes: Callable[[str], FakeProvider],
-                             make_proxy: Callable[..., Proxy]) -> None:
+def test_status_events_shape(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
     proxy = start(make_proxy, claude_config(primary.url, backup.url))

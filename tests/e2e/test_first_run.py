@@ -23,8 +23,11 @@ BIN = Path(sys.executable).parent
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+    }
     env["HOME"] = str(home)
     return env
 
@@ -46,18 +49,26 @@ def leftover(marker: str) -> list[str]:
 
 def test_demo_shows_failover_and_recovery_and_leaves_nothing_running(tmp_path: Path) -> None:
     started = time.monotonic()
-    result = subprocess.run([str(BIN / "ccswitch"), "demo"], capture_output=True, text=True,
-                            timeout=120, env=clean_env(tmp_path), check=False)
+    result = subprocess.run(
+        [str(BIN / "ccswitch"), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(tmp_path),
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert time.monotonic() - started < 60
     out = result.stdout
-    for line in ("switch: primary → backup (after primary: 529)",
-                 "breaker primary: closed → open",
-                 "breaker primary: open → half_open",
-                 "breaker primary: half_open → closed",
-                 "switch: backup → primary (recovered)",
-                 "the providers saw only their own key, never the tool's",
-                 "demo: failover and recovery shown"):
+    for line in (
+        "switch: primary → backup (after primary: 529)",
+        "breaker primary: closed → open",
+        "breaker primary: open → half_open",
+        "breaker primary: half_open → closed",
+        "switch: backup → primary (recovered)",
+        "the providers saw only their own key, never the tool's",
+        "demo: failover and recovery shown",
+    ):
         assert line in out, out
     served = re.findall(r"^#\d+\s+200 from (\w+)", out, re.M)
     assert served[:3] == ["primary"] * 3
@@ -84,13 +95,29 @@ apps:
 """)
     log = (tmp_path / "run.log").open("w")
     process = subprocess.Popen(
-        [str(BIN / "ccswitch"), "run", "--listen-port", "0", "--set", f"confdir={tmp_path}/conf",
-         "--set", f"ccswitch_state={tmp_path}/state.db"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=clean_env(tmp_path))
+        [
+            str(BIN / "ccswitch"),
+            "run",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={tmp_path}/conf",
+            "--set",
+            f"ccswitch_state={tmp_path}/state.db",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+    )
     try:
-        text = wait_until(lambda: re.search(r"listening at 127\.0\.0\.1:(\d+)",
-                                            (tmp_path / "run.log").read_text()), 20,
-                          "ccswitch run to listen")
+        text = wait_until(
+            lambda: re.search(
+                r"listening at 127\.0\.0\.1:(\d+)", (tmp_path / "run.log").read_text()
+            ),
+            20,
+            "ccswitch run to listen",
+        )
         port = int(text.group(1))
         output = (tmp_path / "run.log").read_text()
         assert "# Claude Code:" in output

@@ -420,8 +420,10 @@ def test_status_json(
 
 
 def test_config_error_at_start_is_one_clear_line(make_proxy: Callable[..., Proxy]) -> None:
-    broken = ("apps:\n  claude:\n    queue: [a]\n    breaker:\n      failure_treshold: 3\n"
-              "    providers:\n      a: {base_url: 'http://127.0.0.1:9', auth: passthrough}\n")
+    broken = (
+        "apps:\n  claude:\n    queue: [a]\n    breaker:\n      failure_treshold: 3\n"
+        "    providers:\n      a: {base_url: 'http://127.0.0.1:9', auth: passthrough}\n"
+    )
     proxy = make_proxy(broken, start=False).start(expect_exit=True)
     assert proxy.wait_exit() != 0
     output = proxy.output()

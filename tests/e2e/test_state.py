@@ -32,10 +32,15 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def logged(proxy: Proxy, n: int) -> list[tuple[Any, ...]]:
     """The request log once n rows have been committed by the writer thread."""
-    sql = ("SELECT app, provider, model_requested, model_sent, status, attempts, input_tokens,"
-           " output_tokens, streaming FROM requests ORDER BY id")
-    return wait_until(lambda: (r := rows(proxy.state_path, sql)) and len(r) >= n and r, 10,
-                      f"{n} request log rows")
+    sql = (
+        "SELECT app, provider, model_requested, model_sent, status, attempts, input_tokens,"
+        " output_tokens, streaming FROM requests ORDER BY id"
+    )
+    return wait_until(
+        lambda: (r := rows(proxy.state_path, sql)) and len(r) >= n and r,
+        10,
+        f"{n} request log rows",
+    )
 
 
 def test_restart_keeps_open_breaker_and_manual_switch(
@@ -46,10 +51,20 @@ def test_restart_keeps_open_breaker_and_manual_switch(
     config = claude_config(primary.url, backup.url, failure_threshold=1, open_seconds=600)
     proxy = start(make_proxy, config)
     send(proxy)
-    assert request(proxy, "POST", "http://ccswitch.local/switch",
-                   json={"app": "claude", "provider": "backup"}).status == 200
-    wait_until(lambda: rows(proxy.state_path, "SELECT current FROM apps") == [("backup",)], 10,
-               "the manual switch in the state file")
+    assert (
+        request(
+            proxy,
+            "POST",
+            "http://ccswitch.local/switch",
+            json={"app": "claude", "provider": "backup"},
+        ).status
+        == 200
+    )
+    wait_until(
+        lambda: rows(proxy.state_path, "SELECT current FROM apps") == [("backup",)],
+        10,
+        "the manual switch in the state file",
+    )
     proxy.stop()
 
     proxy.start()
@@ -59,8 +74,15 @@ def test_restart_keeps_open_breaker_and_manual_switch(
     states = {entry["id"]: entry["state"] for entry in claude["queue"]}
     assert states == {"primary": "open", "backup": "closed"}
     hits = len(primary.requests)
-    assert request(proxy, "POST", "http://ccswitch.local/switch",
-                   json={"app": "claude", "provider": "primary"}).status == 200
+    assert (
+        request(
+            proxy,
+            "POST",
+            "http://ccswitch.local/switch",
+            json={"app": "claude", "provider": "primary"},
+        ).status
+        == 200
+    )
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"  # primary stays skipped
     assert len(primary.requests) == hits
 
@@ -70,11 +92,15 @@ def test_expired_open_breaker_comes_back_closed(
 ) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
-    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1,
-                                            open_seconds=1))
+    proxy = start(
+        make_proxy, claude_config(primary.url, backup.url, failure_threshold=1, open_seconds=1)
+    )
     send(proxy)
-    wait_until(lambda: rows(proxy.state_path, "SELECT state FROM breakers") == [("open",)], 10,
-               "the open breaker in the state file")
+    wait_until(
+        lambda: rows(proxy.state_path, "SELECT state FROM breakers") == [("open",)],
+        10,
+        "the open breaker in the state file",
+    )
     proxy.stop()
     deadline = rows(proxy.state_path, "SELECT open_until FROM breakers")[0][0]
     wait_until(lambda: time.time() > deadline, 5, "the deadline to pass")
@@ -86,32 +112,84 @@ def test_expired_open_breaker_comes_back_closed(
 @pytest.mark.parametrize(
     ("app", "url", "body", "behaviour", "expected"),
     [
-        ("claude", "https://api.anthropic.com/v1/messages", {"model": "claude-sonnet-4-5"},
-         ok_json("anthropic", input_tokens=31, output_tokens=9), (31, 9, 0)),
-        ("claude", "https://api.anthropic.com/v1/messages",
-         {"model": "claude-sonnet-4-5", "stream": True},
-         ok_sse("anthropic", input_tokens=32, output_tokens=8), (32, 8, 1)),
-        ("codex", "https://api.openai.com/v1/chat/completions", {"model": "gpt-5"},
-         ok_json("openai_chat", input_tokens=41, output_tokens=6), (41, 6, 0)),
-        ("codex", "https://api.openai.com/v1/chat/completions", {"model": "gpt-5", "stream": True},
-         ok_sse("openai_chat", input_tokens=42, output_tokens=5), (42, 5, 1)),
-        ("codex", "https://api.openai.com/v1/responses", {"model": "gpt-5"},
-         ok_json("openai_responses", input_tokens=51, output_tokens=4), (51, 4, 0)),
-        ("codex", "https://api.openai.com/v1/responses", {"model": "gpt-5", "stream": True},
-         ok_sse("openai_responses", input_tokens=52, output_tokens=3), (52, 3, 1)),
-        ("gemini", "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:"
-         "generateContent", {"contents": []},
-         ok_json("gemini", input_tokens=61, output_tokens=2), (61, 2, 0)),
-        ("gemini", "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:"
-         "streamGenerateContent?alt=sse", {"contents": []},
-         ok_sse("gemini", input_tokens=62, output_tokens=1), (62, 1, 1)),
+        (
+            "claude",
+            "https://api.anthropic.com/v1/messages",
+            {"model": "claude-sonnet-4-5"},
+            ok_json("anthropic", input_tokens=31, output_tokens=9),
+            (31, 9, 0),
+        ),
+        (
+            "claude",
+            "https://api.anthropic.com/v1/messages",
+            {"model": "claude-sonnet-4-5", "stream": True},
+            ok_sse("anthropic", input_tokens=32, output_tokens=8),
+            (32, 8, 1),
+        ),
+        (
+            "codex",
+            "https://api.openai.com/v1/chat/completions",
+            {"model": "gpt-5"},
+            ok_json("openai_chat", input_tokens=41, output_tokens=6),
+            (41, 6, 0),
+        ),
+        (
+            "codex",
+            "https://api.openai.com/v1/chat/completions",
+            {"model": "gpt-5", "stream": True},
+            ok_sse("openai_chat", input_tokens=42, output_tokens=5),
+            (42, 5, 1),
+        ),
+        (
+            "codex",
+            "https://api.openai.com/v1/responses",
+            {"model": "gpt-5"},
+            ok_json("openai_responses", input_tokens=51, output_tokens=4),
+            (51, 4, 0),
+        ),
+        (
+            "codex",
+            "https://api.openai.com/v1/responses",
+            {"model": "gpt-5", "stream": True},
+            ok_sse("openai_responses", input_tokens=52, output_tokens=3),
+            (52, 3, 1),
+        ),
+        (
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:"
+            "generateContent",
+            {"contents": []},
+            ok_json("gemini", input_tokens=61, output_tokens=2),
+            (61, 2, 0),
+        ),
+        (
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:"
+            "streamGenerateContent?alt=sse",
+            {"contents": []},
+            ok_sse("gemini", input_tokens=62, output_tokens=1),
+            (62, 1, 1),
+        ),
     ],
-    ids=["anthropic-json", "anthropic-sse", "chat-json", "chat-sse", "responses-json",
-         "responses-sse", "gemini-json", "gemini-sse"],
+    ids=[
+        "anthropic-json",
+        "anthropic-sse",
+        "chat-json",
+        "chat-sse",
+        "responses-json",
+        "responses-sse",
+        "gemini-json",
+        "gemini-sse",
+    ],
 )
 def test_request_log_and_usage(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy],
-    app: str, url: str, body: dict[str, Any], behaviour: Any, expected: tuple[int, int, int],
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    app: str,
+    url: str,
+    body: dict[str, Any],
+    behaviour: Any,
+    expected: tuple[int, int, int],
 ) -> None:
     provider = fakes("solo")
     provider.default = behaviour
@@ -141,8 +219,13 @@ def test_cli_against_a_running_proxy_and_the_file_alone(
     send(proxy)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CCSWITCH, *args], capture_output=True, text=True, timeout=60,
-                              env={"PATH": "/usr/bin:/bin", "HOME": str(proxy.tmp_path / "home")})
+        return subprocess.run(
+            [CCSWITCH, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(proxy.tmp_path / "home")},
+        )
 
     live = cli("status", "--proxy", proxy.url)
     assert live.returncode == 0, live.stderr
@@ -160,7 +243,9 @@ def test_cli_against_a_running_proxy_and_the_file_alone(
     usage = cli("usage", "--by", "provider", "--state", str(proxy.state_path))
     assert usage.returncode == 0
     assert [line.split()[:3] for line in usage.stdout.splitlines()[1:]] == [
-        ["backup", "1", "0"], ["primary", "1", "0"]]
+        ["backup", "1", "0"],
+        ["primary", "1", "0"],
+    ]
     proxy.stop()
 
     offline = cli("status", "--proxy", proxy.url, "--state", str(proxy.state_path))
@@ -221,10 +306,12 @@ def test_hot_reload_good_and_bad_with_traffic(
 
     # Swap the queue order: backup first. The open breaker of primary survives the reload.
     good = claude_config(primary.url, backup.url, failure_threshold=1).replace(
-        "queue: [primary, backup]", "queue: [backup, primary]")
+        "queue: [primary, backup]", "queue: [backup, primary]"
+    )
     proxy.config_path.write_text(good)
-    wait_until(lambda: status(proxy)["apps"]["claude"]["current"] == "backup", 5,
-               "the reloaded queue")
+    wait_until(
+        lambda: status(proxy)["apps"]["claude"]["current"] == "backup", 5, "the reloaded queue"
+    )
     entries = {e["id"]: e["state"] for e in status(proxy)["apps"]["claude"]["queue"]}
     assert entries["primary"] == "open"
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"
@@ -236,8 +323,11 @@ def test_notify_command_gets_the_event(
     primary, backup = fakes("primary"), fakes("backup")
     primary.queue(error(529))
     out = tmp_path / "events.jsonl"
-    proxy = start(make_proxy, claude_config(primary.url, backup.url),
-                  extra=["--set", f"ccswitch_notify=cat >> {out}"])
+    proxy = start(
+        make_proxy,
+        claude_config(primary.url, backup.url),
+        extra=["--set", f"ccswitch_notify=cat >> {out}"],
+    )
     send(proxy)
     text = wait_until(lambda: out.exists() and out.read_text(), 10, "the notify command")
     event = json.loads(text.splitlines()[0])
@@ -245,8 +335,9 @@ def test_notify_command_gets_the_event(
     assert BACKUP_KEY not in text
 
 
-def test_dashboard_served(fakes: Callable[[str], FakeProvider],
-                          make_proxy: Callable[..., Proxy]) -> None:
+def test_dashboard_served(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
     primary, backup = fakes("primary"), fakes("backup")
     proxy = start(make_proxy, claude_config(primary.url, backup.url))
     page = request(proxy, "GET", "http://ccswitch.local/")
