@@ -557,7 +557,8 @@ class CcSwitch:
         router = self.engine.router
         tried = {a.provider for a in routed.attempts}
         for provider in routed.candidates:
-            if len(routed.attempts) >= routed.app.max_attempts:
+            limit = routed.app.max_attempts
+            if limit is not None and len(routed.attempts) >= limit:
                 break
             if provider.id in tried:
                 continue

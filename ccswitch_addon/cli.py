@@ -34,7 +34,8 @@ EXIT_USAGE = 2
 def _describe_app(app: AppConfig, out: TextIO) -> None:
     b = app.breaker
     mode = "failover on" if app.failover else "failover off"
-    print(f"{app.name}  (api {app.api.value}, {mode}, up to {app.max_attempts} attempts)", file=out)
+    attempts = app.max_attempts or len(app.queue)
+    print(f"{app.name}  (api {app.api.value}, {mode}, up to {attempts} attempts)", file=out)
     print(f"  hosts: {', '.join(app.hosts)}   paths: {', '.join(app.paths)}", file=out)
     print(
         f"  breaker: failures {b.failure_threshold}, successes {b.success_threshold}, "

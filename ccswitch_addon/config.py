@@ -205,7 +205,8 @@ class AppConfig:
     api: Api
     queue: tuple[str, ...]
     failover: bool
-    max_attempts: int
+    max_attempts: int | None  # None: every provider the router offers (the queue's length,
+    # plus one when a manual switch chose a provider outside the queue)
     hosts: tuple[str, ...]
     paths: tuple[str, ...]
     breaker: BreakerConfig
@@ -264,15 +265,7 @@ def _parse_provider(
     if "base_url" not in entries:
         raise node.error("base_url is required")
     auth_default = DEFAULT_AUTH[api]
-    if "auth" in entries:
-        auth_text = entries["auth"].text()
-        try:
-            auth = Auth(auth_text)
-        except ValueError:
-            choices = ", ".join(a.value for a in Auth)
-            raise entries["auth"].error(f"unknown auth {auth_text!r}; one of: {choices}") from None
-    else:
-        auth = auth_default
+    auth = entries["auth"].choice(Auth, "auth") if "auth" in entries else auth_default
     unset: list[_Unset] = []
 
     def expand(child: Node) -> str:
@@ -387,10 +380,15 @@ def _parse_breaker(node: Node | None, defaults: BreakerConfig) -> BreakerConfig:
     return BreakerConfig(**{**defaults.__dict__, **values})
 
 
-def _items(node: Node) -> list[tuple[str, Node]]:
-    """A list of text with each item's node; a single value is a list of one."""
+def _items(
+    node: Node, empty: str = "the list is empty, so it would never match anything"
+) -> list[tuple[str, Node]]:
+    """A non-empty list of text with each item's node; a single value is a list of one."""
     if node.is_sequence():
-        return [(item.text(), item) for item in node.sequence()]
+        items = [(item.text(), item) for item in node.sequence()]
+        if not items:
+            raise node.error(empty)
+        return items
     return [(node.text(), node)]
 
 
@@ -407,17 +405,11 @@ def _parse_app(
                 f"so it must set {' and '.join(missing)}"
             )
     if "api" in entries:
-        api_text = entries["api"].text()
-        try:
-            api = Api(api_text)
-        except ValueError:
-            raise entries["api"].error(
-                f"unknown api {api_text!r}; one of: anthropic, openai, gemini"
-            ) from None
+        api = entries["api"].choice(Api, "api")
     else:
         api = known.api if known else Api.OPENAI
     hosts = (
-        tuple(h.lower() for h in entries["hosts"].text_list())
+        tuple(h.lower() for h, _ in _items(entries["hosts"]))
         if "hosts" in entries
         else known.hosts
         if known
@@ -440,9 +432,9 @@ def _parse_app(
     if "queue" not in entries:
         raise node.error("queue is required: the providers in priority order")
     queue_node = entries["queue"]
-    queue = tuple(text for text, _ in _items(queue_node))
-    if not queue:
-        raise queue_node.error("the queue is empty; list at least one provider")
+    queue = tuple(
+        text for text, _ in _items(queue_node, "the queue is empty; list at least one provider")
+    )
     for index, (pid, item) in enumerate(_items(queue_node)):
         if pid not in providers:
             raise item.error(
@@ -451,9 +443,7 @@ def _parse_app(
         if queue.index(pid) != index:
             raise item.error(f"{pid!r} is listed twice")
     failover = entries["failover"].boolean() if "failover" in entries else True
-    max_attempts = (
-        entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else len(queue)
-    )
+    max_attempts = entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else None
     defaults = known.breaker if known else _QUICK
     breaker = _parse_breaker(entries.get("breaker"), defaults)
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()

@@ -260,14 +260,7 @@ def parse_rules(node: Node) -> tuple[Rule, ...]:
                 headers.append((name.lower(), None if raw is True else _regex(value)))
         cooldown = entries["cooldown"].number(0, 604800) if "cooldown" in entries else 0.0
         if "action" in entries:
-            text = entries["action"].text()
-            try:
-                action = Action(text)
-            except ValueError:
-                choices = ", ".join(a.value for a in Action)
-                raise entries["action"].error(
-                    f"unknown action {text!r}; one of: {choices}"
-                ) from None
+            action = entries["action"].choice(Action, "action")
             if action is Action.COOLDOWN and "cooldown" not in entries:
                 raise entries["action"].error("action cooldown needs cooldown: SECONDS")
         elif "cooldown" in entries:

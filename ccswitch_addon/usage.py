@@ -161,7 +161,9 @@ class BodyWatch:
     def _read(self, document: dict[str, Any]) -> None:
         """Usage, errors and end markers from one JSON object of any of the three APIs."""
         kind = document.get("type")
-        if document.get("error") and kind != "response.completed" and self.error is None:
+        # An error event's name came first; its data says what went wrong.
+        vague = self.error is None or self.error in _ERROR_EVENTS
+        if document.get("error") and kind != "response.completed" and vague:
             self.error = _error_text(document)
         response = document.get("response")
         if isinstance(response, dict):  # Responses API events wrap the response object

@@ -5,9 +5,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 import yaml
+
+E = TypeVar("E", bound=Enum)
 
 
 class ConfigError(ValueError):
@@ -110,6 +113,15 @@ class Node:
         if not isinstance(value, str) or not value.strip():
             raise self.error(f"expected non-empty text, got {value!r}")
         return value
+
+    def choice(self, kind: type[E], what: str) -> E:
+        """One of an enum's values, or an error listing them."""
+        text = self.text()
+        try:
+            return kind(text)
+        except ValueError:
+            choices = ", ".join(str(member.value) for member in kind)
+            raise self.error(f"unknown {what} {text!r}; one of: {choices}") from None
 
     def boolean(self) -> bool:
         value = self.scalar()

@@ -108,7 +108,7 @@ def test_known_app_defaults(
         b.window_seconds,
     ) == breaker
     assert parsed.failover is True
-    assert parsed.max_attempts == 1  # the length of the queue
+    assert parsed.max_attempts is None  # every provider the router offers
     assert config.warnings == ()
 
 
@@ -116,7 +116,7 @@ def test_a_full_provider_is_understood() -> None:
     config = parse_config(VALID, "p.yaml", env={"BACKUP_KEY": "sk-backup-123456"})
     app = config.apps["claude"]
     assert app.queue == ("primary", "backup")
-    assert app.max_attempts == 2
+    assert app.max_attempts is None
     backup = app.providers["backup"]
     assert backup.name == "Backup"
     assert (backup.scheme, backup.host, backup.port, backup.base_path) == (

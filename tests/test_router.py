@@ -90,6 +90,11 @@ def test_max_attempts_truncates(clock: FakeClock) -> None:
     assert order(router) == ["b", "c"]
 
 
+def test_a_switch_outside_the_queue_keeps_the_whole_queue_behind_it(router: Router) -> None:
+    router.switch("claude", "d")
+    assert order(router) == ["d", "a", "b", "c"]
+
+
 def test_none_configured_when_every_provider_is_disabled(router: Router) -> None:
     selection = router.select_providers("gemini")
     assert selection.providers == ()

@@ -324,7 +324,7 @@ def test_a_stream_cut_short_has_not_ended(name: str) -> None:
 @pytest.mark.parametrize(
     ("api", "text", "error"),
     [
-        (Api.ANTHROPIC, ANTHROPIC_ERROR, "error"),
+        (Api.ANTHROPIC, ANTHROPIC_ERROR, "overloaded_error: Overloaded"),
         (Api.OPENAI, OPENAI_CHAT_ERROR, "server_error: The server is overloaded."),
         (Api.OPENAI, RESPONSES_FAILED, "response.failed"),
         (Api.GEMINI, GEMINI_ERROR, "UNAVAILABLE: The model is overloaded."),
