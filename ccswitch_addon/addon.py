@@ -15,22 +15,17 @@ if __package__ in (None, ""):  # loaded as a script by `mitmdump -s ccswitch_add
         sys.path.insert(0, _root)
 
 import asyncio
-import ipaddress
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from mitmproxy import command, connection, ctx, exceptions, http
+from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
-from mitmproxy.net.http import url
 from mitmproxy.utils import asyncio_utils
 
-from ccswitch_addon.breaker import Permit
 from ccswitch_addon.config import (
-    Api,
     AppConfig,
     Auth,
     Config,
@@ -41,23 +36,27 @@ from ccswitch_addon.config import (
 )
 from ccswitch_addon.dashboard import PAGE
 from ccswitch_addon.engine import Attempt, Engine, Finished
-from ccswitch_addon.notify import Notifier
-from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error, classify_status
-from ccswitch_addon.paths import default_config_path, default_state_path
-from ccswitch_addon.replies import Reply, api_error, unavailable
-from ccswitch_addon.rewrite import (
-    CLIENT_CREDENTIAL_HEADERS,
-    CLIENT_CREDENTIAL_QUERY,
-    credential_headers,
-    join_path,
-    mask,
-    peek_model,
-    probe_request,
-    rewrite_body_model,
-    rewrite_gemini_path,
+from ccswitch_addon.flows import (
+    ATTEMPT,
+    PROBE,
+    Routed,
+    attempt_flow,
+    disarm,
+    error_outcome,
+    is_internal,
+    is_loopback,
+    label,
+    mask_key,
+    probe_flow,
+    response_outcome,
+    rewrite_request,
+    to_response,
 )
+from ccswitch_addon.notify import Notifier
+from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.paths import default_config_path, default_state_path
+from ccswitch_addon.replies import api_error, unavailable
 from ccswitch_addon.router import Selection, UnknownName
-from ccswitch_addon.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.store import Store, StoreError
 from ccswitch_addon.switch import SwitchEvent
 from ccswitch_addon.usage import BodyWatch
@@ -67,49 +66,8 @@ __all__ = ["CcSwitch"]
 logger = logging.getLogger(__name__)
 
 CONTROL_HOST = "ccswitch.local"
-ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
-PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe
 PROBE_TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
-
-
-@dataclass
-class _Routed:
-    """What the addon keeps about one client request while it is being served."""
-
-    app: AppConfig  # the configuration the request started with, kept through a reload
-    candidates: tuple[ProviderConfig, ...]
-    original: http.Request  # as the client sent it, to rewrite again for the next provider
-    skipped: list[str]
-    provider: ProviderConfig | None = None
-    permit: Permit | None = None
-    started: float = field(default_factory=time.time)
-    attempt_started: float = 0.0
-    attempts: list[Attempt] = field(default_factory=list)
-    watch: BodyWatch | None = None
-    models: tuple[str | None, str | None] = (None, None)  # requested, sent
-    attempt_wall: float = 0.0  # time.time() when the current attempt was sent
-    timer: asyncio.TimerHandle | None = None  # first_byte_seconds for the current attempt
-    late: bool = False  # the current attempt was already recorded as a first-byte timeout
-
-
-def _is_loopback(address: Any) -> bool:
-    try:
-        ip = ipaddress.ip_address(address[0])
-    except (TypeError, ValueError, IndexError):
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-def _internal(flow: http.HTTPFlow) -> bool:
-    """A retry or probe the addon itself sends: routed already, handled by its sender."""
-    return ATTEMPT in flow.metadata or PROBE in flow.metadata
-
-
-def _response(reply: Reply) -> http.Response:
-    return http.Response.make(reply.status, reply.body, dict(reply.headers))
 
 
 def _read_config(path: Path) -> Config:
@@ -128,7 +86,7 @@ def _config_path() -> Path:
 class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self._routed: dict[str, _Routed] = {}
+        self._routed: dict[str, Routed] = {}
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
@@ -291,20 +249,7 @@ class CcSwitch:
         assert self.engine is not None
         ok, detail = False, "no answer"
         try:
-            method, path, headers, body = probe_request(app.api, provider)
-            request = http.Request.make(
-                method,
-                f"{provider.scheme}://{provider.host}:{provider.port}{path}",
-                body or b"",
-                http.Headers([(k.encode(), v.encode()) for k, v in headers]),
-            )
-            client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0))
-            probe = http.HTTPFlow(client, connection.Server(address=(provider.host, provider.port)))
-            probe.request = request
-            probe.is_replay = "request"
-            probe.metadata[PROBE] = {"app": app.name, "provider": provider.id}
-            probe.comment = f"ccswitch probe {app.name}:{provider.id}"
-            probe.marked = ":stethoscope:"
+            probe = probe_flow(app, provider)
             await ReplayHandler(probe, ctx.options).replay()
             if probe.response is not None:
                 status = probe.response.status_code
@@ -328,14 +273,14 @@ class CcSwitch:
         if request.host == CONTROL_HOST:
             self._control(flow)
             return
-        if _internal(flow) or self.engine is None or request.method != "POST":
+        if is_internal(flow) or self.engine is None or request.method != "POST":
             return
         router = self.engine.router
         app = router.match(request.host, request.path.partition("?")[0])
         if app is None:
             return
         if not self._may_route(flow):
-            flow.response = _response(
+            flow.response = to_response(
                 api_error(
                     app.api,
                     403,
@@ -345,14 +290,14 @@ class CcSwitch:
             )
             return
         selection = router.select_providers(app.name)
-        routed = _Routed(app, selection.providers, request.copy(), self._skipped(selection))
+        routed = Routed(app, selection.providers, request.copy(), self._skipped(selection))
         for provider in selection.providers:
             permit = router.acquire(app.name, provider.id)
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break
         if routed.provider is None:
-            flow.response = _response(
+            flow.response = to_response(
                 unavailable(
                     app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
                 )
@@ -361,7 +306,7 @@ class CcSwitch:
             flow.comment = f"{app.name}: no provider available"
             return
         try:
-            routed.models = self._rewrite(request, routed.original, app, routed.provider)
+            routed.models = rewrite_request(request, routed.original, app, routed.provider)
         except Exception:
             self._release(routed)
             raise
@@ -370,7 +315,7 @@ class CcSwitch:
 
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
-            _is_loopback(flow.client_conn.peername)
+            is_loopback(flow.client_conn.peername)
             or ctx.options.ccswitch_allow_remote
             or bool(getattr(ctx.options, "proxyauth", None))
         )
@@ -391,48 +336,10 @@ class CcSwitch:
                 notes.append(f"{pid}: {state}")
         return notes
 
-    @staticmethod
-    def _rewrite(
-        request: http.Request, original: http.Request, app: AppConfig, provider: ProviderConfig
-    ) -> tuple[str | None, str | None]:
-        """Point ``request`` (a fresh copy of ``original``) at ``provider``.
-
-        Returns the requested and the sent model. The body is touched only when a model
-        mapping applies: coding tools send contexts of several megabytes.
-        """
-        path, _, query = original.path.partition("?")
-        if app.api is Api.GEMINI:
-            path, requested, sent = rewrite_gemini_path(path, provider.models)
-        elif provider.models:
-            body, requested = rewrite_body_model(
-                original.get_content(strict=False) or b"", provider.models
-            )
-            sent = requested
-            if body is not None:
-                request.set_content(body)
-                sent = provider.models.get(requested or "") or provider.models.get("*")
-        else:
-            requested = sent = peek_model(original.raw_content)
-        request.scheme = provider.scheme
-        request.host = provider.host
-        request.port = provider.port
-        request.path = join_path(provider.base_path, path) + (f"?{query}" if query else "")
-        request.host_header = url.hostport(provider.scheme, provider.host, provider.port)
-        if provider.auth is not Auth.PASSTHROUGH:
-            for name in CLIENT_CREDENTIAL_HEADERS:
-                request.headers.pop(name, None)
-            if CLIENT_CREDENTIAL_QUERY in request.query:
-                del request.query[CLIENT_CREDENTIAL_QUERY]
-            for name, value in credential_headers(provider):
-                request.headers[name] = value
-        for name, value in provider.headers.items():
-            request.headers[name] = value
-        return requested, sent
-
     # --- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if _internal(flow):
+        if is_internal(flow):
             if flow.response is not None:
                 flow.response.stream = False  # retries are buffered, then handed to the client
             self._mask_internal(flow)
@@ -440,24 +347,24 @@ class CcSwitch:
         routed = self._routed.get(flow.id)
         if routed is None or flow.response is None or routed.provider is None:
             return
-        _disarm(routed)
-        _mask_key(flow.request, routed.provider)
+        disarm(routed)
+        mask_key(flow.request, routed.provider)
         response = flow.response
         if response.status_code < 400:
             # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(routed.app.api, response.headers.get("content-type", ""))
             response.stream = routed.watch
-            _label(response, routed.provider.id, 1)
+            label(response, routed.provider.id, 1)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        if _internal(flow):
+        if is_internal(flow):
             return
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None or flow.response is None:
             return
-        _disarm(routed)
+        disarm(routed)
         try:
-            outcome = _response_outcome(flow.response, routed)
+            outcome = response_outcome(flow.response, routed)
             self._finish_attempt(routed, outcome, flow.response)
             served = routed.provider if not outcome.retry else None
             if outcome.retry and routed.app.failover:
@@ -467,16 +374,16 @@ class CcSwitch:
             self._release(routed)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if _internal(flow):
+        if is_internal(flow):
             self._mask_internal(flow)
             return
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None:
             return
-        _disarm(routed)
-        _mask_key(flow.request, routed.provider)
+        disarm(routed)
+        mask_key(flow.request, routed.provider)
         try:
-            self._finish_attempt(routed, _error_outcome(flow), None)
+            self._finish_attempt(routed, error_outcome(flow), None)
             self._done(flow, routed, None)
         finally:
             self._release(routed)
@@ -489,10 +396,10 @@ class CcSwitch:
             provider = self.engine.router.provider(info.get("app", ""), info.get("provider", ""))
         except UnknownName:
             return
-        _mask_key(flow.request, provider)
+        mask_key(flow.request, provider)
 
     def _finish_attempt(
-        self, routed: _Routed, outcome: Outcome, response: http.Response | None
+        self, routed: Routed, outcome: Outcome, response: http.Response | None
     ) -> None:
         assert routed.provider is not None
         assert self.engine is not None
@@ -528,7 +435,7 @@ class CcSwitch:
         if outcome.cooldown_until is not None:
             self.engine.remember_breaker(routed.app.name, routed.provider.id)
 
-    def _start_attempt(self, routed: _Routed) -> None:
+    def _start_attempt(self, routed: Routed) -> None:
         routed.attempt_started = time.monotonic()
         routed.attempt_wall = time.time()
         routed.late = False
@@ -538,7 +445,7 @@ class CcSwitch:
                 seconds, self._first_byte_late, routed
             )
 
-    def _first_byte_late(self, routed: _Routed) -> None:
+    def _first_byte_late(self, routed: Routed) -> None:
         """No response headers within first_byte_seconds: a failure, though mitmproxy waits on."""
         routed.timer = None
         if routed.permit is None or routed.provider is None or self.engine is None:
@@ -551,7 +458,7 @@ class CcSwitch:
         self.engine.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
         logger.warning("ccswitch: %s:%s %s", routed.app.name, routed.provider.id, outcome.reason)
 
-    async def _fail_over(self, flow: http.HTTPFlow, routed: _Routed) -> ProviderConfig | None:
+    async def _fail_over(self, flow: http.HTTPFlow, routed: Routed) -> ProviderConfig | None:
         """Send the request on to the next providers until one answers without a retryable error."""
         assert self.engine is not None
         router = self.engine.router
@@ -568,48 +475,27 @@ class CcSwitch:
                 routed.skipped.append(f"{provider.id}: {label}")
                 continue
             routed.provider, routed.permit = provider, permit
-            attempt = self._attempt_flow(flow, routed, provider)
+            attempt = attempt_flow(flow, routed, provider)
             self._start_attempt(routed)
             try:
                 await ReplayHandler(attempt, ctx.options).replay()
             finally:
-                _disarm(routed)
+                disarm(routed)
             if attempt.response is None:
-                self._finish_attempt(routed, _error_outcome(attempt), None)
+                self._finish_attempt(routed, error_outcome(attempt), None)
                 continue
             watch = BodyWatch(routed.app.api, attempt.response.headers.get("content-type", ""))
             watch(attempt.response.get_content(strict=False) or b"")
             watch(b"")
             routed.watch = watch
-            outcome = _response_outcome(attempt.response, routed)
+            outcome = response_outcome(attempt.response, routed)
             self._finish_attempt(routed, outcome, attempt.response)
             flow.response = attempt.response.copy()  # the success, or the last error so far
             if not outcome.retry:
                 return provider
         return None
 
-    def _attempt_flow(
-        self, flow: http.HTTPFlow, routed: _Routed, provider: ProviderConfig
-    ) -> http.HTTPFlow:
-        request = routed.original.copy()
-        routed.models = self._rewrite(request, routed.original, routed.app, provider)
-        attempt = http.HTTPFlow(
-            flow.client_conn, connection.Server(address=(provider.host, provider.port))
-        )
-        attempt.request = request
-        attempt.is_replay = "request"
-        number = len(routed.attempts) + 1
-        attempt.metadata[ATTEMPT] = {
-            "of": flow.id,
-            "app": routed.app.name,
-            "provider": provider.id,
-            "attempt": number,
-        }
-        attempt.comment = f"{routed.app.name} attempt {number} → {provider.id} (for {flow.id[:8]})"
-        attempt.marked = ":repeat:"
-        return attempt
-
-    def _release(self, routed: _Routed) -> None:
+    def _release(self, routed: Routed) -> None:
         """Hand back a permit still held (an exception or abort on the way): never leak one."""
         permit, routed.permit = routed.permit, None
         if permit is not None and routed.provider is not None and self.engine is not None:
@@ -619,7 +505,7 @@ class CcSwitch:
 
     # --- telling the user --------------------------------------------------------------------
 
-    def _done(self, flow: http.HTTPFlow, routed: _Routed, served: ProviderConfig | None) -> None:
+    def _done(self, flow: http.HTTPFlow, routed: Routed, served: ProviderConfig | None) -> None:
         assert self.engine is not None
         response = flow.response
         usage = routed.watch.usage if routed.watch else None
@@ -649,7 +535,7 @@ class CcSwitch:
         elif len(routed.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
         if response is not None and (served is None or len(routed.attempts) > 1):
-            _label(response, routed.attempts[-1].provider, len(routed.attempts))
+            label(response, routed.attempts[-1].provider, len(routed.attempts))
         self.engine.request_done(finished)
 
     @staticmethod
@@ -696,7 +582,7 @@ class CcSwitch:
         self._apply(config)
 
     def _control(self, flow: http.HTTPFlow) -> None:
-        if not _is_loopback(flow.client_conn.peername):
+        if not is_loopback(flow.client_conn.peername):
             flow.response = http.Response.make(403, b"ccswitch: loopback clients only\n")
             return
         path = flow.request.path.partition("?")[0]
@@ -708,30 +594,9 @@ class CcSwitch:
         reply = self._engine().control(
             flow.request.method, path, flow.request.get_content(strict=False) or b""
         )
-        flow.response = _response(reply)
+        flow.response = to_response(reply)
         if reply.status == 200 and flow.request.method == "POST":
             logger.log(ALERT, "ccswitch: %s via %s", path.strip("/"), CONTROL_HOST)
-
-
-def _label(response: http.Response, provider: str, attempts: int) -> None:
-    response.headers["x-ccswitch-provider"] = provider
-    response.headers["x-ccswitch-attempts"] = str(attempts)
-
-
-def _mask_key(request: http.Request, provider: ProviderConfig) -> None:
-    """The request has gone upstream: keep only a masked key in the flow that mitmweb shows
-    and that flow files save."""
-    for name, value in credential_headers(provider):
-        if request.headers.get(name) == value:
-            request.headers[name] = (
-                mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
-            )
-
-
-def _disarm(routed: _Routed) -> None:
-    if routed.timer is not None:
-        routed.timer.cancel()
-        routed.timer = None
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:
@@ -740,47 +605,6 @@ def _stamp(path: Path) -> tuple[float, int] | None:
     except OSError:
         return None
     return stat.st_mtime, stat.st_size
-
-
-def _response_outcome(response: http.Response, routed: _Routed) -> Outcome:
-    """What this answer means; a success that streamed is judged by what the watcher saw."""
-    assert routed.provider is not None
-    now = time.time()
-    if response.status_code < 400:
-        result = routed.watch.result() if routed.watch is not None else None
-        problem = result.problem() if result is not None else None
-        return (
-            classify_error(ErrorKind.STREAM, problem)
-            if problem
-            else classify_status(response.status_code)
-        )
-
-    def body() -> str:
-        content = response.get_content(strict=False) or b""
-        return content[:BODY_LIMIT].decode("utf-8", "replace")
-
-    return classify_response(
-        response.status_code,
-        response.headers,
-        body,
-        now,
-        routed.app.rules_for(routed.provider),
-        routed.app.breaker.max_cooldown_seconds,
-    )
-
-
-def _error_outcome(flow: http.HTTPFlow) -> Outcome:
-    message = flow.error.msg if flow.error else ""
-    if flow.error and message == flow.error.KILLED_MESSAGE:
-        return classify_error(ErrorKind.CLIENT_GONE, "killed")
-    if flow.response is not None:  # the headers came, then the stream broke
-        return classify_error(ErrorKind.STREAM, message)
-    server = flow.server_conn
-    if server.timestamp_tcp_setup is None or (server.tls and server.timestamp_tls_setup is None):
-        return classify_error(ErrorKind.CONNECT, message)
-    if not flow.client_conn.connected:
-        return classify_error(ErrorKind.CLIENT_GONE, message)
-    return classify_error(ErrorKind.RESET, message)
 
 
 addons = [CcSwitch()]

@@ -1,0 +1,214 @@
+"""What the addon does to mitmproxy flows: rewrite, retry and probe flows, outcomes, masking.
+
+With addon.py the only place that touches mitmproxy; the decisions stay in the core.
+"""
+
+# No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
+import asyncio
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import connection, http
+from mitmproxy.net.http import url
+
+from ccswitch_addon.breaker import Permit
+from ccswitch_addon.config import Api, AppConfig, Auth, ProviderConfig
+from ccswitch_addon.engine import Attempt
+from ccswitch_addon.outcome import ErrorKind, Outcome, classify_error, classify_status
+from ccswitch_addon.replies import Reply
+from ccswitch_addon.rewrite import (
+    CLIENT_CREDENTIAL_HEADERS,
+    CLIENT_CREDENTIAL_QUERY,
+    credential_headers,
+    join_path,
+    mask,
+    peek_model,
+    probe_request,
+    rewrite_body_model,
+    rewrite_gemini_path,
+)
+from ccswitch_addon.rules import BODY_LIMIT, classify_response
+from ccswitch_addon.usage import BodyWatch
+
+ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
+PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe
+
+
+@dataclass
+class Routed:
+    """What the addon keeps about one client request while it is being served."""
+
+    app: AppConfig  # the configuration the request started with, kept through a reload
+    candidates: tuple[ProviderConfig, ...]
+    original: http.Request  # as the client sent it, to rewrite again for the next provider
+    skipped: list[str]
+    provider: ProviderConfig | None = None
+    permit: Permit | None = None
+    started: float = field(default_factory=time.time)
+    attempt_started: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    watch: BodyWatch | None = None
+    models: tuple[str | None, str | None] = (None, None)  # requested, sent
+    attempt_wall: float = 0.0  # time.time() when the current attempt was sent
+    timer: asyncio.TimerHandle | None = None  # first_byte_seconds for the current attempt
+    late: bool = False  # the current attempt was already recorded as a first-byte timeout
+
+
+def is_loopback(address: Any) -> bool:
+    try:
+        ip = ipaddress.ip_address(address[0])
+    except (TypeError, ValueError, IndexError):
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def is_internal(flow: http.HTTPFlow) -> bool:
+    """A retry or probe the addon itself sends: routed already, handled by its sender."""
+    return ATTEMPT in flow.metadata or PROBE in flow.metadata
+
+
+def to_response(reply: Reply) -> http.Response:
+    return http.Response.make(reply.status, reply.body, dict(reply.headers))
+
+
+def rewrite_request(
+    request: http.Request, original: http.Request, app: AppConfig, provider: ProviderConfig
+) -> tuple[str | None, str | None]:
+    """Point ``request`` (a fresh copy of ``original``) at ``provider``.
+
+    Returns the requested and the sent model. The body is touched only when a model
+    mapping applies: coding tools send contexts of several megabytes.
+    """
+    path, _, query = original.path.partition("?")
+    if app.api is Api.GEMINI:
+        path, requested, sent = rewrite_gemini_path(path, provider.models)
+    elif provider.models:
+        body, requested = rewrite_body_model(
+            original.get_content(strict=False) or b"", provider.models
+        )
+        sent = requested
+        if body is not None:
+            request.set_content(body)
+            sent = provider.models.get(requested or "") or provider.models.get("*")
+    else:
+        requested = sent = peek_model(original.raw_content)
+    request.scheme = provider.scheme
+    request.host = provider.host
+    request.port = provider.port
+    request.path = join_path(provider.base_path, path) + (f"?{query}" if query else "")
+    request.host_header = url.hostport(provider.scheme, provider.host, provider.port)
+    if provider.auth is not Auth.PASSTHROUGH:
+        for name in CLIENT_CREDENTIAL_HEADERS:
+            request.headers.pop(name, None)
+        if CLIENT_CREDENTIAL_QUERY in request.query:
+            del request.query[CLIENT_CREDENTIAL_QUERY]
+        for name, value in credential_headers(provider):
+            request.headers[name] = value
+    for name, value in provider.headers.items():
+        request.headers[name] = value
+    return requested, sent
+
+
+def attempt_flow(flow: http.HTTPFlow, routed: Routed, provider: ProviderConfig) -> http.HTTPFlow:
+    request = routed.original.copy()
+    routed.models = rewrite_request(request, routed.original, routed.app, provider)
+    attempt = http.HTTPFlow(
+        flow.client_conn, connection.Server(address=(provider.host, provider.port))
+    )
+    attempt.request = request
+    attempt.is_replay = "request"
+    number = len(routed.attempts) + 1
+    attempt.metadata[ATTEMPT] = {
+        "of": flow.id,
+        "app": routed.app.name,
+        "provider": provider.id,
+        "attempt": number,
+    }
+    attempt.comment = f"{routed.app.name} attempt {number} → {provider.id} (for {flow.id[:8]})"
+    attempt.marked = ":repeat:"
+    return attempt
+
+
+def probe_flow(app: AppConfig, provider: ProviderConfig) -> http.HTTPFlow:
+    """An active health probe for an open provider, as a flow of its own (marked in mitmweb)."""
+    method, path, headers, body = probe_request(app.api, provider)
+    request = http.Request.make(
+        method,
+        f"{provider.scheme}://{provider.host}:{provider.port}{path}",
+        body or b"",
+        http.Headers([(k.encode(), v.encode()) for k, v in headers]),
+    )
+    client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0))
+    probe = http.HTTPFlow(client, connection.Server(address=(provider.host, provider.port)))
+    probe.request = request
+    probe.is_replay = "request"
+    probe.metadata[PROBE] = {"app": app.name, "provider": provider.id}
+    probe.comment = f"ccswitch probe {app.name}:{provider.id}"
+    probe.marked = ":stethoscope:"
+    return probe
+
+
+def label(response: http.Response, provider: str, attempts: int) -> None:
+    response.headers["x-ccswitch-provider"] = provider
+    response.headers["x-ccswitch-attempts"] = str(attempts)
+
+
+def mask_key(request: http.Request, provider: ProviderConfig) -> None:
+    """The request has gone upstream: keep only a masked key in the flow that mitmweb shows
+    and that flow files save."""
+    for name, value in credential_headers(provider):
+        if request.headers.get(name) == value:
+            request.headers[name] = (
+                mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
+            )
+
+
+def disarm(routed: Routed) -> None:
+    if routed.timer is not None:
+        routed.timer.cancel()
+        routed.timer = None
+
+
+def response_outcome(response: http.Response, routed: Routed) -> Outcome:
+    """What this answer means; a success that streamed is judged by what the watcher saw."""
+    assert routed.provider is not None
+    now = time.time()
+    if response.status_code < 400:
+        result = routed.watch.result() if routed.watch is not None else None
+        problem = result.problem() if result is not None else None
+        return (
+            classify_error(ErrorKind.STREAM, problem)
+            if problem
+            else classify_status(response.status_code)
+        )
+
+    def body() -> str:
+        content = response.get_content(strict=False) or b""
+        return content[:BODY_LIMIT].decode("utf-8", "replace")
+
+    return classify_response(
+        response.status_code,
+        response.headers,
+        body,
+        now,
+        routed.app.rules_for(routed.provider),
+        routed.app.breaker.max_cooldown_seconds,
+    )
+
+
+def error_outcome(flow: http.HTTPFlow) -> Outcome:
+    message = flow.error.msg if flow.error else ""
+    if flow.error and message == flow.error.KILLED_MESSAGE:
+        return classify_error(ErrorKind.CLIENT_GONE, "killed")
+    if flow.response is not None:  # the headers came, then the stream broke
+        return classify_error(ErrorKind.STREAM, message)
+    server = flow.server_conn
+    if server.timestamp_tcp_setup is None or (server.tls and server.timestamp_tls_setup is None):
+        return classify_error(ErrorKind.CONNECT, message)
+    if not flow.client_conn.connected:
+        return classify_error(ErrorKind.CLIENT_GONE, message)
+    return classify_error(ErrorKind.RESET, message)
