@@ -433,3 +433,18 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     later = model_flow("https://api.anthropic.com/v1/messages")
     cc.request(later)
     assert later.request.port == 9003
+
+
+async def test_warns_when_listening_beyond_loopback(
+    addon: tuple[CcSwitch, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    cc, _ = addon
+    from mitmproxy import ctx
+
+    ctx.options.update(listen_host="")
+    cc.running()
+    assert "listening on every interface, beyond loopback" in caplog.text
+    caplog.clear()
+    ctx.options.update(listen_host="127.0.0.1")
+    cc.running()
+    assert "beyond loopback" not in caplog.text

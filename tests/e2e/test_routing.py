@@ -65,7 +65,8 @@ apps:
 
 
 def start(make_proxy: Callable[..., Proxy], config: str, **kwargs: Any) -> Proxy:
-    return make_proxy(config, env={"BACKUP_KEY": BACKUP_KEY}, **kwargs)
+    kwargs["env"] = {"BACKUP_KEY": BACKUP_KEY, **kwargs.get("env", {})}
+    return make_proxy(config, **kwargs)
 
 
 def status(proxy: Proxy) -> dict[str, Any]:
@@ -432,3 +433,26 @@ def test_config_error_at_start_is_one_clear_line(make_proxy: Callable[..., Proxy
         "(did you mean 'failure_threshold'?)" in output
     )
     assert "Traceback" not in output
+
+
+def test_retries_of_different_requests_run_concurrently_and_never_via_https_proxy(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    """Ten requests fail over at once to a slow backup: the backup sees all ten before it
+    answers any, so the retries were in flight together. HTTPS_PROXY in mitmdump's own
+    environment points at a dead port: the retries must not go through it."""
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    backup.default = slow_first_byte(1.0, ok_json())
+    dead_proxy = f"http://127.0.0.1:{closed_port()}"
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=50),
+                  env={"HTTPS_PROXY": dead_proxy, "HTTP_PROXY": dead_proxy,
+                       "https_proxy": dead_proxy})
+
+    replies = concurrent(lambda _: send(proxy), 10)
+
+    assert [r.status for r in replies] == [200] * 10
+    assert {r.headers["x-ccswitch-attempts"] for r in replies} == {"2"}
+    arrivals = sorted(r.at for r in backup.requests)
+    assert len(arrivals) == 10
+    assert arrivals[-1] - arrivals[0] < 1.0  # all arrived within the first answer's delay
