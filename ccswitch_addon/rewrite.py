@@ -60,22 +60,59 @@ def peek_model(body: bytes | None) -> str | None:
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _top_level_model(text: str) -> tuple[int, int, object] | None:
+    """(start, end, value) of the top-level "model" member of a JSON object, if there is one.
+
+    Walks the top-level members in order and stops at "model": coding tools put it first,
+    so a context of megabytes after it is never parsed.
+    """
+    index = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text[index : index + 1] != "{":
+        return None
+    index += 1
+    while True:
+        index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+        if text[index : index + 1] != '"':
+            return None
+        key, index = _DECODER.raw_decode(text, index)
+        index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+        if text[index : index + 1] != ":":
+            return None
+        start = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+        value, end = _DECODER.raw_decode(text, start)
+        if key == "model":
+            return start, end, value
+        index = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text[index : index + 1] != ",":
+            return None
+        index += 1
+
+
 def rewrite_body_model(body: bytes, models: Mapping[str, str]) -> tuple[bytes | None, str | None]:
-    """(new body or None if unchanged, requested model) for a JSON body with a top-level model."""
+    """(new body or None if unchanged, requested model) for a JSON body with a top-level model.
+
+    Only the model's value is replaced; every other byte of the body stays as the client
+    sent it (no re-serialization of a long context).
+    """
     if not models or b'"model"' not in body:
         return None, peek_model(body)
     try:
-        document = json.loads(body)
-    except ValueError:
-        return None, None  # not JSON: the provider will say what is wrong with it
-    if not isinstance(document, dict) or not isinstance(document.get("model"), str):
+        text = body.decode("utf-8")
+        found = _top_level_model(text)
+    except ValueError:  # not UTF-8 or not JSON: the provider will say what is wrong with it
         return None, None
-    requested: str = document["model"]
+    if found is None or not isinstance(found[2], str):
+        return None, None
+    start, end, requested = found[0], found[1], found[2]
     mapped = map_model(models, requested)
     if mapped is None:
         return None, requested
-    document["model"] = mapped
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(), requested
+    replaced = text[:start] + json.dumps(mapped, ensure_ascii=False) + text[end:]
+    return replaced.encode("utf-8"), requested
 
 
 def rewrite_gemini_path(path: str, models: Mapping[str, str]) -> tuple[str, str | None, str | None]:

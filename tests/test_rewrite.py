@@ -80,9 +80,21 @@ def test_rewrite_body_model_leaves_unmapped_bodies_alone() -> None:
     assert rewrite_body_model(body, {"other": "x"}) == (None, "gpt-5")
     assert rewrite_body_model(body, {}) == (None, "gpt-5")
     assert rewrite_body_model(b'{"input": "hi"}', MODELS) == (None, None)
-    assert rewrite_body_model(b'{"model": "x", oops', MODELS) == (None, None)
+    assert rewrite_body_model(b'{"oops', MODELS) == (None, None)
+    # What follows the model is not parsed at all: the provider judges the rest as sent.
+    assert rewrite_body_model(b'{"model": "x", oops', MODELS) == (
+        b'{"model": "vendor/default", oops',
+        "x",
+    )
     assert rewrite_body_model(b'["model"]', MODELS) == (None, None)
     assert rewrite_body_model(b'{"model": 5}', MODELS) == (None, None)
+
+
+def test_rewrite_body_model_keeps_every_other_byte() -> None:
+    body = b'{ "stream" : true,\n  "model":"claude-x" , "messages": [{"content": "caf\\u00e9 \xc3\xa9"}]}'
+    new, requested = rewrite_body_model(body, {"claude-x": "vendor/x"})
+    assert requested == "claude-x"
+    assert new == body.replace(b'"claude-x"', b'"vendor/x"')
 
 
 def test_peek_model() -> None:
