@@ -91,7 +91,10 @@ def test_rewrite_body_model_leaves_unmapped_bodies_alone() -> None:
 
 
 def test_rewrite_body_model_keeps_every_other_byte() -> None:
-    body = b'{ "stream" : true,\n  "model":"claude-x" , "messages": [{"content": "caf\\u00e9 \xc3\xa9"}]}'
+    body = (
+        b'{ "stream" : true,\n  "model":"claude-x" , '
+        b'"messages": [{"content": "caf\\u00e9 \xc3\xa9"}]}'
+    )
     new, requested = rewrite_body_model(body, {"claude-x": "vendor/x"})
     assert requested == "claude-x"
     assert new == body.replace(b'"claude-x"', b'"vendor/x"')
