@@ -39,6 +39,7 @@ from ccswitch_addon.engine import Attempt, Engine, Finished
 from ccswitch_addon.flows import (
     ATTEMPT,
     PROBE,
+    Original,
     Routed,
     attempt_flow,
     disarm,
@@ -290,7 +291,7 @@ class CcSwitch:
             )
             return
         selection = router.select_providers(app.name)
-        routed = Routed(app, selection.providers, request.copy(), self._skipped(selection))
+        routed = Routed(app, selection.providers, Original.of(request), self._skipped(selection))
         for provider in selection.providers:
             permit = router.acquire(app.name, provider.id)
             if permit is not None:
@@ -306,7 +307,7 @@ class CcSwitch:
             flow.comment = f"{app.name}: no provider available"
             return
         try:
-            routed.models = rewrite_request(request, routed.original, app, routed.provider)
+            routed.models = rewrite_request(request, app, routed.provider)
         except Exception:
             self._release(routed)
             raise

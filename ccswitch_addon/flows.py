@@ -5,6 +5,7 @@ With addon.py the only place that touches mitmproxy; the decisions stay in the c
 
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
 import asyncio
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -36,13 +37,37 @@ ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
 PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe
 
 
+@dataclass(frozen=True)
+class Original:
+    """The parts of the client's request that a rewrite changes, kept for a retry.
+
+    Cheaper than a full Request.copy() on every request; a retry copies the flow's request
+    and puts these back before rewriting it for the next provider.
+    """
+
+    path: str
+    headers: http.Headers
+    body: bytes | None
+
+    @classmethod
+    def of(cls, request: http.Request) -> "Original":
+        return cls(request.path, request.headers.copy(), request.raw_content)
+
+    def restored(self, request: http.Request) -> http.Request:
+        copy = request.copy()
+        copy.path = self.path
+        copy.headers = self.headers.copy()
+        copy.raw_content = self.body
+        return copy
+
+
 @dataclass
 class Routed:
     """What the addon keeps about one client request while it is being served."""
 
     app: AppConfig  # the configuration the request started with, kept through a reload
     candidates: tuple[ProviderConfig, ...]
-    original: http.Request  # as the client sent it, to rewrite again for the next provider
+    original: Original  # as the client sent it, to rewrite again for the next provider
     skipped: list[str]
     provider: ProviderConfig | None = None
     permit: Permit | None = None
@@ -58,8 +83,16 @@ class Routed:
 
 def is_loopback(address: Any) -> bool:
     try:
-        ip = ipaddress.ip_address(address[0])
-    except (TypeError, ValueError, IndexError):
+        return _loopback_ip(address[0])
+    except (TypeError, IndexError):
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _loopback_ip(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -76,26 +109,26 @@ def to_response(reply: Reply) -> http.Response:
 
 
 def rewrite_request(
-    request: http.Request, original: http.Request, app: AppConfig, provider: ProviderConfig
+    request: http.Request, app: AppConfig, provider: ProviderConfig
 ) -> tuple[str | None, str | None]:
-    """Point ``request`` (a fresh copy of ``original``) at ``provider``.
+    """Point ``request``, still as the client sent it, at ``provider``.
 
     Returns the requested and the sent model. The body is touched only when a model
     mapping applies: coding tools send contexts of several megabytes.
     """
-    path, _, query = original.path.partition("?")
+    path, _, query = request.path.partition("?")
     if app.api is Api.GEMINI:
         path, requested, sent = rewrite_gemini_path(path, provider.models)
     elif provider.models:
         body, requested = rewrite_body_model(
-            original.get_content(strict=False) or b"", provider.models
+            request.get_content(strict=False) or b"", provider.models
         )
         sent = requested
         if body is not None:
             request.set_content(body)
             sent = provider.models.get(requested or "") or provider.models.get("*")
     else:
-        requested = sent = peek_model(original.raw_content)
+        requested = sent = peek_model(request.raw_content)
     request.scheme = provider.scheme
     request.host = provider.host
     request.port = provider.port
@@ -114,8 +147,8 @@ def rewrite_request(
 
 
 def attempt_flow(flow: http.HTTPFlow, routed: Routed, provider: ProviderConfig) -> http.HTTPFlow:
-    request = routed.original.copy()
-    routed.models = rewrite_request(request, routed.original, routed.app, provider)
+    request = routed.original.restored(flow.request)
+    routed.models = rewrite_request(request, routed.app, provider)
     attempt = http.HTTPFlow(
         flow.client_conn, connection.Server(address=(provider.host, provider.port))
     )

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .breaker import State
 
@@ -47,8 +47,7 @@ class StoreError(Exception):
     """The state file cannot be used; the message says which file and why."""
 
 
-@dataclass(frozen=True)
-class RequestRow:
+class RequestRow(NamedTuple):
     time: float
     app: str
     provider: str | None
@@ -176,7 +175,7 @@ class Store:
             "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
             " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
             " streaming) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            astuple(row),
+            row,
         )
 
     def flush(self, timeout: float = 5.0) -> None:
@@ -228,15 +227,20 @@ class Store:
         """Write one batch in one transaction; False when told to stop."""
         waiting: list[threading.Event] = []
         keep_going = True
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []  # same statement in a row: one call
+        for item in batch:
+            if item is None:
+                keep_going = False
+            elif item[0] == "__flush__":
+                waiting.append(item[1][0])
+            elif runs and runs[-1][0] == item[0]:
+                runs[-1][1].append(item[1])
+            else:
+                runs.append((item[0], [item[1]]))
         try:
             with writer:
-                for item in batch:
-                    if item is None:
-                        keep_going = False
-                    elif item[0] == "__flush__":
-                        waiting.append(item[1][0])
-                    else:
-                        writer.execute(*item)
+                for sql, rows in runs:
+                    writer.executemany(sql, rows)
         except sqlite3.Error as e:
             # The proxy keeps routing; losing log rows beats stopping the writer.
             logger.warning("ccswitch: state file write failed: %s", e)
