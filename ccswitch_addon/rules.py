@@ -8,6 +8,7 @@ provider is then skipped until that time instead of being retried into the wall.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -64,14 +65,15 @@ class Rule:
         )
         return f"{' and '.join(parts)} → {action}"
 
-    def matches(self, status: int, headers: Mapping[str, str], body: str) -> bool:
+    def matches(self, status: int, headers: Mapping[str, str], body: Callable[[], str]) -> bool:
+        """Status and headers first: the body is read only when they already match."""
         if self.statuses and not any(lo <= status <= hi for lo, hi in self.statuses):
             return False
         for name, pattern in self.headers:
             value = headers.get(name)
             if value is None or (pattern is not None and not pattern.search(value)):
                 return False
-        return self.body is None or bool(self.body.search(body))
+        return self.body is None or bool(self.body.search(body()))
 
 
 def apply_rules(
@@ -83,8 +85,9 @@ def apply_rules(
     max_cooldown: float,
 ) -> Outcome | None:
     """The outcome the first matching rule decides, or None to use the built-in table."""
+    body = functools.cache(body)  # read and decoded at most once, however many rules look
     for rule in rules:
-        if not rule.matches(status, headers, body() if rule.body is not None else ""):
+        if not rule.matches(status, headers, body):
             continue
         reason = f"{status} (rule {rule.where})" if rule.where else str(status)
         if rule.action is Action.RETURN:
@@ -106,6 +109,8 @@ def apply_rules(
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+# A bare number of seconds; float() alone would also take "nan", "inf", "1_000" or "١٢".
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
@@ -121,10 +126,7 @@ def parse_duration(text: str) -> float | None:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     if position != len(text):
-        try:
-            return float(text)  # a bare number of seconds
-        except ValueError:
-            return None
+        return float(text) if _SECONDS.fullmatch(text) else None
     return total
 
 
@@ -223,6 +225,8 @@ _RANGE = re.compile(r"^\s*(\d{3})\s*-\s*(\d{3})\s*$")
 
 def _status_ranges(node: Node) -> tuple[tuple[int, int], ...]:
     items = list(node.sequence()) if node.is_sequence() else [node]
+    if not items:  # no statuses would otherwise mean any status
+        raise node.error("the list is empty; give a status like 429 or a range like 500-599")
     ranges = []
     for item in items:
         value = item.scalar()
@@ -255,7 +259,10 @@ def parse_rules(node: Node) -> tuple[Rule, ...]:
         body = _regex(entries["body"]) if "body" in entries else None
         headers: list[tuple[str, re.Pattern[str] | None]] = []
         if "headers" in entries:
-            for name, value in entries["headers"].mapping().items():
+            named = entries["headers"].mapping()
+            if not named:  # no headers would otherwise match any response
+                raise entries["headers"].error("the mapping is empty; give name: regex or true")
+            for name, value in named.items():
                 raw = value.scalar()
                 headers.append((name.lower(), None if raw is True else _regex(value)))
         cooldown = entries["cooldown"].number(0, 604800) if "cooldown" in entries else 0.0

@@ -661,3 +661,291 @@ def test_the_window_forgets_old_outcomes(steps: list[tuple[float, bool]], window
     assert counted <= failures
     clock.advance(window + 1)
     assert breaker.window_counts() == (0, 0)
+
+
+# --- breaker growth, slow calls, quota cooldowns, active probes -----------------------------------
+
+
+def jittered(clock: FakeClock, jitter: float, **changes: Any) -> CircuitBreaker:
+    """A breaker whose random() always returns ``jitter`` (0.0: −10 %, 1.0: +10 %)."""
+    return CircuitBreaker(replace(CONFIG, **changes), clock, Recorder(), random=lambda: jitter)
+
+
+def open_time(breaker: CircuitBreaker, clock: FakeClock) -> float:
+    """How long the breaker stays open from now (it must be open)."""
+    assert breaker.state is State.OPEN
+    reopens = breaker.reopens_at()
+    assert reopens is not None
+    return reopens - clock.now
+
+
+def fail_the_probe(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """Wait out the open time, then let the half-open probe fail."""
+    clock.advance(open_time(breaker, clock))
+    assert breaker.state is State.HALF_OPEN
+    send(breaker, FAIL)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 1.0])
+def test_the_first_trip_opens_for_exactly_open_seconds(clock: FakeClock, jitter: float) -> None:
+    breaker = jittered(clock, jitter)
+    trip(breaker)
+    assert breaker.trips == 1
+    assert open_time(breaker, clock) == 30
+    clock.advance(29.999)
+    assert breaker.state is State.OPEN
+    clock.advance(0.001)
+    assert breaker.state is State.HALF_OPEN
+
+
+@pytest.mark.parametrize(("jitter", "factor"), [(0.0, 0.9), (0.5, 1.0), (1.0, 1.1)])
+def test_each_repeated_trip_doubles_the_open_time_within_ten_percent(
+    clock: FakeClock, jitter: float, factor: float
+) -> None:
+    breaker = jittered(clock, jitter)
+    trip(breaker)
+    fail_the_probe(breaker, clock)
+    assert breaker.trips == 2
+    assert open_time(breaker, clock) == pytest.approx(30 * 2 * factor)
+    fail_the_probe(breaker, clock)
+    assert breaker.trips == 3
+    assert open_time(breaker, clock) == pytest.approx(30 * 4 * factor)
+    fail_the_probe(breaker, clock)
+    assert open_time(breaker, clock) == pytest.approx(30 * 8 * factor)
+
+
+def test_real_jitter_stays_within_ten_percent(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(CONFIG, clock)  # the module's own random.random
+    for _ in range(200):
+        assert 54 <= breaker.open_duration(2) <= 66
+        assert 108 <= breaker.open_duration(3) <= 132
+    assert breaker.open_duration(1) == 30
+
+
+def test_the_open_time_is_capped_by_max_open_seconds(clock: FakeClock) -> None:
+    breaker = jittered(clock, 1.0, max_open_seconds=100)
+    trip(breaker)
+    assert open_time(breaker, clock) == 30
+    fail_the_probe(breaker, clock)
+    assert open_time(breaker, clock) == pytest.approx(66)
+    fail_the_probe(breaker, clock)
+    assert open_time(breaker, clock) == 100  # 132 capped
+    for _ in range(10):
+        fail_the_probe(breaker, clock)
+        assert open_time(breaker, clock) == 100
+    assert breaker.trips == 13
+
+
+def test_a_cap_below_open_seconds_never_shortens_the_first_trip(clock: FakeClock) -> None:
+    breaker = jittered(clock, 0.5, max_open_seconds=10)
+    trip(breaker)
+    assert open_time(breaker, clock) == 30
+    fail_the_probe(breaker, clock)
+    assert open_time(breaker, clock) == 30
+
+
+def recover(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """From open: wait, then close it with success_threshold (2) successful probes."""
+    clock.advance(open_time(breaker, clock))
+    send(breaker, OK)
+    send(breaker, OK)
+    assert breaker.state is State.CLOSED
+
+
+def trip_by_streak(breaker: CircuitBreaker) -> None:
+    for _ in range(3):
+        send(breaker, FAIL)
+    assert breaker.state is State.OPEN
+
+
+def test_growth_starts_over_after_a_long_enough_closed_spell(clock: FakeClock) -> None:
+    breaker = jittered(clock, 0.5)
+    trip(breaker)
+    fail_the_probe(breaker, clock)
+    assert breaker.trips == 2
+    recover(breaker, clock)
+    clock.advance(4 * 30)
+    trip_by_streak(breaker)
+    assert breaker.trips == 1
+    assert open_time(breaker, clock) == 30
+
+
+def test_growth_goes_on_after_a_short_closed_spell(clock: FakeClock) -> None:
+    breaker = jittered(clock, 0.5)
+    trip(breaker)
+    fail_the_probe(breaker, clock)
+    recover(breaker, clock)
+    clock.advance(4 * 30 - 1)
+    trip_by_streak(breaker)
+    assert breaker.trips == 3
+    assert open_time(breaker, clock) == 120
+
+
+def test_a_manual_reset_starts_growth_over(clock: FakeClock) -> None:
+    breaker = jittered(clock, 0.5)
+    trip(breaker)
+    fail_the_probe(breaker, clock)
+    breaker.reset()
+    trip(breaker)
+    assert breaker.trips == 1
+    assert open_time(breaker, clock) == 30
+
+
+def send_timed(breaker: CircuitBreaker, slow: bool, outcome: Outcome = OK) -> None:
+    permit = breaker.acquire()
+    assert permit is not None
+    breaker.release(permit, outcome, slow=slow)
+
+
+def test_slow_calls_open_it_at_the_slow_rate_threshold(clock: FakeClock) -> None:
+    breaker = make(clock, slow_ms=1000, slow_rate_threshold=0.8, min_requests=10)
+    send_timed(breaker, slow=False)
+    send_timed(breaker, slow=False)
+    for _ in range(7):
+        send_timed(breaker, slow=True)
+    assert breaker.state is State.CLOSED  # 7 slow of 9: below min_requests
+    send_timed(breaker, slow=True)  # 8 slow of 10: the ratio reaches 0.8
+    assert breaker.state is State.OPEN
+    assert open_time(breaker, clock) == 30
+
+
+def test_a_slow_ratio_below_the_threshold_stays_closed(clock: FakeClock) -> None:
+    breaker = make(clock, slow_ms=1000, slow_rate_threshold=0.8, min_requests=10)
+    for _ in range(10):
+        send_timed(breaker, slow=False)
+        send_timed(breaker, slow=False)
+        send_timed(breaker, slow=False)
+        for _ in range(7):
+            send_timed(breaker, slow=True)
+    assert breaker.window_counts() == (100, 0)
+    assert breaker.state is State.CLOSED
+
+
+def test_slow_calls_below_min_requests_do_not_open_it(clock: FakeClock) -> None:
+    breaker = make(clock, slow_ms=1000, slow_rate_threshold=0.5, min_requests=10)
+    for _ in range(9):
+        send_timed(breaker, slow=True)
+    assert breaker.state is State.CLOSED
+    send_timed(breaker, slow=True)
+    assert breaker.state is State.OPEN
+
+
+def test_slow_calls_never_open_it_with_slow_ms_zero(clock: FakeClock) -> None:
+    breaker = make(clock, slow_ms=0, slow_rate_threshold=0.1, min_requests=1)
+    for _ in range(100):
+        send_timed(breaker, slow=True)
+    assert breaker.state is State.CLOSED
+    assert breaker.window_counts() == (100, 0)
+
+
+def test_slow_calls_leave_the_window_with_it(clock: FakeClock) -> None:
+    breaker = make(clock, slow_ms=1000, slow_rate_threshold=0.8, min_requests=10)
+    for _ in range(9):
+        send_timed(breaker, slow=True)
+    clock.advance(61)  # the nine slow calls are out of the window
+    send_timed(breaker, slow=True)
+    assert breaker.state is State.CLOSED
+    assert breaker.window_counts() == (1, 0)
+
+
+def cooling(until: float, reason: str | None, effect: Effect = Effect.FAILURE) -> Outcome:
+    return Outcome(effect, True, "429", cooldown_until=until, cooldown_reason=reason)
+
+
+def test_a_quota_cooldown_is_capped_by_max_cooldown_seconds(clock: FakeClock) -> None:
+    breaker = make(clock, max_cooldown_seconds=7200)
+    send(breaker, cooling(clock.now + 10 * 86400, "quota reset"))
+    assert breaker.cooldown_until == clock.now + 7200
+    assert breaker.cooldown_reason == "quota reset"
+    assert breaker.label() == "cooldown"
+
+
+def test_a_quota_cooldown_may_outlast_an_hour_but_retry_after_may_not(clock: FakeClock) -> None:
+    week = 7 * 86400
+    quota = make(clock, max_cooldown_seconds=week)
+    send(quota, cooling(clock.now + 2 * 86400, "quota reset"))
+    assert quota.cooldown_until == clock.now + 2 * 86400
+    retry_after = make(clock, max_cooldown_seconds=week)
+    send(retry_after, cooling(clock.now + 2 * 86400, "Retry-After"))
+    assert retry_after.cooldown_until == clock.now + 3600
+
+
+def test_a_rule_cooldown_is_neutral_and_keeps_its_reason(clock: FakeClock) -> None:
+    breaker = make(clock, max_cooldown_seconds=600)
+    send(breaker, cooling(clock.now + 3600, "rule p.yaml:7", Effect.NEUTRAL))
+    assert breaker.cooldown_until == clock.now + 600
+    assert breaker.cooldown_reason == "rule p.yaml:7"
+    assert breaker.window_counts() == (0, 0)
+    assert breaker.consecutive_failures == 0
+
+
+def test_the_reason_of_the_longer_cooldown_is_kept(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold=10)
+    first, second, third = breaker.acquire(), breaker.acquire(), breaker.acquire()
+    assert first is not None
+    assert second is not None
+    assert third is not None
+    breaker.release(first, cooling(clock.now + 600, "quota reset"))
+    breaker.release(second, cooling(clock.now + 60, "Retry-After"))
+    assert (breaker.cooldown_until, breaker.cooldown_reason) == (clock.now + 600, "quota reset")
+    breaker.release(third, cooling(clock.now + 1800, "Retry-After"))
+    assert (breaker.cooldown_until, breaker.cooldown_reason) == (clock.now + 1800, "Retry-After")
+
+
+def test_a_cooldown_without_a_reason_is_called_cooldown(clock: FakeClock) -> None:
+    breaker = make(clock)
+    send(breaker, cooling(clock.now + 60, None))
+    assert breaker.cooldown_reason == "cooldown"
+
+
+def test_reset_clears_the_cooldown_reason(clock: FakeClock) -> None:
+    breaker = make(clock)
+    send(breaker, cooling(clock.now + 600, "quota reset"))
+    assert breaker.cooldown_reason == "quota reset"
+    breaker.reset()
+    assert breaker.cooldown_reason is None
+    assert breaker.cooldown_until is None
+    assert breaker.label() == "closed"
+
+
+def test_probe_succeeded_moves_open_to_half_open_at_once(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    breaker = make(clock, recorder)
+    trip(breaker)
+    clock.advance(5)
+    breaker.probe_succeeded()
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.reopens_at() is None
+    assert recorder.pairs() == [(State.CLOSED, State.OPEN), (State.OPEN, State.HALF_OPEN)]
+    probe = breaker.acquire()
+    assert probe is not None
+    assert probe.probe is True
+    assert breaker.acquire() is None
+
+
+def test_a_real_request_failing_after_a_good_probe_reopens_for_longer(clock: FakeClock) -> None:
+    breaker = make(clock)
+    trip(breaker)
+    breaker.probe_succeeded()
+    send(breaker, FAIL)
+    assert breaker.trips == 2
+    assert open_time(breaker, clock) == 60
+
+
+def test_probe_succeeded_does_nothing_unless_open(clock: FakeClock, recorder: Recorder) -> None:
+    closed = make(clock, recorder)
+    send(closed, FAIL)
+    closed.probe_succeeded()
+    assert closed.state is State.CLOSED
+    assert closed.consecutive_failures == 1
+    assert recorder.calls == []
+    permit = closed.acquire()
+    assert permit is not None
+    assert permit.probe is False
+
+    probing = half_open(clock)
+    assert probing.acquire() is not None
+    probing.probe_succeeded()  # the probe in flight stays the only one
+    assert probing.state is State.HALF_OPEN
+    assert probing.acquire() is None
