@@ -83,9 +83,10 @@ def _request(
                 else (("x-api-key" if app.api is Api.ANTHROPIC else "x-goog-api-key", key),)
             )
     headers.update(dict(creds))
+    if app.api is Api.ANTHROPIC:
+        headers["anthropic-version"] = "2023-06-01"  # unless the provider's headers say otherwise
     headers.update(provider.headers)
     if app.api is Api.ANTHROPIC:
-        headers["anthropic-version"] = "2023-06-01"
         path = "/v1/messages"
         body: object = {
             "model": model,

@@ -270,6 +270,10 @@ def parse_rules(node: Node) -> tuple[Rule, ...]:
             action = entries["action"].choice(Action, "action")
             if action is Action.COOLDOWN and "cooldown" not in entries:
                 raise entries["action"].error("action cooldown needs cooldown: SECONDS")
+            if action is not Action.COOLDOWN and "cooldown" in entries:
+                raise entries["cooldown"].error(
+                    f"cooldown goes with action cooldown, not {action.value}; drop one of them"
+                )
         elif "cooldown" in entries:
             action = Action.COOLDOWN
         else:

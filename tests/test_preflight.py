@@ -345,3 +345,23 @@ def test_passthrough_without_the_tools_key_goes_unkeyed(app: str, env: dict[str,
     _, headers, _, keyed = _request(config, provider, env)
     assert keyed is False
     assert not {"x-api-key", "authorization", "x-goog-api-key"} & set(headers)
+
+
+def test_a_providers_own_anthropic_version_wins() -> None:
+    config = parse_config(
+        """\
+apps:
+  claude:
+    queue: [a]
+    providers:
+      a:
+        base_url: "https://a.example"
+        api_key: "${K}"
+        headers: {anthropic-version: "2024-01-01"}
+""",
+        "p.yaml",
+        env={"K": "sk-test-0123456789"},
+    )
+    app = config.apps["claude"]
+    _, headers, _, _ = _request(app, app.providers["a"], {})
+    assert headers["anthropic-version"] == "2024-01-01"

@@ -662,3 +662,23 @@ def test_a_503_with_retry_after_is_labelled_retry_after() -> None:
     outcome = classify_response(503, {"retry-after": "30"}, Body(), NOW)
     assert outcome.cooldown_until == NOW + 30
     assert outcome.cooldown_reason == "Retry-After"
+
+
+def test_cooldown_seconds_next_to_another_action_is_refused() -> None:
+    text = """\
+apps:
+  claude:
+    queue: [a]
+    rules:
+      - status: 500
+        action: failover
+        cooldown: 60
+    providers:
+      a: {base_url: "https://a.example", auth: passthrough}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "p.yaml", env={})
+    assert str(caught.value) == (
+        "p.yaml:7: apps.claude.rules[0].cooldown: cooldown goes with action cooldown, "
+        "not failover; drop one of them"
+    )
