@@ -1,18 +1,19 @@
 """The mitmproxy addon: route model calls to the best healthy provider and fail over.
 
-Run it as ``mitmdump -s ccswitch_addon/addon.py``. This is the only module that touches
-mitmproxy; the decisions are made by the engine and the routing core behind it.
+Run it as ``mitmdump -s ccswitch_addon/addon.py``. With flows.py, the only module that
+touches mitmproxy; the decisions are made by the engine and the routing core behind it.
 """
 
 # No `from __future__ import annotations` here: mitmproxy runs this file as a script that is
 # not in sys.modules while it executes, and dataclasses then fail on string annotations.
+import importlib.util
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # loaded as a script by `mitmdump -s ccswitch_addon/addon.py`
-    _root = str(Path(__file__).resolve().parent.parent)
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
+if importlib.util.find_spec("ccswitch_addon") is None:
+    # `mitmdump -s ccswitch_addon/addon.py` from a checkout that is not pip-installed:
+    # mitmproxy runs this file as a script, so make its package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
 import json
@@ -42,7 +43,6 @@ from ccswitch_addon.flows import (
     Original,
     Routed,
     attempt_flow,
-    disarm,
     error_outcome,
     is_internal,
     is_loopback,
@@ -51,7 +51,9 @@ from ccswitch_addon.flows import (
     probe_flow,
     response_outcome,
     rewrite_request,
+    should_stream,
     to_response,
+    watch_body,
 )
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error
@@ -67,7 +69,7 @@ __all__ = ["CcSwitch"]
 logger = logging.getLogger(__name__)
 
 CONTROL_HOST = "ccswitch.local"
-PROBE_TICK_SECONDS = 1.0
+TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
 
 
@@ -147,7 +149,7 @@ class CcSwitch:
         if not self._tasks:
             self._tasks = [
                 asyncio_utils.create_task(self._watch_config(), name="ccswitch config watcher"),
-                asyncio_utils.create_task(self._probe_loop(), name="ccswitch probes"),
+                asyncio_utils.create_task(self._tick(), name="ccswitch timers and probes"),
             ]
 
     def done(self) -> None:
@@ -232,13 +234,19 @@ class CcSwitch:
             self._apply(config)
             logger.log(ALERT, "ccswitch: reloaded %s", path)
 
-    async def _probe_loop(self) -> None:
-        """Active probes: a recovered provider gets traffic back without a user's request."""
+    async def _tick(self) -> None:
+        """Once a second: requests silent past first_byte_seconds, and active probes."""
         probes: set[asyncio.Task[None]] = set()
         while True:
-            await asyncio.sleep(PROBE_TICK_SECONDS)
+            await asyncio.sleep(TICK_SECONDS)
             if self.engine is None:
                 continue
+            now = time.time()
+            for routed in list(self._routed.values()):
+                limit = routed.app.breaker.first_byte_seconds
+                if routed.awaiting and limit and now - routed.attempt_wall > limit:
+                    self._first_byte_late(routed)
+            # A recovered provider gets traffic back without a user's request as the probe.
             for app, provider in self.engine.probes_due():
                 task = asyncio_utils.create_task(
                     self._probe(app, provider), name=f"ccswitch probe {app.name}:{provider.id}"
@@ -348,10 +356,10 @@ class CcSwitch:
         routed = self._routed.get(flow.id)
         if routed is None or flow.response is None or routed.provider is None:
             return
-        disarm(routed)
+        routed.awaiting = False
         mask_key(flow.request, routed.provider)
         response = flow.response
-        if response.status_code < 400:
+        if response.status_code < 400 and should_stream(response):
             # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(routed.app.api, response.headers.get("content-type", ""))
             response.stream = routed.watch
@@ -360,11 +368,14 @@ class CcSwitch:
     async def response(self, flow: http.HTTPFlow) -> None:
         if is_internal(flow):
             return
-        routed = self._routed.pop(flow.id, None)
+        routed = self._routed.get(flow.id)  # stays while retries run, for _tick to watch
         if routed is None or routed.provider is None or flow.response is None:
+            self._routed.pop(flow.id, None)
             return
-        disarm(routed)
+        routed.awaiting = False
         try:
+            if routed.watch is None and flow.response.status_code < 400:
+                routed.watch = watch_body(routed.app.api, flow.response)  # a small JSON answer
             outcome = response_outcome(flow.response, routed)
             self._finish_attempt(routed, outcome, flow.response)
             served = routed.provider if not outcome.retry else None
@@ -372,6 +383,7 @@ class CcSwitch:
                 served = await self._fail_over(flow, routed)
             self._done(flow, routed, served)
         finally:
+            self._routed.pop(flow.id, None)
             self._release(routed)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -381,7 +393,7 @@ class CcSwitch:
         routed = self._routed.pop(flow.id, None)
         if routed is None or routed.provider is None:
             return
-        disarm(routed)
+        routed.awaiting = False
         mask_key(flow.request, routed.provider)
         try:
             self._finish_attempt(routed, error_outcome(flow), None)
@@ -436,19 +448,16 @@ class CcSwitch:
         if outcome.cooldown_until is not None:
             self.engine.remember_breaker(routed.app.name, routed.provider.id)
 
-    def _start_attempt(self, routed: Routed) -> None:
+    @staticmethod
+    def _start_attempt(routed: Routed) -> None:
         routed.attempt_started = time.monotonic()
         routed.attempt_wall = time.time()
         routed.late = False
-        seconds = routed.app.breaker.first_byte_seconds
-        if seconds > 0:
-            routed.timer = asyncio.get_running_loop().call_later(
-                seconds, self._first_byte_late, routed
-            )
+        routed.awaiting = True  # until response headers or an error; _tick watches
 
     def _first_byte_late(self, routed: Routed) -> None:
         """No response headers within first_byte_seconds: a failure, though mitmproxy waits on."""
-        routed.timer = None
+        routed.awaiting = False
         if routed.permit is None or routed.provider is None or self.engine is None:
             return
         permit, routed.permit = routed.permit, None
@@ -481,17 +490,14 @@ class CcSwitch:
             try:
                 await ReplayHandler(attempt, ctx.options).replay()
             finally:
-                disarm(routed)
+                routed.awaiting = False
             if attempt.response is None:
                 self._finish_attempt(routed, error_outcome(attempt), None)
                 continue
-            watch = BodyWatch(routed.app.api, attempt.response.headers.get("content-type", ""))
-            watch(attempt.response.get_content(strict=False) or b"")
-            watch(b"")
-            routed.watch = watch
+            routed.watch = watch_body(routed.app.api, attempt.response)
             outcome = response_outcome(attempt.response, routed)
             self._finish_attempt(routed, outcome, attempt.response)
-            flow.response = attempt.response.copy()  # the success, or the last error so far
+            flow.response = attempt.response  # the success, or the last error so far
             if not outcome.retry:
                 return provider
         return None
@@ -535,7 +541,7 @@ class CcSwitch:
             flow.marked = ":warning:"
         elif len(routed.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
-        if response is not None and (served is None or len(routed.attempts) > 1):
+        if response is not None and not response.stream:  # a streamed one got them already
             label(response, routed.attempts[-1].provider, len(routed.attempts))
         self.engine.request_done(finished)
 

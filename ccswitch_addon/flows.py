@@ -4,7 +4,6 @@ With addon.py the only place that touches mitmproxy; the decisions stay in the c
 """
 
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
-import asyncio
 import functools
 import ipaddress
 import time
@@ -77,7 +76,7 @@ class Routed:
     watch: BodyWatch | None = None
     models: tuple[str | None, str | None] = (None, None)  # requested, sent
     attempt_wall: float = 0.0  # time.time() when the current attempt was sent
-    timer: asyncio.TimerHandle | None = None  # first_byte_seconds for the current attempt
+    awaiting: bool = False  # the current attempt has no response headers yet
     late: bool = False  # the current attempt was already recorded as a first-byte timeout
 
 
@@ -185,6 +184,29 @@ def probe_flow(app: AppConfig, provider: ProviderConfig) -> http.HTTPFlow:
     return probe
 
 
+STREAM_ABOVE_BYTES = 1024 * 1024
+
+
+def should_stream(response: http.Response) -> bool:
+    """Event streams, and bodies of unknown or large length, are relayed as they arrive.
+
+    A small JSON answer with a known length is buffered instead: nothing a client could
+    notice, and mitmproxy's streaming path costs more per request than the wait.
+    """
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        return True
+    length = response.headers.get("content-length")
+    return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
+
+
+def watch_body(api: Api, response: http.Response) -> BodyWatch:
+    """A watcher fed a complete (buffered) body at once."""
+    watch = BodyWatch(api, response.headers.get("content-type", ""))
+    watch(response.get_content(strict=False) or b"")
+    watch(b"")
+    return watch
+
+
 def label(response: http.Response, provider: str, attempts: int) -> None:
     response.headers["x-ccswitch-provider"] = provider
     response.headers["x-ccswitch-attempts"] = str(attempts)
@@ -198,12 +220,6 @@ def mask_key(request: http.Request, provider: ProviderConfig) -> None:
             request.headers[name] = (
                 mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
             )
-
-
-def disarm(routed: Routed) -> None:
-    if routed.timer is not None:
-        routed.timer.cancel()
-        routed.timer = None
 
 
 def response_outcome(response: http.Response, routed: Routed) -> Outcome:

@@ -107,6 +107,7 @@ class Store:
         except (sqlite3.Error, OSError, StoreError) as e:
             raise StoreError(f"{path}: cannot use the state file: {e}") from None
         self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        self._flush_now = threading.Event()  # flush() and close() need not wait out a batch
         self._thread = threading.Thread(target=self._write_loop, name="ccswitch-store", daemon=True)
         self._thread.start()
         self._prune()
@@ -182,11 +183,13 @@ class Store:
         """Wait until everything queued so far is committed (tests, shutdown)."""
         done = threading.Event()
         self._queue.put(("__flush__", (done,)))
+        self._flush_now.set()
         done.wait(timeout)
 
     def close(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
+            self._flush_now.set()
             self._thread.join(5.0)
         self._db.close()
 
@@ -203,15 +206,17 @@ class Store:
         last_prune = time.monotonic()
         try:
             while True:
-                item = self._queue.get()
-                batch = [item]
-                deadline = time.monotonic() + FLUSH_SECONDS
-                while item is not None and len(batch) < 1000:
+                batch = [self._queue.get()]  # sleep until there is something to write
+                if batch[0] is not None and not self._flush_now.is_set():
+                    # Then let rows gather instead of waking for each: a thread that wakes
+                    # per row keeps taking the GIL from the event loop.
+                    self._flush_now.wait(FLUSH_SECONDS)
+                self._flush_now.clear()
+                while True:
                     try:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                        batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                    batch.append(item)
                 if not self._commit(writer, batch):
                     return
                 if time.monotonic() - last_prune > 3600:
