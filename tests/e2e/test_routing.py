@@ -445,9 +445,11 @@ def test_retries_of_different_requests_run_concurrently_and_never_via_https_prox
     primary.default = error(529)
     backup.default = slow_first_byte(1.0, ok_json())
     dead_proxy = f"http://127.0.0.1:{closed_port()}"
-    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=50),
-                  env={"HTTPS_PROXY": dead_proxy, "HTTP_PROXY": dead_proxy,
-                       "https_proxy": dead_proxy})
+    proxy = start(
+        make_proxy,
+        claude_config(primary.url, backup.url, failure_threshold=50),
+        env={"HTTPS_PROXY": dead_proxy, "HTTP_PROXY": dead_proxy, "https_proxy": dead_proxy},
+    )
 
     replies = concurrent(lambda _: send(proxy), 10)
 

@@ -1,0 +1,1363 @@
+"""Benchmarks: mitmdump without the ccswitch addon vs with it, side by side in one run.
+
+    python bench/run.py [--quick] [--out bench/results/latest.json]
+
+Everything runs on 127.0.0.1: fast fake providers (bench/fakes.py, a process of their own),
+mitmdump in reverse mode over plain HTTP (so TLS does not dominate), and an asyncio
+keep-alive client (bench/loadclient.py) in this process. Sections:
+
+1. overhead   bare mitmdump vs mitmdump+addon (without and with a model mapping), 1 KB and
+              500 KB bodies, interleaved in rounds: latency at concurrency 1, throughput at a
+              fixed concurrency; the ratios are what count on a shared, noisy machine.
+2. streaming  an SSE answer of 200 events 10 ms apart: time to first event and inter-event
+              gaps directly, through bare mitmdump told to stream, and through the addon.
+3. failover   primary answers 529 at once, the backup serves: total time vs the parts.
+4. outage     1,000 requests at concurrency 20 with the primary (i) answering 529,
+              (ii) refusing connections: requests that reached it, the client's success rate.
+5. scale      200 concurrent streams, RSS of the mitmdump process over many requests with
+              the request log on.
+
+Every loop is bounded in count and time; every process is stopped (terminate, then kill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ADDON = REPO / "ccswitch_addon" / "addon.py"
+sys.path.insert(0, str(HERE))
+
+from loadclient import (  # noqa: E402
+    Conn,
+    LoadResult,
+    Response,
+    build_get,
+    build_request,
+    padded_body,
+    percentile,
+    run_load,
+)
+
+BENCH_KEY = "sk-bench-backup-0123456789abcdef"
+MAPPED_MODEL = "vendor/sonnet"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+_PROXY_VARS = {"https_proxy", "http_proxy", "all_proxy", "no_proxy"}
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes
+
+
+@dataclass(frozen=True)
+class Plan:
+    overhead_rounds: int
+    warmup: int
+    concurrency: int
+    lat_1k: int  # sequential requests per variant per round
+    tput_1k: int  # requests at `concurrency` per variant per round
+    lat_500k: int
+    tput_500k: int
+    stream_rounds: int
+    stream_events: int
+    stream_interval_ms: float
+    stream_short: int  # short streams per variant per round, for time to first event
+    failover_rounds: int
+    failover_per_round: int  # x rounds stays below the failure threshold of 100
+    outage_requests: int
+    outage_concurrency: int
+    scale_concurrency: int
+    scale_requests: int
+    scale_events: int
+    scale_interval_ms: float
+    section_seconds: float  # a hard cap on each load loop
+
+
+FULL = Plan(
+    overhead_rounds=6,
+    warmup=300,
+    concurrency=10,
+    lat_1k=400,
+    tput_1k=1500,
+    lat_500k=60,
+    tput_500k=240,
+    stream_rounds=4,
+    stream_events=200,
+    stream_interval_ms=10,
+    stream_short=25,
+    failover_rounds=6,
+    failover_per_round=15,
+    outage_requests=1000,
+    outage_concurrency=20,
+    scale_concurrency=200,
+    scale_requests=20000,
+    scale_events=20,
+    scale_interval_ms=5,
+    section_seconds=240,
+)
+QUICK = Plan(
+    overhead_rounds=2,
+    warmup=10,
+    concurrency=4,
+    lat_1k=20,
+    tput_1k=40,
+    lat_500k=4,
+    tput_500k=8,
+    stream_rounds=1,
+    stream_events=20,
+    stream_interval_ms=5,
+    stream_short=3,
+    failover_rounds=2,
+    failover_per_round=3,
+    outage_requests=60,
+    outage_concurrency=20,
+    scale_concurrency=20,
+    scale_requests=200,
+    scale_events=6,
+    scale_interval_ms=2,
+    section_seconds=30,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+def mitmdump_path() -> str:
+    beside = Path(sys.executable).parent / "mitmdump"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mitmdump")
+    if found is None:
+        raise SystemExit("mitmdump not found next to this python nor on PATH")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env["HOME"] = str(home)  # never the user's ~/.ccswitch or ~/.mitmproxy
+    env["BENCH_KEY"] = BENCH_KEY
+    return env
+
+
+class Processes:
+    """Every child this run starts; `stop_all` terminates, waits, then kills."""
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(args, start_new_session=True, **kwargs)
+        self.children.append(process)
+        return process
+
+    @staticmethod
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+
+    def stop_all(self) -> None:
+        for process in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                if process.poll() is None:
+                    process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in self.children:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+        for process in self.children:
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+class FakeProviders:
+    """bench/fakes.py in a process of its own: one port per mode."""
+
+    def __init__(self, procs: Processes, tmp: Path, modes: Sequence[str], max_s: float) -> None:
+        self.process = procs.start(
+            [sys.executable, str(HERE / "fakes.py"), *modes, "--max-seconds", str(max_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(tmp / "fakes.log", "wb"),  # noqa: SIM115 - the child owns it
+            env=child_env(tmp),
+        )
+        assert self.process.stdout is not None
+        line = _readline(self.process.stdout, START_TIMEOUT)
+        if not line:
+            raise RuntimeError(f"fakes did not start: {(tmp / 'fakes.log').read_text()}")
+        self.ports: list[int] = json.loads(line)["ports"]
+
+    @staticmethod
+    async def hits(port: int, reset: bool = False) -> dict[str, Any]:
+        conn = Conn(port)
+        try:
+            path = "/__bench/reset" if reset else "/__bench/hits"
+            response = await conn.request(*build_get(port, path), timeout=10)
+            return dict(json.loads(response.body))
+        finally:
+            await conn.close()
+
+
+def _readline(stream: Any, timeout: float) -> bytes:
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return b""
+    return bytes(stream.readline())
+
+
+class Mitm:
+    """One mitmdump in reverse mode to 127.0.0.1:target, with or without the addon."""
+
+    def __init__(
+        self,
+        procs: Processes,
+        tmp: Path,
+        name: str,
+        target: int,
+        config: str | None = None,
+        extra: Sequence[str] = (),
+        addon: Path = ADDON,
+        *,
+        state: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.state = self.dir / "state.db"
+        self.log = self.dir / "mitmdump.log"
+        args = [
+            mitmdump_path(),
+            "--mode", f"reverse:http://127.0.0.1:{target}",
+            "--listen-host", "127.0.0.1",
+            "--listen-port", str(self.port),
+            "--set", f"confdir={self.dir / 'conf'}",
+            "-q",
+        ]  # fmt: skip
+        if config is not None:
+            (self.dir / "providers.yaml").write_text(config)
+            args += [
+                "-s", str(addon),
+                "--set", f"ccswitch_config={self.dir / 'providers.yaml'}",
+                "--set", f"ccswitch_state={self.state if state else ''}",
+            ]  # fmt: skip
+        args += list(extra)
+        self.addon = config is not None
+        self.uses_state = state
+        self.procs = procs
+        self.process = procs.start(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.log, "wb"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            # the snapshot's package, not the working tree's (an editable install points there)
+            env={**child_env(tmp), "PYTHONPATH": str(addon.parent.parent), **(env or {})},
+        )
+
+    def wait_listening(self) -> None:
+        """Until the port accepts connections and, with the addon, the addon is loaded.
+
+        mitmproxy loads ``-s`` scripts from a task of their own (to watch them for changes),
+        which may run after the listener is up: a request in between is not routed. The
+        addon opens its state file when it has loaded its configuration, so that file is
+        the sign; without a state file a short grace period has to do.
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        listening = False
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mitmdump {self.name} exited with {self.process.returncode}:\n"
+                    + self.log.read_text(errors="replace")[-3000:]
+                )
+            if not listening:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+                ):
+                    listening = True
+            if listening and not self.addon:
+                return
+            if listening and not self.uses_state:
+                time.sleep(1.0)
+                return
+            if listening and self.state.exists():
+                return
+            if time.monotonic() > deadline:
+                what = "listening" if not listening else f"{self.state} (addon loaded)"
+                raise RuntimeError(
+                    f"mitmdump {self.name}: no {what} after {START_TIMEOUT}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.process.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the mitmdump process so far (all its threads)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        Processes.stop(self.process)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+
+def snapshot_addon(tmp: Path) -> tuple[Path, dict[str, Any]]:
+    """A private copy of the package, loaded with ``-s COPY/addon.py``, and what it is.
+
+    mitmproxy reloads a script whose file changes, and others may be editing the package
+    while a benchmark runs: every proxy of one run loads the same, unchanging code. The
+    proxies get the copy first on PYTHONPATH (mitmproxy loads addon.py as a script, and its
+    imports would otherwise find the working tree through the editable install).
+    """
+    package = tmp / "pkg" / "ccswitch_addon"
+    shutil.copytree(
+        REPO / "ccswitch_addon", package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    info: dict[str, Any] = {"sha256": digest.hexdigest()[:16]}
+    git = shutil.which("git")
+    if git is not None:
+        for key, args in (
+            ("commit", ["rev-parse", "--short", "HEAD"]),
+            ("dirty_files", ["status", "--porcelain", "--", "ccswitch_addon"]),
+        ):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run(
+                    [git, "-C", str(REPO), *args], capture_output=True, text=True, timeout=10
+                ).stdout
+                info[key] = out.split() if key == "dirty_files" else out.strip()
+        if "dirty_files" in info:
+            info["dirty_files"] = info["dirty_files"][1::2]
+    info["imports_from"] = _imported_from(package.parent)
+    if not info["imports_from"].startswith(str(package)):
+        log(f"WARNING mitmdump's python imports ccswitch_addon from {info['imports_from']}")
+    return package / "addon.py", info
+
+
+def _imported_from(pythonpath: Path) -> str:
+    """Where mitmdump's interpreter finds ccswitch_addon with ``pythonpath`` first."""
+    mitmdump = Path(mitmdump_path())
+    first = mitmdump.read_bytes()[:300].split(b"\n", 1)[0]
+    python = first[2:].decode().strip() if first.startswith(b"#!") else sys.executable
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    try:
+        out = subprocess.run(
+            [python, "-c", "import ccswitch_addon; print(ccswitch_addon.__file__)"],
+            capture_output=True, text=True, timeout=30, check=False, env=env, cwd=pythonpath,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"? ({e})"
+    return out.stdout.strip() or f"? ({out.stderr.strip()[-200:]})"
+
+
+def providers_yaml(
+    queue: Sequence[str],
+    providers: dict[str, str],
+    breaker: dict[str, Any] | None = None,
+    app_lines: Sequence[str] = (),
+) -> str:
+    """A providers.yaml for app claude on host 127.0.0.1 (the reverse target's host)."""
+    lines = [
+        "apps:",
+        "  claude:",
+        '    hosts: ["127.0.0.1"]',
+        f"    queue: [{', '.join(queue)}]",
+        *(f"    {line}" for line in app_lines),
+    ]
+    if breaker:
+        lines.append("    breaker: {" + ", ".join(f"{k}: {v}" for k, v in breaker.items()) + "}")
+    lines.append("    providers:")
+    for pid, spec in providers.items():
+        lines.append(f"      {pid}: {spec}")
+    return "\n".join(lines) + "\n"
+
+
+def passthrough(port: int) -> str:
+    return f'{{base_url: "http://127.0.0.1:{port}", auth: passthrough}}'
+
+
+def keyed_mapped(port: int) -> str:
+    return (
+        f'{{base_url: "http://127.0.0.1:{port}", auth: x-api-key, api_key: "${{BENCH_KEY}}",'
+        f' models: {{"claude-sonnet-4-5": "{MAPPED_MODEL}"}}}}'
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3) if math.isfinite(seconds) else float("nan")
+
+
+def med(values: Iterable[float]) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def rotate(items: Sequence[T], by: int) -> list[T]:
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+def lat_summary(latencies: list[float]) -> dict[str, float]:
+    return {
+        "n": len(latencies),
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p90_ms": ms(percentile(latencies, 90)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "mean_ms": ms(statistics.fmean(latencies)) if latencies else float("nan"),
+    }
+
+
+class Goals:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, section: str, goal: str, value: float, target: float, met: bool) -> None:
+        self.items.append(
+            {
+                "section": section,
+                "goal": goal,
+                "value": round(value, 4) if math.isfinite(value) else None,
+                "target": target,
+                "met": bool(met) if math.isfinite(value) else False,
+            }
+        )
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def check_clean(result: LoadResult, what: str, expect_provider: str | None = None) -> None:
+    """A benchmark of failed requests measures nothing: say so loudly."""
+    bad = {s: n for s, n in result.statuses.items() if s != 200}
+    if bad or result.errors or result.timed_out:
+        log(f"WARNING {what}: statuses {dict(result.statuses)} errors {dict(result.errors)}")
+    if expect_provider is not None and result.providers.get(expect_provider, 0) != result.done:
+        log(f"WARNING {what}: served by {dict(result.providers)}, expected {expect_provider}")
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class Env:
+    plan: Plan
+    tmp: Path
+    procs: Processes
+    fakes: FakeProviders
+    primary: int  # fake port, healthy
+    backup: int  # fake port, healthy
+    err: int  # fake port, 529
+    closed: int  # nobody listens
+    proxies: dict[str, Mitm]
+    goals: Goals
+
+
+async def section_overhead(env: Env) -> dict[str, Any]:
+    plan = env.plan
+    variants = {name: env.proxies[name] for name in ("bare", "addon", "addon_map")}
+    expect = {"bare": None, "addon": "primary", "addon_map": "backup"}
+    out: dict[str, Any] = {"concurrency": plan.concurrency, "rounds": plan.overhead_rounds}
+    await env.fakes.hits(env.backup, reset=True)
+    for label, size, lat_n, tput_n in (
+        ("1KB", 1024, plan.lat_1k, plan.tput_1k),
+        ("500KB", 500 * 1024, plan.lat_500k, plan.tput_500k),
+    ):
+        body = padded_body(size)
+        requests = {name: build_request(m.port, body) for name, m in variants.items()}
+        for name, m in variants.items():  # warm-up: connections, caches, first-request costs
+            warm = await run_load(
+                m.port, requests[name], plan.warmup, plan.concurrency, plan.section_seconds
+            )
+            check_clean(warm, f"overhead {label} warm-up {name}", expect[name])
+        rounds: list[dict[str, Any]] = []
+        pooled: dict[str, list[float]] = {name: [] for name in variants}
+        pooled_conc: dict[str, list[float]] = {name: [] for name in variants}
+        for r in range(plan.overhead_rounds):
+            row: dict[str, Any] = {}
+            for name in rotate(list(variants), r):
+                m = variants[name]
+                cpu = m.cpu_seconds()
+                lat = await run_load(m.port, requests[name], lat_n, 1, plan.section_seconds)
+                check_clean(lat, f"overhead {label} latency {name}", expect[name])
+                tput = await run_load(
+                    m.port, requests[name], tput_n, plan.concurrency, plan.section_seconds
+                )
+                check_clean(tput, f"overhead {label} throughput {name}", expect[name])
+                pooled[name] += lat.latencies
+                pooled_conc[name] += tput.latencies
+                cpu = m.cpu_seconds() - cpu
+                row[name] = {
+                    "p50_ms": ms(percentile(lat.latencies, 50)),
+                    "p99_ms": ms(percentile(lat.latencies, 99)),
+                    "rps": round(tput.rps, 1),
+                    "cpu_ms_per_req": round(cpu * 1000 / max(1, lat.done + tput.done), 3),
+                }
+            rounds.append(row)
+            log(
+                f"overhead {label} round {r + 1}/{plan.overhead_rounds}: "
+                + ", ".join(
+                    f"{n} {v['rps']:.0f} rps p50 {v['p50_ms']:.3f} ms" for n, v in row.items()
+                )
+            )
+        case: dict[str, Any] = {"body_bytes": len(body), "rounds": rounds}
+        for name in variants:
+            case[name] = {
+                "latency_c1": lat_summary(pooled[name]),
+                f"latency_c{plan.concurrency}": lat_summary(pooled_conc[name]),
+                "rps_median": round(med(row[name]["rps"] for row in rounds), 1),
+                "cpu_ms_per_req": round(med(row[name]["cpu_ms_per_req"] for row in rounds), 3),
+            }
+        for name in ("addon", "addon_map"):
+            ratios = [row[name]["rps"] / row["bare"]["rps"] for row in rounds]
+            added_p50 = [row[name]["p50_ms"] - row["bare"]["p50_ms"] for row in rounds]
+            added_p99 = [row[name]["p99_ms"] - row["bare"]["p99_ms"] for row in rounds]
+            cpu_ratio = [
+                row[name]["cpu_ms_per_req"] / row["bare"]["cpu_ms_per_req"] for row in rounds
+            ]
+            added_cpu = [
+                row[name]["cpu_ms_per_req"] - row["bare"]["cpu_ms_per_req"] for row in rounds
+            ]
+            case[f"{name}_vs_bare"] = {
+                "throughput_ratio": round(med(ratios), 4),
+                "throughput_ratio_rounds": [round(x, 4) for x in ratios],
+                "added_p50_ms": round(med(added_p50), 3),
+                "added_p50_ms_rounds": [round(x, 3) for x in added_p50],
+                "added_p99_ms": round(med(added_p99), 3),
+                # CPU time of the proxy process per request: steadier than wall time on a
+                # shared machine; bare / addon is the throughput ratio of a saturated proxy
+                "cpu_ratio": round(med(cpu_ratio), 4),
+                "added_cpu_ms_per_req": round(med(added_cpu), 3),
+                "added_p50_ms_pooled": round(
+                    case[name]["latency_c1"]["p50_ms"] - case["bare"]["latency_c1"]["p50_ms"], 3
+                ),
+            }
+            env.goals.add(
+                "overhead",
+                f"{label} {name}: throughput ≥ 0.95 × bare",
+                med(ratios),
+                0.95,
+                med(ratios) >= 0.95,
+            )
+            if label == "1KB":
+                env.goals.add(
+                    "overhead",
+                    f"1KB {name}: added p50 ≤ 0.3 ms",
+                    med(added_p50),
+                    0.3,
+                    med(added_p50) <= 0.3,
+                )
+            elif name == "addon_map":
+                env.goals.add(
+                    "overhead",
+                    "500KB with a model mapping: added p50 ≤ 2 ms",
+                    med(added_p50),
+                    2.0,
+                    med(added_p50) <= 2.0,
+                )
+        out[label] = case
+    seen = await env.fakes.hits(env.backup)
+    out["backup_fake_saw"] = {"models": seen["models"], "keys": seen["keys"]}
+    if seen["models"].get("claude-sonnet-4-5"):
+        log(f"WARNING overhead: the backup saw unmapped models {seen['models']}")
+    return out
+
+
+def _stream_figures(response: Response, interval_s: float) -> dict[str, Any]:
+    events = response.events
+    gaps = [b - a for a, b in itertools.pairwise(events)]
+    # how late event k arrives against the fake's schedule (k × interval after the request)
+    delays = [t - response.sent - k * interval_s for k, t in enumerate(events)]
+    return {
+        "events": len(events),
+        "ttfe": events[0] - response.sent if events else float("nan"),
+        "gaps": gaps,
+        "delays": delays,
+        "relay": response.relay_latencies(),
+    }
+
+
+async def section_streaming(env: Env) -> dict[str, Any]:
+    plan = env.plan
+    interval = plan.stream_interval_ms / 1000
+    targets = {
+        "direct": env.primary,
+        "bare_stream": env.proxies["bare_stream"].port,
+        "addon": env.proxies["addon"].port,
+    }
+    body = padded_body(1024)
+    headers = {"x-bench-sse": f"{plan.stream_events},{plan.stream_interval_ms:g}"}
+    expected_events = max(plan.stream_events, 6)
+    timeout = expected_events * interval + 30
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    short_ttfe: dict[str, list[float]] = {name: [] for name in targets}
+    # one short warm-up stream each
+    for port in targets.values():
+        conn = Conn(port)
+        try:
+            await conn.request(*build_request(port, body, {"x-bench-sse": "6,1"}), sse=True)
+        finally:
+            await conn.close()
+    for r in range(plan.stream_rounds):
+        for name in rotate(list(targets), r):
+            port = targets[name]
+            conn = Conn(port)
+            try:
+                response = await conn.request(
+                    *build_request(port, body, headers), timeout=timeout, sse=True
+                )
+            finally:
+                await conn.close()
+            figures = _stream_figures(response, interval)
+            if response.status != 200 or figures["events"] != expected_events:
+                log(f"WARNING streaming {name}: {response.status}, {figures['events']} events")
+            runs[name].append(figures)
+            # many short streams on one connection: a steadier time to first event
+            conn = Conn(port)
+            short = build_request(port, body, {"x-bench-sse": "6,1"})
+            try:
+                for _ in range(plan.stream_short):
+                    response = await conn.request(*short, sse=True)
+                    if response.status == 200 and response.events:
+                        short_ttfe[name].append(response.events[0] - response.sent)
+            finally:
+                await conn.close()
+        log(f"streaming round {r + 1}/{plan.stream_rounds}")
+    out: dict[str, Any] = {
+        "events": expected_events,
+        "interval_ms": plan.stream_interval_ms,
+        "streams_each": plan.stream_rounds,
+    }
+    for name, figures in runs.items():
+        gaps = [g for f in figures for g in f["gaps"]]
+        delays = [d for f in figures for d in f["delays"]]
+        relay = [d for f in figures for d in f["relay"]]
+        out[name] = {
+            "events_received": [f["events"] for f in figures],
+            "ttfe_ms": ms(med(f["ttfe"] for f in figures)),
+            "ttfe_short_p50_ms": ms(percentile(short_ttfe[name], 50)),
+            "ttfe_short_n": len(short_ttfe[name]),
+            "gap_p50_ms": ms(percentile(gaps, 50)),
+            "gap_p99_ms": ms(percentile(gaps, 99)),
+            "gap_max_ms": ms(max(gaps)) if gaps else float("nan"),
+            "event_delay_p50_ms": ms(percentile(delays, 50)),
+            "event_delay_p99_ms": ms(percentile(delays, 99)),
+            # fake wrote the event → the client had it: what relaying one event costs
+            "relay_p50_ms": ms(percentile(relay, 50)),
+            "relay_p99_ms": ms(percentile(relay, 99)),
+        }
+    b, a = out["addon"], out["bare_stream"]
+    out["addon_vs_bare_stream"] = {
+        key: round(b[key] - a[key], 3)
+        for key in (
+            "ttfe_ms",
+            "ttfe_short_p50_ms",
+            "gap_p50_ms",
+            "gap_p99_ms",
+            "event_delay_p50_ms",
+            "event_delay_p99_ms",
+            "relay_p50_ms",
+            "relay_p99_ms",
+        )
+    }
+    delta = out["addon_vs_bare_stream"]
+    env.goals.add(
+        "streaming",
+        "time to first event (p50 of short streams): addon ≤ bare_stream + 1 ms",
+        delta["ttfe_short_p50_ms"],
+        1.0,
+        delta["ttfe_short_p50_ms"] <= 1.0,
+    )
+    env.goals.add(
+        "streaming",
+        "per-event relay p50 (200-event streams): addon ≤ bare_stream + 1 ms",
+        delta["relay_p50_ms"],
+        1.0,
+        delta["relay_p50_ms"] <= 1.0,
+    )
+    env.goals.add(
+        "streaming",
+        "per-event relay p99 (200-event streams): addon ≤ bare_stream + 1 ms",
+        delta["relay_p99_ms"],
+        1.0,
+        delta["relay_p99_ms"] <= 1.0,
+    )
+    return out
+
+
+async def section_failover(env: Env) -> dict[str, Any]:
+    plan = env.plan
+    body = padded_body(1024)
+    targets = {
+        "error_direct": env.err,
+        "error_bare": env.proxies["bare_err"].port,
+        "backup_direct": env.backup,
+        "backup_addon": env.proxies["addon_map"].port,
+        "failover_addon": env.proxies["failover"].port,
+    }
+    expect_status = {"error_direct": 529, "error_bare": 529}
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    sent = dict.fromkeys(targets, 0)
+    await env.fakes.hits(env.err, reset=True)
+    served: dict[str, int] = {}
+    for r in range(plan.failover_rounds):
+        for name in rotate(list(targets), r):
+            port = targets[name]
+            conn = Conn(port)
+            try:
+                request = build_request(port, body)
+                await conn.request(*request)  # the connection's first request is not timed
+                sent[name] += 1
+                for _ in range(plan.failover_per_round):
+                    response = await conn.request(*request)
+                    sent[name] += 1
+                    if response.status != expect_status.get(name, 200):
+                        log(f"WARNING failover {name}: status {response.status}")
+                    if name == "failover_addon":
+                        key = (
+                            f"{response.headers.get('x-ccswitch-provider')}"
+                            f"/{response.headers.get('x-ccswitch-attempts')}"
+                        )
+                        served[key] = served.get(key, 0) + 1
+                    times[name].append(response.seconds)
+            finally:
+                await conn.close()
+    hits = await env.fakes.hits(env.err)
+    out: dict[str, Any] = {
+        name: {"p50_ms": ms(med(v)), "p90_ms": ms(percentile(v, 90)), "n": len(v)}
+        for name, v in times.items()
+    }
+    fail, err, backup = (out[k]["p50_ms"] for k in ("failover_addon", "error_bare", "backup_addon"))
+    budget = err + backup + 2.0
+    out["served_as"] = served  # provider/attempts headers of the failover answers
+    # the 529 fake also answered the error_* requests; what is left came through the failover
+    out["primary_hits_via_failover"] = hits["hits"] - sent["error_direct"] - sent["error_bare"]
+    out["failover_requests"] = sent["failover_addon"]
+    out["budget_ms"] = round(budget, 3)
+    out["failover_minus_backup_ms"] = round(fail - backup, 3)
+    env.goals.add(
+        "failover",
+        "failover p50 ≤ primary error + backup alone + 2 ms",
+        fail,
+        round(budget, 3),
+        fail <= budget,
+    )
+    return out
+
+
+async def _outage(
+    env: Env, proxy: Mitm, retry: bool, primary_port: int | None, failure_threshold: int
+) -> dict[str, Any]:
+    plan = env.plan
+    if primary_port is not None:
+        await env.fakes.hits(primary_port, reset=True)
+    result = await run_load(
+        proxy.port,
+        build_request(proxy.port, padded_body(1024)),
+        plan.outage_requests,
+        plan.outage_concurrency,
+        plan.section_seconds,
+        retry_502=retry,
+    )
+    out = result.to_json()
+    out["success_rate"] = round(result.statuses.get(200, 0) / plan.outage_requests, 4)
+    if primary_port is not None:
+        out["primary_hits"] = (await env.fakes.hits(primary_port))["hits"]
+    proxy.stop()  # flushes the request log
+    out["request_log"] = _request_log(proxy.state)
+    if primary_port is None:  # nobody listens: the attempts the addon logged against it
+        out["primary_hits"] = out["request_log"].get("primary", 0)
+    out["goal_max_primary_hits"] = failure_threshold
+    # The first `concurrency` requests are all in flight before the first answer comes back;
+    # what reached the primary beyond them was sent after it had failed.
+    out["beyond_first_in_flight"] = max(0, out["primary_hits"] - plan.outage_concurrency)
+    return out
+
+
+def _request_log(path: Path) -> dict[str, int]:
+    """Rows of the request log by the provider recorded (served, else the last attempted)."""
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT coalesce(provider, '-'), count(*) FROM requests GROUP BY 1")
+        return {str(p): int(n) for p, n in rows}
+
+
+async def section_outage(env: Env) -> dict[str, Any]:
+    threshold = 5
+    out: dict[str, Any] = {
+        "requests": env.plan.outage_requests,
+        "concurrency": env.plan.outage_concurrency,
+        "failure_threshold": threshold,
+        "open_seconds": 30,
+    }
+    out["primary_529"] = await _outage(env, env.proxies["outage_529"], False, env.err, threshold)
+    log(f"outage 529: {out['primary_529']['primary_hits']} reached the primary")
+    out["primary_refused"] = await _outage(
+        env, env.proxies["outage_refused"], True, None, threshold
+    )
+    log(f"outage refused: {out['primary_refused']['primary_hits']} tried the primary")
+    i, ii = out["primary_529"], out["primary_refused"]
+    env.goals.add(
+        "outage",
+        "(i) 529: requests reaching the primary ≤ failure_threshold (5)",
+        i["primary_hits"],
+        threshold,
+        i["primary_hits"] <= threshold,
+    )
+    env.goals.add(
+        "outage", "(i) 529: client success 100 %", i["success_rate"], 1.0, i["success_rate"] >= 1.0
+    )
+    env.goals.add(
+        "outage",
+        "(ii) refused: requests trying the primary ≤ failure_threshold (5)",
+        ii["primary_hits"],
+        threshold,
+        ii["primary_hits"] <= threshold,
+    )
+    env.goals.add(
+        "outage",
+        "(ii) refused: client success ≥ 99 % (one retry of a 502)",
+        ii["success_rate"],
+        0.99,
+        ii["success_rate"] >= 0.99,
+    )
+    return out
+
+
+async def _scale_one(env: Env, proxy: Mitm, expect: str | None) -> dict[str, Any]:
+    """The scale load through one proxy, its RSS sampled; the proxy is stopped after."""
+    plan = env.plan
+    body = padded_body(1024)
+    headers = {"x-bench-sse": f"{plan.scale_events},{plan.scale_interval_ms:g}"}
+    request = build_request(proxy.port, body, headers)
+    n = plan.scale_requests
+    marks = {round(n * q / 100): q for q in (25, 50, 75, 100)}
+    at_mark: dict[str, float] = {}
+    series: list[tuple[int, float]] = []
+    done = 0
+
+    def on_done(count: int, _: Response | None) -> None:
+        nonlocal done
+        done = count
+        q = marks.get(count)
+        if q is not None:
+            at_mark[f"{q}%"] = round(proxy.rss_mb(), 1)
+
+    async def sampler() -> None:
+        while True:
+            series.append((done, round(proxy.rss_mb(), 1)))
+            await asyncio.sleep(0.5)
+
+    rss_idle = proxy.rss_mb()
+    sampling = asyncio.create_task(sampler())
+    try:
+        result = await run_load(
+            proxy.port,
+            request,
+            n,
+            plan.scale_concurrency,
+            plan.section_seconds,
+            sse=True,
+            on_done=on_done,
+        )
+    finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
+    check_clean(result, f"scale {proxy.name}", expect)
+    rss_end = proxy.rss_mb()
+    proxy.stop()
+    step = max(1, len(series) // 60)
+    first, last = at_mark.get("25%", float("nan")), at_mark.get("100%", float("nan"))
+    return {
+        "load": result.to_json(),
+        "latency": lat_summary(result.latencies),
+        "rss_mb_idle": round(rss_idle, 1),
+        "rss_mb": at_mark,
+        "rss_mb_max": max([r for _, r in series] + list(at_mark.values()) + [rss_end]),
+        "rss_mb_end": round(rss_end, 1),
+        "rss_series": series[::step],
+        "growth_25_to_100_mb": round(last - first, 2),
+        "growth_25_to_100_pct": round((last - first) / first * 100, 2) if first else float("nan"),
+    }
+
+
+async def section_scale(env: Env) -> dict[str, Any]:
+    plan = env.plan
+    out: dict[str, Any] = {
+        "concurrency": plan.scale_concurrency,
+        "events_per_stream": max(plan.scale_events, 6),
+        "interval_ms": plan.scale_interval_ms,
+    }
+    addon = env.proxies["scale"]
+    out.update(await _scale_one(env, addon, "primary"))
+    out["request_log_rows"] = sum(_request_log(addon.state).values())
+    log(f"scale addon: RSS {out['rss_mb']}")
+    # the same load through bare mitmdump told to stream: how much of the growth is mitmproxy's
+    out["bare_stream"] = await _scale_one(env, env.proxies["scale_bare"], None)
+    log(f"scale bare_stream: RSS {out['bare_stream']['rss_mb']}")
+    out["addon_minus_bare_growth_mb"] = round(
+        out["growth_25_to_100_mb"] - out["bare_stream"]["growth_25_to_100_mb"], 2
+    )
+    growth = out["growth_25_to_100_pct"]
+    env.goals.add(
+        "scale",
+        "RSS flat after warm-up: growth 25 % → 100 % ≤ 10 %",
+        growth,
+        10.0,
+        growth <= 10.0,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "nan" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[_fmt(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any]) -> str:
+    parts: list[str] = []
+    o = results.get("overhead")
+    if o:
+        rows = []
+        for label in ("1KB", "500KB"):
+            case = o[label]
+            for name in ("bare", "addon", "addon_map"):
+                v = case[name]
+                vs = case.get(f"{name}_vs_bare", {})
+                rows.append(
+                    [
+                        label,
+                        name,
+                        v["rps_median"],
+                        vs.get("throughput_ratio", "-"),
+                        v["latency_c1"]["p50_ms"],
+                        v["latency_c1"]["p99_ms"],
+                        vs.get("added_p50_ms", "-"),
+                        vs.get("added_p99_ms", "-"),
+                        v["cpu_ms_per_req"],
+                        vs.get("added_cpu_ms_per_req", "-"),
+                    ]
+                )
+        parts.append(
+            f"1. Overhead (throughput at concurrency {o['concurrency']}, latency at 1; "
+            f"medians of {o['rounds']} interleaved rounds)\n"
+            + table(
+                rows,
+                [
+                    "body",
+                    "proxy",
+                    "rps",
+                    "rps/bare",
+                    "p50 ms",
+                    "p99 ms",
+                    "+p50 ms",
+                    "+p99 ms",
+                    "CPU ms/req",
+                    "+CPU ms",
+                ],
+            )
+        )
+    s = results.get("streaming")
+    if s:
+        rows = [
+            [
+                name,
+                s[name]["ttfe_ms"],
+                s[name]["ttfe_short_p50_ms"],
+                s[name]["gap_p50_ms"],
+                s[name]["gap_p99_ms"],
+                s[name]["gap_max_ms"],
+                s[name]["event_delay_p50_ms"],
+                s[name]["relay_p50_ms"],
+                s[name]["relay_p99_ms"],
+            ]
+            for name in ("direct", "bare_stream", "addon")
+        ]
+        parts.append(
+            f"2. Streaming ({s['events']} events {s['interval_ms']:g} ms apart, "
+            f"{s['streams_each']} stream(s) each)\n"
+            + table(
+                rows,
+                [
+                    "path",
+                    "TTFE ms",
+                    "TTFE short",
+                    "gap p50",
+                    "gap p99",
+                    "gap max",
+                    "delay p50",
+                    "relay p50",
+                    "relay p99",
+                ],
+            )
+        )
+    f = results.get("failover")
+    if f:
+        rows = [
+            [name, f[name]["p50_ms"], f[name]["p90_ms"], f[name]["n"]]
+            for name in (
+                "error_direct",
+                "error_bare",
+                "backup_direct",
+                "backup_addon",
+                "failover_addon",
+            )
+        ]
+        parts.append(
+            "3. Failover latency (1 KB, sequential)\n"
+            + table(rows, ["request", "p50 ms", "p90 ms", "n"])
+            + f"\nbudget (error_bare + backup_addon + 2 ms): {f['budget_ms']} ms; "
+            f"failover − backup alone: {f['failover_minus_backup_ms']} ms; "
+            f"served as {f['served_as']}; primary hits {f['primary_hits_via_failover']}"
+            f" of {f['failover_requests']} (the breaker stayed closed if equal)"
+        )
+    u = results.get("outage")
+    if u:
+        rows = [
+            [
+                name,
+                u[name]["requests"],
+                u[name]["primary_hits"],
+                u[name]["beyond_first_in_flight"],
+                u[name]["success_rate"],
+                u[name]["retried_502"],
+                u[name]["statuses"],
+                u[name]["elapsed_s"],
+            ]
+            for name in ("primary_529", "primary_refused")
+        ]
+        parts.append(
+            f"4. Outage ({u['requests']} requests at concurrency {u['concurrency']}, "
+            f"failure_threshold {u['failure_threshold']})\n"
+            + table(
+                rows,
+                [
+                    "primary",
+                    "requests",
+                    "reached primary",
+                    "beyond the first in flight",
+                    "success",
+                    "retried 502",
+                    "statuses",
+                    "s",
+                ],
+            )
+        )
+    c = results.get("scale")
+    if c:
+        rows = []
+        for name, v in (("addon", c), ("bare_stream", c.get("bare_stream", {}))):
+            if not v:
+                continue
+            marks = v["rss_mb"]
+            rows.append(
+                [
+                    name,
+                    v["load"]["requests"],
+                    v["load"]["rps"],
+                    v["rss_mb_idle"],
+                    marks.get("25%"),
+                    marks.get("50%"),
+                    marks.get("75%"),
+                    marks.get("100%"),
+                    v["rss_mb_max"],
+                    v["growth_25_to_100_mb"],
+                    v["growth_25_to_100_pct"],
+                ]
+            )
+        parts.append(
+            f"5. Scale ({c['concurrency']} concurrent streams of {c['events_per_stream']} events "
+            f"{c['interval_ms']:g} ms apart; addon request log rows {c['request_log_rows']})\n"
+            + table(
+                rows,
+                [
+                    "proxy",
+                    "requests",
+                    "rps",
+                    "RSS MB idle",
+                    "25 %",
+                    "50 %",
+                    "75 %",
+                    "100 %",
+                    "max",
+                    "growth 25→100 MB",
+                    "%",
+                ],
+            )
+        )
+    goals = results.get("goals", [])
+    if goals:
+        parts.append(
+            "Goals\n"
+            + table(
+                [
+                    [
+                        g["section"],
+                        g["goal"],
+                        g["value"],
+                        g["target"],
+                        "met" if g["met"] else "MISSED",
+                    ]
+                    for g in goals
+                ],
+                ["section", "goal", "value", "target", ""],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+SECTIONS: dict[str, Callable[[Env], Any]] = {
+    "overhead": section_overhead,
+    "streaming": section_streaming,
+    "failover": section_failover,
+    "outage": section_outage,
+    "scale": section_scale,
+}
+
+
+def start_proxies(
+    procs: Processes, tmp: Path, env_ports: dict[str, int], addon: Path
+) -> dict[str, Mitm]:
+    primary, backup, err, closed = (env_ports[k] for k in ("primary", "backup", "err", "closed"))
+    healthy = {"primary": passthrough(primary), "backup": keyed_mapped(backup)}
+    never_open = {  # the failover measurement must not open the breaker
+        "failure_threshold": 100,
+        "error_rate_threshold": 1.0,
+        "min_requests": 100000,
+        "open_seconds": 30,
+    }
+    outage = {"failure_threshold": 5, "open_seconds": 30}
+    specs: list[tuple[str, int, str | None, list[str]]] = [
+        ("bare", primary, None, []),
+        ("bare_stream", primary, None, ["--set", "stream_large_bodies=1"]),
+        ("bare_err", err, None, []),
+        ("addon", primary, providers_yaml(["primary", "backup"], healthy, never_open), []),
+        ("addon_map", backup, providers_yaml(["backup", "primary"], healthy, never_open), []),
+        (
+            "failover",
+            err,
+            providers_yaml(
+                ["primary", "backup"],
+                {"primary": passthrough(err), "backup": keyed_mapped(backup)},
+                never_open,
+            ),
+            [],
+        ),
+        (
+            "outage_529",
+            err,
+            providers_yaml(
+                ["primary", "backup"],
+                {"primary": passthrough(err), "backup": keyed_mapped(backup)},
+                outage,
+            ),
+            [],
+        ),
+        (
+            "outage_refused",
+            closed,
+            providers_yaml(
+                ["primary", "backup"],
+                {"primary": passthrough(closed), "backup": keyed_mapped(backup)},
+                outage,
+            ),
+            [],
+        ),
+        ("scale", primary, providers_yaml(["primary"], {"primary": passthrough(primary)}), []),
+        ("scale_bare", primary, None, ["--set", "stream_large_bodies=1"]),
+    ]
+    proxies = {
+        name: Mitm(procs, tmp, name, target, config, extra, addon)
+        for name, target, config, extra in specs
+    }
+    for proxy in proxies.values():
+        proxy.wait_listening()
+    return proxies
+
+
+async def run_all(env: Env, sections: Sequence[str], results: dict[str, Any]) -> None:
+    for name in sections:
+        log(f"section {name} …")
+        started = time.monotonic()
+        results[name] = await SECTIONS[name](env)
+        results["meta"]["section_seconds"][name] = round(time.monotonic() - started, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ccswitch addon benchmarks (bare vs addon)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {list(SECTIONS)}"
+    )
+    parser.add_argument("--keep-tmp", action="store_true", help="keep logs and state files")
+    parser.add_argument("--scale-requests", type=int, help="override the scale section's count")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    plan = QUICK if args.quick else FULL
+    if args.scale_requests:
+        plan = dataclasses.replace(plan, scale_requests=args.scale_requests)
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="ccswitch-bench-"))
+    procs = Processes()
+    results: dict[str, Any] = {
+        "meta": {
+            "quick": args.quick,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "python": platform.python_version(),
+            "mitmproxy": _mitmproxy_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": list(os.getloadavg()),
+            "plan": dataclasses.asdict(plan),
+            "section_seconds": {},
+        }
+    }
+    try:
+        addon, results["meta"]["package"] = snapshot_addon(tmp)
+        fakes = FakeProviders(procs, tmp, ["ok", "ok", "529"], max_s=1800)
+        primary, backup, err = fakes.ports
+        closed = free_port()
+        log(f"fakes on {fakes.ports}; starting mitmdump x9 …")
+        proxies = start_proxies(
+            procs, tmp, {"primary": primary, "backup": backup, "err": err, "closed": closed}, addon
+        )
+        env = Env(plan, tmp, procs, fakes, primary, backup, err, closed, proxies, Goals())
+        asyncio.run(run_all(env, sections, results))
+        results["goals"] = env.goals.items
+    finally:
+        procs.stop_all()
+        if args.keep_tmp:
+            log(f"logs and state files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    results["meta"]["loadavg_end"] = list(os.getloadavg())
+    results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = finite(results)
+    args.out.write_text(
+        json.dumps(results, indent=2, allow_nan=False, default=_json_default) + "\n"
+    )
+    print(report(results))
+    total = results["meta"]["total_seconds"]
+    print(f"\n{len(sections)} section(s) in {total} s; figures in {args.out}")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def finite(value: Any) -> Any:
+    """The results with every NaN or infinity made null (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def _mitmproxy_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mitmproxy")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The benchmark harness runs end to end (--quick) and writes every section's figures.
+
+Speed is not asserted here: on a shared machine that would be a flaky test. What is checked is
+that `python bench/run.py --quick` exits 0 and its JSON has every section with numbers in it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("overhead", "streaming", "failover", "outage", "scale")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _dig(data: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        assert isinstance(data, dict), f"not an object above {'.'.join(keys)}"
+        assert key in data, f"missing {'.'.join(keys)}"
+        data = data[key]
+    return data
+
+
+@pytest.mark.e2e
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "x.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert "Goals" in run.stdout  # the readable table was printed
+    data = json.loads(out.read_text())
+
+    for section in SECTIONS:
+        assert section in data, f"no section {section}"
+    assert data["meta"]["quick"] is True
+
+    numbers = [
+        # 1. overhead, both sizes, bare and addon with and without a mapping, and the ratios
+        *(
+            _dig(data, "overhead", size, proxy, "latency_c1", figure)
+            for size in ("1KB", "500KB")
+            for proxy in ("bare", "addon", "addon_map")
+            for figure in ("p50_ms", "p99_ms")
+        ),
+        *(
+            _dig(data, "overhead", size, proxy, "rps_median")
+            for size in ("1KB", "500KB")
+            for proxy in ("bare", "addon", "addon_map")
+        ),
+        *(
+            _dig(data, "overhead", size, f"{proxy}_vs_bare", figure)
+            for size in ("1KB", "500KB")
+            for proxy in ("addon", "addon_map")
+            for figure in ("throughput_ratio", "added_p50_ms")
+        ),
+        # 2. streaming: direct, bare told to stream, addon
+        *(
+            _dig(data, "streaming", path, figure)
+            for path in ("direct", "bare_stream", "addon")
+            for figure in ("ttfe_ms", "gap_p50_ms", "gap_p99_ms", "relay_p50_ms", "relay_p99_ms")
+        ),
+        # 3. failover
+        *(
+            _dig(data, "failover", name, "p50_ms")
+            for name in ("error_bare", "backup_addon", "failover_addon")
+        ),
+        _dig(data, "failover", "budget_ms"),
+        # 4. outage
+        *(
+            _dig(data, "outage", case, figure)
+            for case in ("primary_529", "primary_refused")
+            for figure in ("primary_hits", "success_rate")
+        ),
+        # 5. scale
+        *(_dig(data, "scale", "rss_mb", mark) for mark in ("25%", "50%", "75%", "100%")),
+        *(
+            _dig(data, "scale", "bare_stream", "rss_mb", mark)
+            for mark in ("25%", "50%", "75%", "100%")
+        ),
+        _dig(data, "scale", "growth_25_to_100_pct"),
+    ]
+    assert all(_number(n) for n in numbers), numbers
+
+    # Each request of the quick run was answered: otherwise the figures measure nothing.
+    assert _dig(data, "outage", "primary_529", "requests") == _dig(data, "outage", "requests")
+    assert _dig(data, "scale", "load", "statuses") == {
+        "200": _dig(data, "meta", "plan", "scale_requests")
+    }
+    assert _dig(data, "failover", "served_as")
+    goals = data["goals"]
+    assert goals
+    assert all(isinstance(g["met"], bool) and _number(g["target"]) for g in goals)
+    assert {g["section"] for g in goals} == set(SECTIONS)

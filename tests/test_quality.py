@@ -1,0 +1,63 @@
+"""The house rules, checked where the tests run: layering, lint, format, types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ccswitch_addon"
+MITMPROXY_SIDE = {"addon", "flows"}
+BIN = Path(sys.executable).parent
+
+BLOCK_MITMPROXY = """
+import importlib, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mitmproxy" or name.startswith("mitmproxy."):
+            raise ImportError("the routing core must not import " + name)
+sys.meta_path.insert(0, Block())
+for module in sys.argv[1:]:
+    importlib.import_module("ccswitch_addon." + module)
+"""
+
+
+def test_the_core_imports_without_mitmproxy() -> None:
+    core = sorted(
+        p.stem
+        for p in PACKAGE.glob("*.py")
+        if p.stem not in MITMPROXY_SIDE and p.stem != "__init__"
+    )
+    assert {"breaker", "config", "router", "switch", "engine", "store", "cli"} <= set(core)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_MITMPROXY, *core],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "ccswitch_addon", "tests", "bench"],
+        ["ruff", "format", "--check", "ccswitch_addon"],
+        ["mypy"],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy-strict"],
+)
+def test_static_checks(command: list[str]) -> None:
+    result = subprocess.run(
+        [str(BIN / command[0]), *command[1:]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
