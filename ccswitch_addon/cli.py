@@ -11,7 +11,15 @@ from typing import TextIO
 
 from .client import DEFAULT_PROXY, ProxyUnavailable, call
 from .config import AppConfig, Config, ConfigError, load_config
-from .launch import TOOLS, env_lines, exec_mitm, init_config, mitm_command, paste_lines
+from .launch import (
+    TOOLS,
+    confdir_of,
+    env_lines,
+    exec_mitm,
+    init_config,
+    mitm_command,
+    paste_lines,
+)
 from .paths import default_config_path, default_state_path
 from .reports import (
     format_table,
@@ -175,7 +183,7 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     program = "mitmweb" if args.command == "web" else "mitmdump"
     command, host, port, reverse = mitm_command(program, args.mitm_args)
     config = _config_or_none(None)
-    print(paste_lines(config, host, port, reverse), file=out)
+    print(paste_lines(config, host, port, reverse, confdir_of(args.mitm_args)), file=out)
     return exec_mitm(command, out)
 
 

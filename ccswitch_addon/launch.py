@@ -85,7 +85,21 @@ def env_lines(
     return lines
 
 
-def paste_lines(config: Config | None, host: str, port: int, reverse_target: str | None) -> str:
+def confdir_of(args: Sequence[str]) -> str:
+    """mitmproxy's confdir (where its CA is) as the mitmdump arguments set it."""
+    for index, arg in enumerate(args):
+        if arg == "--set" and index + 1 < len(args) and args[index + 1].startswith("confdir="):
+            return args[index + 1].split("=", 1)[1]
+    return "~/.mitmproxy"
+
+
+def paste_lines(
+    config: Config | None,
+    host: str,
+    port: int,
+    reverse_target: str | None,
+    confdir: str = "~/.mitmproxy",
+) -> str:
     """What `ccswitch run` prints: for each configured app, the lines to paste."""
     apps = [name for name in (config.apps if config else TOOLS) if name in TOOLS]
     out = []
@@ -96,7 +110,9 @@ def paste_lines(config: Config | None, host: str, port: int, reverse_target: str
         out.append(f"# {spec.label}:")
         out += [
             f"  {line}"
-            for line in env_lines(name, reverse=bool(reverse_target), host=host, port=port)
+            for line in env_lines(
+                name, reverse=bool(reverse_target), host=host, port=port, confdir=confdir
+            )
             if not line.startswith("#")
         ]
     out.append(

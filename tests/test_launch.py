@@ -104,3 +104,14 @@ def test_run_command_line_keeps_user_choices() -> None:
     assert command[-4:] == args
     assert port == 9999
     assert reverse == "https://api.anthropic.com"
+
+
+def test_run_prints_the_ca_of_the_confdir_it_is_given() -> None:
+    from ccswitch_addon.launch import confdir_of, paste_lines
+
+    args = ["--set", "confdir=/srv/mitm", "--listen-port", "9001"]
+    assert confdir_of(args) == "/srv/mitm"
+    assert confdir_of([]) == "~/.mitmproxy"
+    text = paste_lines(None, "127.0.0.1", 9001, None, confdir_of(args))
+    assert "NODE_EXTRA_CA_CERTS=/srv/mitm/mitmproxy-ca-cert.pem" in text
+    assert "HTTPS_PROXY=http://127.0.0.1:9001" in text
