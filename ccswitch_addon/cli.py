@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .client import DEFAULT_PROXY, ProxyUnavailable, call
 from .config import AppConfig, Config, ConfigError, load_config
@@ -137,31 +138,41 @@ def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _report(
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    query: Callable[[sqlite3.Connection], tuple[list[str], list[list[Any]]]],
+    empty: str,
+) -> int:
+    """A table read from the state file, or one clear line on why it cannot be read."""
+    try:
+        with open_readonly(Path(args.state).expanduser()) as db:
+            headers, rows = query(db)
+    except StoreError as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_FAILED
+    print(format_table(headers, rows) if rows else empty, file=out)
+    return EXIT_OK
+
+
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         since = parse_since(args.since)
     except ValueError as e:
         print(f"ccswitch: {e}", file=err)
         return EXIT_USAGE
-    try:
-        with open_readonly(Path(args.state).expanduser()) as db:
-            headers, rows = log_rows(db, args.app, since, args.failovers)
-    except StoreError as e:
-        print(f"ccswitch: {e}", file=err)
-        return EXIT_FAILED
-    print(format_table(headers, rows) if rows else "(nothing in that time)", file=out)
-    return EXIT_OK
+    return _report(
+        args,
+        out,
+        err,
+        lambda db: log_rows(db, args.app, since, args.failovers),
+        "(nothing in that time)",
+    )
 
 
 def cmd_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    try:
-        with open_readonly(Path(args.state).expanduser()) as db:
-            headers, rows = usage_rows(db, args.by)
-    except StoreError as e:
-        print(f"ccswitch: {e}", file=err)
-        return EXIT_FAILED
-    print(format_table(headers, rows) if rows else "(no requests logged yet)", file=out)
-    return EXIT_OK
+    return _report(args, out, err, lambda db: usage_rows(db, args.by), "(no requests logged yet)")
 
 
 def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
