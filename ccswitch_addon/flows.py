@@ -129,14 +129,16 @@ def rewrite_request(
     else:
         requested = sent = peek_model(request.raw_content)
     request.scheme = provider.scheme
-    request.host = provider.host
-    request.port = provider.port
+    # Through .data: the host and port setters would each rewrite the Host header, which is
+    # set once below (mitmproxy then uses it for SNI too).
+    request.data.host = provider.host
+    request.data.port = provider.port
     request.path = join_path(provider.base_path, path) + (f"?{query}" if query else "")
     request.host_header = url.hostport(provider.scheme, provider.host, provider.port)
     if provider.auth is not Auth.PASSTHROUGH:
         for name in CLIENT_CREDENTIAL_HEADERS:
             request.headers.pop(name, None)
-        if CLIENT_CREDENTIAL_QUERY in request.query:
+        if query and CLIENT_CREDENTIAL_QUERY in request.query:
             del request.query[CLIENT_CREDENTIAL_QUERY]
         for name, value in credential_headers(provider):
             request.headers[name] = value
