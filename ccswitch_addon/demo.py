@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -193,7 +194,12 @@ class _Story:
         self.status()
 
 
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so the finally below stops the proxy and the mocks
+
+
 def run_demo(out: TextIO, keep: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     down = {"primary": False}
     primary = MockProvider("primary", lambda: 529 if down["primary"] else None).start()
     backup = MockProvider("backup").start()
