@@ -64,9 +64,13 @@ class Finished:
     usage: Usage = field(default_factory=Usage)
     streaming: bool = False
 
+    def failures(self) -> list[str]:
+        """The attempts that did not serve, as ``primary: 529``."""
+        return [a.short() for a in self.attempts if a.provider != self.served]
+
     def comment(self) -> str:
         """How mitmweb shows the flow: ``claude → backup (after primary: 529)``."""
-        failed = [a.short() for a in self.attempts if a.provider != self.served]
+        failed = self.failures()
         if self.served is None:
             return f"{self.app}: every attempt failed ({'; '.join(failed) or 'none made'})"
         why = failed + self.skipped
@@ -150,7 +154,7 @@ class Engine:
             return None
         previous = self.switches.active(done.app)
         current = self.router.current(done.app)
-        failed = [a.short() for a in done.attempts if a.provider != done.served]
+        failed = done.failures()
         if failed or done.skipped:
             reason = "after " + ", ".join(failed + done.skipped)
         elif done.served == current and current != self.router.app(done.app).queue[0]:
@@ -159,7 +163,7 @@ class Engine:
             reason = "recovered"
         event = self.switches.served(done.app, done.served, reason, baseline=current)
         if self.store is not None and previous != done.served:
-            self.store.save_app(done.app, self.router.current(done.app), done.served)
+            self.store.save_app(done.app, current, done.served)
         return event
 
     def remember_breaker(self, app: str, pid: str) -> None:
