@@ -76,6 +76,7 @@ def main() -> int:
     parser.add_argument("--throughput", type=int, default=1000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ccswitch-decompose-"))
+    bench.pin_load()
     procs = bench.Processes()
     try:
         addon, _ = bench.snapshot_addon(tmp)

@@ -172,6 +172,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--bare", action="store_true", help="profile mitmdump without the addon")
+    parser.add_argument(
+        "--null", action="store_true", help="profile mitmdump with bench/null_addon.py"
+    )
+    parser.add_argument("--no-log", action="store_true", help="the addon without a state file")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "OTHER"))
     args = parser.parse_args()
@@ -183,8 +187,10 @@ def main() -> int:
         raise SystemExit("py-spy not found: pip install py-spy")
     size, mapped, sse = CASES[args.case]
     tmp = Path(tempfile.mkdtemp(prefix="ccswitch-profile-"))
+    bench.pin_load()
     procs = bench.Processes()
-    label = f"{'bare' if args.bare else 'addon'}-{args.case}"
+    kind = "bare" if args.bare else "null" if args.null else "addon"
+    label = f"{kind}{'-nolog' if args.no_log and kind == 'addon' else ''}-{args.case}"
     args.out.mkdir(parents=True, exist_ok=True)
     collapsed = args.out / f"profile-{label}.txt"
     try:
@@ -199,9 +205,11 @@ def main() -> int:
             target, queue = err, ["primary", "backup"]
             providers["primary"] = bench.passthrough(err)
             rules = ["rules: [{status: 529, action: neutral}]"]
-        config = None if args.bare else bench.providers_yaml(queue, providers, None, rules)
-        extra = ["--set", "stream_large_bodies=1"] if args.bare and sse else []
-        proxy = bench.Mitm(procs, tmp, label, target, config, extra, addon)
+        config = None if kind != "addon" else bench.providers_yaml(queue, providers, None, rules)
+        extra = ["--set", "stream_large_bodies=1"] if kind == "bare" and sse else []
+        if kind == "null":
+            extra = ["-s", str(HERE / "null_addon.py")]
+        proxy = bench.Mitm(procs, tmp, label, target, config, extra, addon, state=not args.no_log)
         proxy.wait_listening()
         headers = {"x-bench-sse": "20,1"} if sse else {}
         request = build_request(proxy.port, padded_body(size), headers)

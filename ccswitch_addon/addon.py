@@ -44,6 +44,7 @@ from ccswitch_addon.flows import (
     Routed,
     attempt_flow,
     error_outcome,
+    header,
     is_internal,
     is_loopback,
     label,
@@ -361,7 +362,9 @@ class CcSwitch:
         response = flow.response
         if response.status_code < 400 and should_stream(response):
             # Success: it streams to the client as it comes; the watcher only looks.
-            routed.watch = BodyWatch(routed.app.api, response.headers.get("content-type", ""))
+            routed.watch = BodyWatch(
+                routed.app.api, header(response.headers, b"content-type") or ""
+            )
             response.stream = routed.watch
             label(response, routed.provider.id, 1)
 

@@ -45,17 +45,17 @@ class Original:
     """
 
     path: str
-    headers: http.Headers
+    fields: tuple[tuple[bytes, bytes], ...]  # the header fields: an immutable tuple, shared
     body: bytes | None
 
     @classmethod
     def of(cls, request: http.Request) -> "Original":
-        return cls(request.path, request.headers.copy(), request.raw_content)
+        return cls(request.path, request.headers.fields, request.raw_content)
 
     def restored(self, request: http.Request) -> http.Request:
         copy = request.copy()
         copy.path = self.path
-        copy.headers = self.headers.copy()
+        copy.headers = http.Headers(self.fields)
         copy.raw_content = self.body
         return copy
 
@@ -130,21 +130,68 @@ def rewrite_request(
         requested = sent = peek_model(request.raw_content)
     request.scheme = provider.scheme
     # Through .data: the host and port setters would each rewrite the Host header, which is
-    # set once below (mitmproxy then uses it for SNI too).
+    # set once below with the other header edits (mitmproxy then uses it for SNI too).
     request.data.host = provider.host
     request.data.port = provider.port
     request.path = join_path(provider.base_path, path) + (f"?{query}" if query else "")
-    request.host_header = url.hostport(provider.scheme, provider.host, provider.port)
-    if provider.auth is not Auth.PASSTHROUGH:
-        for name in CLIENT_CREDENTIAL_HEADERS:
-            request.headers.pop(name, None)
-        if query and CLIENT_CREDENTIAL_QUERY in request.query:
-            del request.query[CLIENT_CREDENTIAL_QUERY]
-        for name, value in credential_headers(provider):
-            request.headers[name] = value
-    for name, value in provider.headers.items():
-        request.headers[name] = value
+    hostport = url.hostport(provider.scheme, provider.host, provider.port)
+    keyed = provider.auth is not Auth.PASSTHROUGH
+    if keyed and query and CLIENT_CREDENTIAL_QUERY in request.query:
+        del request.query[CLIENT_CREDENTIAL_QUERY]
+    put = [*credential_headers(provider), *provider.headers.items()]
+    h2 = request.is_http2 or request.is_http3
+    if h2:  # :authority is the HTTP/2 Host; a Host field is replaced, not added
+        request.data.authority = _ascii_or_idna(hostport)
+    edit_headers(
+        request.headers,
+        put,
+        drop=_CLIENT_CREDENTIALS if keyed else (),
+        host=_ascii_or_idna(hostport),
+        add_host=not h2,
+    )
     return requested, sent
+
+
+def _ascii_or_idna(host: str) -> bytes:
+    try:
+        return host.encode("ascii")  # the codec "idna" costs microseconds even for ASCII
+    except UnicodeEncodeError:
+        return host.encode("idna")
+
+
+_CLIENT_CREDENTIALS = tuple(name.encode() for name in CLIENT_CREDENTIAL_HEADERS)
+
+
+def edit_headers(
+    headers: http.Headers,
+    put: list[tuple[str, str]],
+    drop: tuple[bytes, ...] = (),
+    host: bytes | None = None,
+    add_host: bool = False,
+) -> None:
+    """Set ``put``, remove ``drop`` and replace Host, in one pass over the fields.
+
+    mitmproxy's Headers item access scans and lower-cases every field per call; a request
+    rewrite made a dozen such calls. Replaced names lose their place and go to the end
+    (header order carries no meaning), except Host, which keeps its place.
+    """
+    names = {name.lower().encode() for name, _ in put}
+    names.update(drop)
+    fields = []
+    seen_host = False
+    for pair in headers.fields:
+        name = pair[0].lower()
+        if name in names:
+            continue
+        if name == b"host" and host is not None:
+            if seen_host:
+                continue
+            pair, seen_host = (pair[0], host), True
+        fields.append(pair)
+    if host is not None and add_host and not seen_host:
+        fields.insert(0, (b"Host", host))
+    fields.extend((name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in put)
+    headers.fields = tuple(fields)
 
 
 def attempt_flow(flow: http.HTTPFlow, routed: Routed, provider: ProviderConfig) -> http.HTTPFlow:
@@ -189,39 +236,53 @@ def probe_flow(app: AppConfig, provider: ProviderConfig) -> http.HTTPFlow:
 STREAM_ABOVE_BYTES = 1024 * 1024
 
 
+def header(headers: http.Headers, name: bytes) -> str | None:
+    """The first value of a header (``name`` lower-case): a plain pass over the fields,
+    several times cheaper than ``Headers.get`` on the hot path."""
+    for key, value in headers.fields:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
 def should_stream(response: http.Response) -> bool:
     """Event streams, and bodies of unknown or large length, are relayed as they arrive.
 
     A small JSON answer with a known length is buffered instead: nothing a client could
     notice, and mitmproxy's streaming path costs more per request than the wait.
     """
-    if "text/event-stream" in response.headers.get("content-type", ""):
+    if "text/event-stream" in (header(response.headers, b"content-type") or ""):
         return True
-    length = response.headers.get("content-length")
+    length = header(response.headers, b"content-length")
     return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
 
 
 def watch_body(api: Api, response: http.Response) -> BodyWatch:
     """A watcher fed a complete (buffered) body at once."""
-    watch = BodyWatch(api, response.headers.get("content-type", ""))
-    watch(response.get_content(strict=False) or b"")
+    watch = BodyWatch(api, header(response.headers, b"content-type") or "")
+    encoded = header(response.headers, b"content-encoding")
+    watch((response.get_content(strict=False) if encoded else response.raw_content) or b"")
     watch(b"")
     return watch
 
 
 def label(response: http.Response, provider: str, attempts: int) -> None:
-    response.headers["x-ccswitch-provider"] = provider
-    response.headers["x-ccswitch-attempts"] = str(attempts)
+    edit_headers(
+        response.headers,
+        [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))],
+    )
 
 
 def mask_key(request: http.Request, provider: ProviderConfig) -> None:
     """The request has gone upstream: keep only a masked key in the flow that mitmweb shows
     and that flow files save."""
     for name, value in credential_headers(provider):
-        if request.headers.get(name) == value:
-            request.headers[name] = (
-                mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
-            )
+        masked = mask(value) if name != "authorization" else f"Bearer {mask(provider.api_key)}"
+        sent, shown, raw = name.encode(), masked.encode(), value.encode()
+        request.headers.fields = tuple(
+            (key, shown) if value == raw and key.lower() == sent else (key, value)
+            for key, value in request.headers.fields
+        )
 
 
 def response_outcome(response: http.Response, routed: Routed) -> Outcome:

@@ -10,7 +10,10 @@ from mitmproxy import http
 from ccswitch_addon.config import Api, parse_config
 from ccswitch_addon.flows import (
     Original,
+    edit_headers,
+    header,
     is_loopback,
+    label,
     mask_key,
     rewrite_request,
     should_stream,
@@ -106,3 +109,55 @@ def test_rewrite_then_restore_for_the_next_provider() -> None:
     assert (again.scheme, again.host, again.port) == ("http", "127.0.0.1", 9)
     assert again.headers["x-api-key"] == "client-key"  # passthrough keeps the tool's own
     assert again.host_header == "127.0.0.1:9"
+
+
+def test_edit_headers_in_one_pass() -> None:
+    headers = http.Headers(
+        [
+            (b"Host", b"api.anthropic.com"),
+            (b"X-Api-Key", b"client"),
+            (b"accept", b"*/*"),
+            (b"x-api-key", b"second"),
+            (b"Authorization", b"Bearer client"),
+            (b"X-Title", b"old"),
+        ]
+    )
+    edit_headers(
+        headers,
+        [("authorization", "Bearer mine"), ("X-Title", "ccswitch")],
+        drop=(b"x-api-key",),
+        host=b"b.example:8443",
+    )
+    assert headers.fields == (
+        (b"Host", b"b.example:8443"),  # Host keeps its place
+        (b"accept", b"*/*"),
+        (b"authorization", b"Bearer mine"),
+        (b"X-Title", b"ccswitch"),
+    )
+
+
+def test_edit_headers_adds_host_only_where_asked() -> None:
+    headers = http.Headers([(b"accept", b"*/*")])
+    edit_headers(headers, [], host=b"b.example", add_host=False)  # HTTP/2: :authority carries it
+    assert header(headers, b"host") is None
+    edit_headers(headers, [], host=b"b.example", add_host=True)
+    assert headers.fields[0] == (b"Host", b"b.example")
+
+
+def test_rewrite_of_an_http2_request_sets_the_authority() -> None:
+    request = http.Request.make("POST", "https://api.anthropic.com/v1/messages", b"{}")
+    request.http_version = "HTTP/2.0"
+    request.authority = "api.anthropic.com"
+    request.headers.pop("host", None)
+    rewrite_request(request, APP, APP.providers["keyed"])
+    assert request.authority == "b.example"
+    assert header(request.headers, b"host") is None  # not added beside :authority
+    assert request.path == "/api/v1/messages"
+
+
+def test_label_replaces_what_an_upstream_sent() -> None:
+    made = response({"X-Ccswitch-Provider": "spoofed", "content-type": "application/json"})
+    label(made, "backup", 2)
+    assert made.headers.get_all("x-ccswitch-provider") == ["backup"]
+    assert made.headers["x-ccswitch-attempts"] == "2"
+    assert made.headers["content-type"] == "application/json"
