@@ -16,6 +16,7 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
 from mitmproxy.utils import asyncio_utils
 
+from ccswitch_addon.breaker import Permit
 from ccswitch_addon.config import (
     AppConfig,
     Auth,
@@ -72,6 +74,9 @@ logger = logging.getLogger(__name__)
 CONTROL_HOST = "ccswitch.local"
 TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
+# How long a request waits for an unproven provider's first answers (see
+# CircuitBreaker.held) before it is sent there anyway.
+HOLD_SECONDS = 2.0
 
 
 def _read_config(path: Path) -> Config:
@@ -95,6 +100,7 @@ class CcSwitch:
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
+        self._answered: dict[tuple[str, str], asyncio.Event] = {}  # wakes held requests
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -190,6 +196,7 @@ class CcSwitch:
             logger.warning("%s", warning)
         if self.engine is None:
             self.engine = Engine(config)
+            self.engine.state_listeners.append(lambda app, pid, old, new: self._wake(app, pid))
             self.engine.switches.add_listener(self._announce)
             self.engine.switches.add_listener(self._notifier)
             self._open_store()
@@ -276,7 +283,7 @@ class CcSwitch:
 
     # --- request ------------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         request = flow.request
@@ -302,10 +309,13 @@ class CcSwitch:
         selection = router.select_providers(app.name)
         routed = Routed(app, selection.providers, Original.of(request), self._skipped(selection))
         for provider in selection.providers:
-            permit = router.acquire(app.name, provider.id)
+            permit = await self._acquire(routed, provider)
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break
+        if flow.error is not None:  # the client went away while the request waited
+            self._release(routed)
+            return
         if routed.provider is None:
             flow.response = to_response(
                 unavailable(
@@ -322,6 +332,45 @@ class CcSwitch:
             raise
         self._start_attempt(routed)
         self._routed[flow.id] = routed
+
+    async def _acquire(self, routed: Routed, provider: ProviderConfig) -> Permit | None:
+        """A permit for ``provider``, waiting while it is held: unproven, with as many
+        requests out as it may have unanswered. One of their answers either proves it or
+        trips it (then None: the next provider's turn); after HOLD_SECONDS it gets the
+        request anyway."""
+        assert self.engine is not None
+        router = self.engine.router
+        key = (routed.app.name, provider.id)
+        try:
+            permit = router.acquire(*key)
+            if permit is not None or not router.held(*key):
+                return permit
+            deadline = time.monotonic() + HOLD_SECONDS
+            while router.held(*key):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return router.acquire(*key, hold=False)
+                answered = self._answered.setdefault(key, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered.wait(), remaining)
+            return router.acquire(*key)
+        except UnknownName:  # a reload removed it while the request waited
+            return None
+
+    def _wake(self, app: str, pid: str) -> None:
+        """An answer came from this provider, or its state changed: held requests look again."""
+        answered = self._answered.pop((app, pid), None)
+        if answered is not None:
+            answered.set()
+
+    def _record(
+        self, routed: Routed, outcome: Outcome, permit: Permit | None, slow: bool = False
+    ) -> None:
+        assert self.engine is not None
+        assert routed.provider is not None
+        app, pid = routed.app.name, routed.provider.id
+        self.engine.router.record_result(app, pid, outcome, permit, slow)
+        self._wake(app, pid)
 
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
@@ -360,6 +409,10 @@ class CcSwitch:
         routed.awaiting = False
         mask_key(flow.request, routed.provider)
         response = flow.response
+        if response.status_code < 400 and self.engine is not None:
+            # It answers: requests held for this provider's first answers may go.
+            self.engine.router.confirm(routed.app.name, routed.provider.id, routed.permit)
+            self._wake(routed.app.name, routed.provider.id)
         if response.status_code < 400 and should_stream(response):
             # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(
@@ -444,9 +497,7 @@ class CcSwitch:
         )
         permit, routed.permit = routed.permit, None
         if not routed.late:  # a late attempt was recorded as a timeout already
-            self.engine.router.record_result(
-                routed.app.name, routed.provider.id, outcome, permit, slow
-            )
+            self._record(routed, outcome, permit, slow)
         routed.late = False
         if outcome.cooldown_until is not None:
             self.engine.remember_breaker(routed.app.name, routed.provider.id)
@@ -468,7 +519,7 @@ class CcSwitch:
         outcome = classify_error(
             ErrorKind.TIMEOUT, f"no first byte in {routed.app.breaker.first_byte_seconds:g}s"
         )
-        self.engine.router.record_result(routed.app.name, routed.provider.id, outcome, permit)
+        self._record(routed, outcome, permit)
         logger.warning("ccswitch: %s:%s %s", routed.app.name, routed.provider.id, outcome.reason)
 
     async def _fail_over(self, flow: http.HTTPFlow, routed: Routed) -> ProviderConfig | None:
@@ -482,7 +533,7 @@ class CcSwitch:
                 break
             if provider.id in tried:
                 continue
-            permit = router.acquire(routed.app.name, provider.id)
+            permit = await self._acquire(routed, provider)
             if permit is None:
                 label = router.breaker(routed.app.name, provider.id).label()
                 routed.skipped.append(f"{provider.id}: {label}")
@@ -509,9 +560,7 @@ class CcSwitch:
         """Hand back a permit still held (an exception or abort on the way): never leak one."""
         permit, routed.permit = routed.permit, None
         if permit is not None and routed.provider is not None and self.engine is not None:
-            self.engine.router.record_result(
-                routed.app.name, routed.provider.id, classify_error(ErrorKind.CLIENT_GONE), permit
-            )
+            self._record(routed, classify_error(ErrorKind.CLIENT_GONE), permit)
 
     # --- telling the user --------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class Permit:
     probe: bool
     issued_at: float
     released: bool = False
+    unconfirmed: bool = False  # counted against an unproven provider's admission limit
 
 
 class Window:
@@ -112,6 +113,11 @@ class CircuitBreaker:
         self._trips = 0  # consecutive trips without a long enough closed spell in between
         self._closed_since = clock()
         self.cooldown_reason: str | None = None
+        # Admission of an unproven provider (fresh, or failing since its last success): at
+        # most failure_threshold − consecutive failures requests out with no answer yet, so
+        # a burst cannot all land on a provider that is down before the first answer says so.
+        self._proven = False
+        self._unconfirmed = 0
 
     # --- reading ----------------------------------------------------------------
 
@@ -160,14 +166,51 @@ class CircuitBreaker:
 
     # --- permits and outcomes ------------------------------------------------------
 
-    def acquire(self) -> Permit | None:
+    def held(self) -> bool:
+        """Closed but unproven, with as many requests out as it may have unanswered: a
+        request should wait for one of their answers rather than go now or elsewhere."""
+        return (
+            self._state is State.CLOSED
+            and not self._proven
+            and self._unconfirmed >= self.admission_limit()
+            and self.cooldown_until is None
+        )
+
+    def admission_limit(self) -> int:
+        return max(1, self.config.failure_threshold - self._consecutive)
+
+    @property
+    def unconfirmed(self) -> int:
+        """Requests out to this provider while unproven that have no answer yet."""
+        return self._unconfirmed
+
+    def acquire(self, hold: bool = True) -> Permit | None:
+        """A permit, or None. ``hold=False`` admits past the limit of an unproven provider
+        (a request that waited long enough)."""
         if not self.available():
             return None
         now = self._clock()
         if self._state is State.HALF_OPEN:
             self._probe = Permit(probe=True, issued_at=now)
             return self._probe
-        return Permit(probe=False, issued_at=now)
+        if self._proven:
+            return Permit(probe=False, issued_at=now)
+        if hold and self._unconfirmed >= self.admission_limit():
+            return None
+        self._unconfirmed += 1
+        return Permit(probe=False, issued_at=now, unconfirmed=True)
+
+    def confirm(self, permit: Permit) -> None:
+        """A success's response headers came: the provider answers. Its outcome (a stream
+        may still break) comes later through release()."""
+        self._settle(permit)
+        if self._state is State.CLOSED and not permit.released:
+            self._proven = True
+
+    def _settle(self, permit: Permit) -> None:
+        if permit.unconfirmed:
+            permit.unconfirmed = False
+            self._unconfirmed -= 1
 
     def bypass(self) -> Permit:
         """A permit that skips the checks (failover off); its outcome still feeds the statistics."""
@@ -176,6 +219,7 @@ class CircuitBreaker:
     def release(self, permit: Permit, outcome: Outcome, slow: bool = False) -> None:
         if permit.released:
             return
+        self._settle(permit)
         permit.released = True
         now = self._clock()
         if permit is self._probe:
@@ -205,10 +249,12 @@ class CircuitBreaker:
             # Outcomes of requests sent before a trip do not move an open or half-open breaker.
             if not failed:
                 self._consecutive = 0
+                self._proven = True
                 if slow and self._slow_exceeded(now):
                     self._trip(now)
                 return
             self._consecutive += 1
+            self._proven = False
             if (
                 outcome.opens_now
                 or self._consecutive >= self.config.failure_threshold
@@ -293,6 +339,8 @@ class CircuitBreaker:
         self._probe = None
         self._probe_successes = 0
         self._consecutive = 0
+        # Closed by its probes' successes it has proven itself; by a reset or a restart not.
+        self._proven = new is State.CLOSED and old is State.HALF_OPEN
         if new is State.CLOSED:
             self._window.clear()  # recovery confirmed: old failures must not trip it again
             self._open_until = 0.0

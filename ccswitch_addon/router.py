@@ -144,14 +144,30 @@ class Router:
             return Selection(config, (), "none_configured")
         return Selection(config, (), "all_unavailable", min(waits))
 
-    def acquire(self, app: str, pid: str) -> Permit | None:
-        """A permit to send to this provider now; with failover off the breaker is not consulted."""
+    def acquire(self, app: str, pid: str, hold: bool = True) -> Permit | None:
+        """A permit to send to this provider now; with failover off the breaker is not consulted.
+
+        None for an unproven provider with its limit of unanswered requests out, unless
+        ``hold`` is False: see held().
+        """
         breaker = self.breaker(app, pid)
         if not self.app(app).failover:
             # Still take the probe when one is due: a bypass never moves a half-open breaker,
             # so without it the status would say half_open for good after an outage.
             return breaker.acquire() or breaker.bypass()
-        return breaker.acquire()
+        return breaker.acquire(hold)
+
+    def held(self, app: str, pid: str) -> bool:
+        """The provider may take a request as soon as one of those it has unanswered answers
+        (or trips it): wait for that rather than skip to the next provider."""
+        breaker = self._breakers.get((app, pid))
+        return breaker is not None and self.app(app).failover and breaker.held()
+
+    def confirm(self, app: str, pid: str, permit: Permit | None) -> None:
+        """Response headers of a success came from this provider."""
+        breaker = self._breakers.get((app, pid))
+        if breaker is not None and permit is not None:
+            breaker.confirm(permit)
 
     def record_result(
         self,

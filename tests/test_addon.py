@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from mitmproxy.test import taddons, tflow
 
 from ccswitch_addon.addon import ATTEMPT, CcSwitch
 from ccswitch_addon.breaker import State
+from ccswitch_addon.outcome import classify_status
 
 CONFIG = """\
 apps:
@@ -75,6 +78,15 @@ def model_flow(
     return tflow.tflow(req=request, client_conn=client)
 
 
+def prove(cc: CcSwitch, pid: str, app: str = "claude") -> None:
+    """One success recorded: the provider takes any number of requests at once."""
+    assert cc.engine is not None
+    breaker = cc.engine.router.breaker(app, pid)
+    permit = breaker.acquire()
+    assert permit is not None
+    breaker.release(permit, classify_status(200))
+
+
 def breaker_state(cc: CcSwitch, app: str, pid: str) -> str:
     assert cc.engine is not None
     return cc.engine.router.breaker(app, pid).label()
@@ -91,7 +103,7 @@ async def test_routes_to_the_primary_keeping_passthrough_credentials(
 ) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages?beta=true", headers={"x-api-key": "mine"})
-    cc.request(f)
+    await cc.request(f)
     assert (f.request.scheme, f.request.host, f.request.port) == ("http", "127.0.0.1", 9001)
     assert f.request.path == "/v1/messages?beta=true"
     assert f.request.host_header == "127.0.0.1:9001"
@@ -114,7 +126,7 @@ async def test_backup_gets_its_own_key_model_and_headers_and_no_client_key(
             "x-goog-api-key": "client",
         },
     )
-    cc.request(f)
+    await cc.request(f)
     assert (f.request.scheme, f.request.host, f.request.port) == ("https", "backup.example", 443)
     assert f.request.path == "/api/v1/messages"
     assert f.request.headers.get_all("authorization") == [f"Bearer {SECRET}"]
@@ -129,7 +141,7 @@ async def test_backup_gets_its_own_key_model_and_headers_and_no_client_key(
 async def test_version_segment_is_not_doubled(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://api.openai.com/v1/chat/completions", body={"model": "gpt-5"})
-    cc.request(f)
+    await cc.request(f)
     assert f.request.host == "api.deepseek.com"
     assert f.request.path == "/v1/chat/completions"
     assert f.request.headers["authorization"] == f"Bearer {SECRET}"
@@ -142,7 +154,7 @@ async def test_gemini_model_in_path_and_key_query_replaced(addon: tuple[CcSwitch
         "?key=client-key&alt=sse",
         body={"contents": []},
     )
-    cc.request(f)
+    await cc.request(f)
     assert f.request.path.startswith("/v1beta/models/gemini-2.5-flash:generateContent?")
     assert f.request.query.get("alt") == "sse"
     assert "key" not in f.request.query
@@ -163,7 +175,7 @@ async def test_unrelated_requests_pass_untouched(
     cc, _ = addon
     f = model_flow(url, method=method, headers={"x-api-key": "client"})
     before = f.request.get_state()
-    cc.request(f)
+    await cc.request(f)
     assert f.request.get_state() == before
     assert f.response is None
     assert "ccswitch" not in f.metadata
@@ -172,7 +184,7 @@ async def test_unrelated_requests_pass_untouched(
 async def test_remote_client_gets_403_and_no_key(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
-    cc.request(f)
+    await cc.request(f)
     assert f.response is not None
     assert f.response.status_code == 403
     assert SECRET not in (f.response.text or "")
@@ -185,7 +197,7 @@ async def test_remote_client_allowed_by_option(addon: tuple[CcSwitch, Path]) -> 
 
     ctx.options.update(ccswitch_allow_remote=True)
     f = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
-    cc.request(f)
+    await cc.request(f)
     assert f.response is None
     assert f.request.port == 9001
 
@@ -226,7 +238,7 @@ async def test_all_open_answers_in_the_apis_own_shape(
         for pid in app.queue:
             trip(cc, app.name, pid)
     f = model_flow(url, body=body)
-    cc.request(f)
+    await cc.request(f)
     assert f.response is not None
     assert f.response.status_code == status
     assert 55 <= int(f.response.headers["retry-after"]) <= 60
@@ -248,7 +260,7 @@ async def test_all_open_answers_in_the_apis_own_shape(
 async def test_success_streams_and_is_labelled(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     cc.responseheaders(f)
     assert callable(f.response.stream)
@@ -259,7 +271,7 @@ async def test_success_streams_and_is_labelled(addon: tuple[CcSwitch, Path]) -> 
 async def test_failure_is_not_streamed(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     f.response = http.Response.make(529, b"{}", {"content-type": "application/json"})
     cc.responseheaders(f)
     assert not f.response.stream
@@ -268,7 +280,7 @@ async def test_failure_is_not_streamed(addon: tuple[CcSwitch, Path]) -> None:
 async def test_stream_error_event_counts_as_failure(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     cc.responseheaders(f)
     stream = f.response.stream
@@ -287,7 +299,7 @@ async def test_connection_failure_opens_at_once_and_releases_the_permit(
 ) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     f.server_conn = connection.Server(address=("127.0.0.1", 9001))  # never connected
     f.error = tflow.terr("Connection refused")
     cc.error(f)
@@ -297,6 +309,62 @@ async def test_connection_failure_opens_at_once_and_releases_the_permit(
     assert cc.engine.router.acquire("claude", "primary") is not None
     assert f.metadata["ccswitch"]["attempts"][0]["error"].startswith("connect")
     assert not cc._routed
+
+
+async def routed_burst(cc: CcSwitch, n: int) -> tuple[list[http.HTTPFlow], list[asyncio.Task]]:
+    """n requests at once; returns when each is either routed or waiting."""
+    flows = [model_flow("https://api.anthropic.com/v1/messages") for _ in range(n)]
+    tasks = [asyncio.create_task(cc.request(f)) for f in flows]
+    for _ in range(3):  # let every request run up to its first wait
+        await asyncio.sleep(0)
+    return flows, tasks
+
+
+async def test_a_burst_waits_for_a_fresh_providers_first_answer(
+    addon: tuple[CcSwitch, Path],
+) -> None:
+    cc, _ = addon
+    flows, tasks = await routed_burst(cc, 5)
+    assert [t.done() for t in tasks] == [True, True, False, False, False]  # failure_threshold 2
+    assert len(cc._routed) == 2
+    first = flows[0]
+    first.response = http.Response.make(200, b"{}", {"content-type": "application/json"})
+    cc.responseheaders(first)  # it answers: the rest may go
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert [f.request.host for f in flows] == ["127.0.0.1"] * 5  # no spurious failover
+
+
+async def test_a_burst_at_a_dead_fresh_provider_reaches_it_failure_threshold_times(
+    addon: tuple[CcSwitch, Path],
+) -> None:
+    cc, _ = addon
+    assert cc.engine is not None
+    primary = cc.engine.router.breaker("claude", "primary")
+    primary.reconfigure(dataclasses.replace(primary.config, open_seconds=60))
+    prove(cc, "backup")
+    flows, tasks = await routed_burst(cc, 6)
+    sent = [f for f, t in zip(flows, tasks, strict=True) if t.done()]
+    assert len(sent) == 2
+    sent[0].server_conn = connection.Server(address=("127.0.0.1", 9001))  # never connected
+    sent[0].error = tflow.terr("Connection refused")
+    cc.error(sent[0])  # opens it: the waiting requests go to the backup
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    hosts = [f.request.host for f in flows]
+    assert hosts.count("127.0.0.1") == 2
+    assert hosts.count("backup.example") == 4
+
+
+async def test_a_held_request_goes_after_hold_seconds(
+    addon: tuple[CcSwitch, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cc, _ = addon
+    monkeypatch.setattr("ccswitch_addon.addon.HOLD_SECONDS", 0.05)
+    flows, tasks = await routed_burst(cc, 3)
+    assert not tasks[2].done()
+    await asyncio.wait_for(tasks[2], 5)  # nobody answered: it goes anyway, to the same one
+    assert flows[2].request.host == "127.0.0.1"
+    assert cc.engine is not None
+    assert cc.engine.router.breaker("claude", "primary").unconfirmed == 3
 
 
 async def test_half_open_admits_one_of_fifty_concurrent_requests(
@@ -311,9 +379,10 @@ async def test_half_open_admits_one_of_fifty_concurrent_requests(
     assert permit is not None
     breaker.release(permit, classify_error(ErrorKind.CONNECT))
     assert breaker.state is State.HALF_OPEN
+    prove(cc, "backup")  # else it takes only two unanswered requests at a time
     flows = [model_flow("https://api.anthropic.com/v1/messages") for _ in range(50)]
     for f in flows:
-        cc.request(f)
+        await cc.request(f)
     hosts = [f.request.host for f in flows]
     assert hosts.count("127.0.0.1") == 1
     assert hosts.count("backup.example") == 49
@@ -324,7 +393,7 @@ async def test_half_open_admits_one_of_fifty_concurrent_requests(
     probe.error = tflow.terr("Client disconnected.")
     cc.error(probe)
     again = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(again)
+    await cc.request(again)
     assert again.request.host == "127.0.0.1"
 
 
@@ -333,7 +402,7 @@ async def test_neutral_400_is_returned_and_leaves_the_breaker(
 ) -> None:
     cc, _ = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     f.response = http.Response.make(400, b'{"type":"error"}', {"content-type": "application/json"})
     cc.responseheaders(f)
     await cc.response(f)
@@ -347,7 +416,7 @@ async def test_retry_flows_are_left_alone(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
     f = model_flow("https://backup.example/api/v1/messages")
     f.metadata[ATTEMPT] = {"of": "x"}
-    cc.request(f)
+    await cc.request(f)
     assert f.request.host == "backup.example"
     f.response = http.Response.make(200, b"{}", {"content-type": "application/json"})
     f.response.stream = True
@@ -355,18 +424,18 @@ async def test_retry_flows_are_left_alone(addon: tuple[CcSwitch, Path]) -> None:
     assert f.response.stream is False
 
 
-def control(
+async def control(
     cc: CcSwitch, method: str, path: str, body: object = None, peer: str = "127.0.0.1"
 ) -> http.Response:
     f = model_flow(f"http://ccswitch.local{path}", body=body, method=method, peer=peer)
-    cc.request(f)
+    await cc.request(f)
     assert f.response is not None
     return f.response
 
 
 async def test_status_json(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
-    response = control(cc, "GET", "/status")
+    response = await control(cc, "GET", "/status")
     assert response.status_code == 200
     status = json.loads(response.content or b"")
     claude = status["apps"]["claude"]
@@ -380,17 +449,21 @@ async def test_status_json(addon: tuple[CcSwitch, Path]) -> None:
 
 async def test_control_switch_reset_and_errors(addon: tuple[CcSwitch, Path]) -> None:
     cc, _ = addon
-    assert control(cc, "POST", "/switch", {"app": "claude", "provider": "spare"}).status_code == 200
+    assert (
+        await control(cc, "POST", "/switch", {"app": "claude", "provider": "spare"})
+    ).status_code == 200
     assert cc.engine is not None
     assert cc.engine.router.current("claude") == "spare"
     trip(cc, "claude", "backup")
-    assert control(cc, "POST", "/reset", {"app": "claude", "provider": "backup"}).status_code == 200
+    assert (
+        await control(cc, "POST", "/reset", {"app": "claude", "provider": "backup"})
+    ).status_code == 200
     assert breaker_state(cc, "claude", "backup") == "closed"
-    missing = control(cc, "POST", "/switch", {"app": "nope", "provider": "x"})
+    missing = await control(cc, "POST", "/switch", {"app": "nope", "provider": "x"})
     assert missing.status_code == 404
     assert "unknown app 'nope'" in missing.text
-    assert control(cc, "POST", "/switch", {"app": "claude"}).status_code == 400
-    assert control(cc, "GET", "/status", peer="192.0.2.1").status_code == 403
+    assert (await control(cc, "POST", "/switch", {"app": "claude"})).status_code == 400
+    assert (await control(cc, "GET", "/status", peer="192.0.2.1")).status_code == 403
 
 
 async def test_commands(addon: tuple[CcSwitch, Path]) -> None:
@@ -411,7 +484,7 @@ async def test_broken_reload_keeps_the_old_configuration(addon: tuple[CcSwitch, 
     with pytest.raises(exceptions.OptionsError, match="did you mean 'failure_threshold'"):
         cc.configure({"ccswitch_config"})  # as mitmproxy calls it when the option is set
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     assert f.request.port == 9001
 
 
@@ -420,7 +493,7 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
 ) -> None:
     cc, path = addon
     f = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(f)
+    await cc.request(f)
     assert f.request.port == 9001
     path.write_text(CONFIG.replace("queue: [primary, backup]", "queue: [spare]"))
     cc.reload()
@@ -431,7 +504,7 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     assert cc.engine is not None
     assert cc.engine.router.breaker("claude", "primary").window_counts() == (1, 0)
     later = model_flow("https://api.anthropic.com/v1/messages")
-    cc.request(later)
+    await cc.request(later)
     assert later.request.port == 9003
 
 

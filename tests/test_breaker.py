@@ -276,6 +276,7 @@ def test_a_failed_probe_reopens(clock: FakeClock, recorder: Recorder) -> None:
 
 def test_outcomes_of_requests_sent_before_the_trip_do_not_move_it(clock: FakeClock) -> None:
     breaker = make(clock)
+    send(breaker, OK)  # proven: no admission limit on the burst below
     early = [breaker.acquire() for _ in range(5)]
     trip(breaker)
     for permit in early:
@@ -296,6 +297,70 @@ def test_an_abandoned_probe_is_given_up_after_its_lease(clock: FakeClock) -> Non
     assert breaker.acquire() is None
     clock.advance(1)
     assert breaker.acquire() is not None
+
+
+# --- admission of an unproven provider --------------------------------------------------------
+
+
+def test_a_fresh_provider_takes_failure_threshold_unanswered_requests(clock: FakeClock) -> None:
+    breaker = make(clock)  # failure_threshold 3
+    out = [breaker.acquire() for _ in range(3)]
+    assert all(p is not None for p in out)
+    assert breaker.acquire() is None
+    assert breaker.held()
+    assert breaker.available()
+    assert out[0] is not None
+    breaker.confirm(out[0])  # a success's headers: it answers
+    assert not breaker.held()
+    assert [breaker.acquire() is not None for _ in range(10)] == [True] * 10
+
+
+def test_a_burst_at_a_dead_provider_costs_at_most_failure_threshold(clock: FakeClock) -> None:
+    breaker = make(clock)
+    sent = []
+    for _ in range(20):  # twenty requests arrive before any answer
+        permit = breaker.acquire()
+        if permit is not None:
+            sent.append(permit)
+    assert len(sent) == 3
+    for permit in sent:
+        breaker.release(permit, FAIL)
+    assert breaker.state is State.OPEN
+    assert not breaker.held()  # the waiting requests now go elsewhere
+
+
+def test_each_failure_narrows_what_may_be_out(clock: FakeClock) -> None:
+    breaker = make(clock)
+    send(breaker, OK)
+    send(breaker, FAIL)  # failing since its last success: unproven again
+    assert breaker.admission_limit() == 2
+    first, second = breaker.acquire(), breaker.acquire()
+    assert first is not None
+    assert second is not None
+    assert breaker.acquire() is None
+    breaker.release(first, NEUTRAL)  # an answer that says nothing frees the slot only
+    assert breaker.acquire() is not None
+    assert breaker.acquire(hold=False) is not None  # a request that waited long enough
+    assert breaker.unconfirmed == 3
+
+
+def test_a_stream_that_breaks_after_its_headers_counts_as_a_failure(clock: FakeClock) -> None:
+    breaker = make(clock)
+    permit = breaker.acquire()
+    assert permit is not None
+    breaker.confirm(permit)
+    breaker.release(permit, classify_error(ErrorKind.STREAM, "stream ended before its end marker"))
+    assert breaker.consecutive_failures == 1
+    assert breaker.admission_limit() == 2
+
+
+def test_closing_through_probes_proves_it_a_reset_does_not(clock: FakeClock) -> None:
+    breaker = half_open(clock, success_threshold=1)
+    send(breaker, OK)
+    assert breaker.state is State.CLOSED
+    assert [breaker.acquire() is not None for _ in range(5)] == [True] * 5
+    breaker.reset()  # a fresh start: unproven; the five above were admitted uncounted
+    assert [breaker.acquire() is not None for _ in range(4)] == [True, True, True, False]
 
 
 # --- cooldown ---------------------------------------------------------------------------------
@@ -528,11 +593,13 @@ class BreakerMachine(RuleBasedStateMachine):
         half_opens = [new for _, _, new in self.recorder.calls if new is State.HALF_OPEN]
         return len(half_opens)
 
-    @rule(target=permits)
-    def acquire(self) -> Permit | None:
-        permit = self.breaker.acquire()
+    @rule(target=permits, hold=st.booleans())
+    def acquire(self, hold: bool) -> Permit | None:
+        held = self.breaker.held()
+        permit = self.breaker.acquire(hold)
         if permit is None:
             return None
+        assert not (hold and held), "a held provider handed out a permit"
         if permit.probe:
             episode = self.episode_now()
             in_flight = [
@@ -549,6 +616,11 @@ class BreakerMachine(RuleBasedStateMachine):
             return
         self.breaker.release(permit, OUTCOMES[kind])
         self.outstanding.remove(permit)
+
+    @precondition(lambda self: len(self.outstanding) > 0)
+    @rule(data=st.data())
+    def confirm(self, data: st.DataObject) -> None:
+        self.breaker.confirm(data.draw(st.sampled_from(self.outstanding)))
 
     @rule(seconds=st.integers(1, 120), status=st.sampled_from([429, 503]))
     def retry_after(self, seconds: int, status: int) -> None:
@@ -581,6 +653,14 @@ class BreakerMachine(RuleBasedStateMachine):
             if any(p.probe and self.probe_episode[p] == episode for p in self.outstanding):
                 return
         assert self.breaker.available(), "every probe is back, yet no permit is handed out"
+
+    @invariant()
+    def unanswered_requests_are_counted_exactly(self) -> None:
+        assert self.breaker.unconfirmed == sum(p.unconfirmed for p in self.outstanding)
+        if not self.outstanding:
+            assert not self.breaker.held(), "nothing is out, yet requests are held"
+        if self.breaker.held():
+            assert self.breaker.unconfirmed >= self.breaker.admission_limit()
 
     @invariant()
     def open_hands_out_nothing(self) -> None:

@@ -196,6 +196,35 @@ def test_half_open_sends_exactly_one_of_fifty_concurrent_requests(
     assert len(primary.requests) == 2  # the 529 and the single probe
 
 
+def test_a_burst_at_a_dead_fresh_primary_reaches_it_failure_threshold_times(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = slow_first_byte(0.3, error(529))  # the whole burst arrives first
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=3))
+
+    replies = concurrent(lambda _: send(proxy), 20)
+
+    assert [r.status for r in replies] == [200] * 20
+    assert len(primary.requests) == 3  # the other 17 waited for those answers, then moved on
+    assert len(backup.requests) == 20
+    assert provider_status(proxy, "primary")["state"] == "open"
+
+
+def test_a_burst_at_a_healthy_fresh_primary_is_all_served_there(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = slow_first_byte(0.3, ok_json())
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=3))
+
+    replies = concurrent(lambda _: send(proxy), 12)
+
+    assert [r.headers["x-ccswitch-provider"] for r in replies] == ["primary"] * 12
+    assert backup.requests == []
+    assert status(proxy)["events"] == []
+
+
 def test_retry_after_puts_the_provider_in_cooldown(
     fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
 ) -> None:
