@@ -309,7 +309,9 @@ class CcSwitch:
         selection = router.select_providers(app.name)
         routed = Routed(app, selection.providers, Original.of(request), self._skipped(selection))
         for provider in selection.providers:
-            permit = await self._acquire(routed, provider)
+            permit = router.acquire(app.name, provider.id)
+            if permit is None and router.held(app.name, provider.id):
+                permit = await self._acquire(routed, provider)
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break

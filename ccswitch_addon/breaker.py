@@ -27,7 +27,7 @@ def _no_listener(breaker: CircuitBreaker, old: State, new: State) -> None:
     pass
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Permit:
     """Leave to send one request. Released exactly once, whatever the outcome."""
 

@@ -29,7 +29,7 @@ __all__ = ["Attempt", "Engine", "Finished"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     provider: str
     ms: float
@@ -49,7 +49,7 @@ class Attempt:
         return f"{self.provider}: {self.error or self.status}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Finished:
     """One client request, done: what was tried and what the client got."""
 

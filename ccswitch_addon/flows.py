@@ -7,6 +7,7 @@ With addon.py the only place that touches mitmproxy; the decisions stay in the c
 import functools
 import ipaddress
 import time
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
 PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Original:
     """The parts of the client's request that a rewrite changes, kept for a retry.
 
@@ -60,7 +61,7 @@ class Original:
         return copy
 
 
-@dataclass
+@dataclass(slots=True)
 class Routed:
     """What the addon keeps about one client request while it is being served."""
 
@@ -128,28 +129,63 @@ def rewrite_request(
             sent = provider.models.get(requested or "") or provider.models.get("*")
     else:
         requested = sent = peek_model(request.raw_content)
-    request.scheme = provider.scheme
-    # Through .data: the host and port setters would each rewrite the Host header, which is
-    # set once below with the other header edits (mitmproxy then uses it for SNI too).
-    request.data.host = provider.host
-    request.data.port = provider.port
-    request.path = join_path(provider.base_path, path) + (f"?{query}" if query else "")
-    hostport = url.hostport(provider.scheme, provider.host, provider.port)
-    keyed = provider.auth is not Auth.PASSTHROUGH
-    if keyed and query and CLIENT_CREDENTIAL_QUERY in request.query:
+    wire = wire_of(provider)
+    data = request.data
+    data.scheme = wire.scheme
+    # Through .data: the host, port, scheme and path setters would each rewrite the Host
+    # header or re-encode; the Host header is set once below with the other header edits
+    # (mitmproxy then uses it for SNI too).
+    data.host = provider.host
+    data.port = provider.port
+    new_path = join_path(provider.base_path, path)
+    if wire.keyed and query and CLIENT_CREDENTIAL_QUERY in request.query:
         del request.query[CLIENT_CREDENTIAL_QUERY]
-    put = [*credential_headers(provider), *provider.headers.items()]
+        query = request.path.partition("?")[2]
+    data.path = (new_path + "?" + query if query else new_path).encode("utf-8", "surrogateescape")
     h2 = request.is_http2 or request.is_http3
     if h2:  # :authority is the HTTP/2 Host; a Host field is replaced, not added
-        request.data.authority = _ascii_or_idna(hostport)
-    edit_headers(
-        request.headers,
-        put,
-        drop=_CLIENT_CREDENTIALS if keyed else (),
-        host=_ascii_or_idna(hostport),
-        add_host=not h2,
-    )
+        data.authority = wire.host
+    edit_headers(data.headers, wire.put, wire.remove, host=wire.host, add_host=not h2)
     return requested, sent
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What a rewrite sets for one provider, as bytes: worked out once per provider."""
+
+    scheme: bytes
+    host: bytes  # the Host header: host, and the port when it is not the scheme's default
+    put: tuple[tuple[bytes, bytes], ...]  # the provider's credential and extra headers
+    remove: frozenset[bytes]  # lower-case names to take out: those put, and when keyed
+    keyed: bool  # the client's own credentials
+
+
+_WIRES: dict[int, tuple[ProviderConfig, Wire]] = {}
+
+
+def wire_of(provider: ProviderConfig) -> Wire:
+    entry = _WIRES.get(id(provider))
+    if entry is not None and entry[0] is provider:  # the entry holds it: its id is not reused
+        return entry[1]
+    if len(_WIRES) >= 1024:  # reloads made new provider objects; start over
+        _WIRES.clear()
+    keyed = provider.auth is not Auth.PASSTHROUGH
+    put = tuple(
+        (name.encode(), value.encode("utf-8", "surrogateescape"))
+        for name, value in (*credential_headers(provider), *provider.headers.items())
+    )
+    remove = {name.lower() for name, _ in put}
+    if keyed:
+        remove.update(name.encode() for name in CLIENT_CREDENTIAL_HEADERS)
+    wire = Wire(
+        scheme=provider.scheme.encode(),
+        host=_ascii_or_idna(url.hostport(provider.scheme, provider.host, provider.port)),
+        put=put,
+        remove=frozenset(remove),
+        keyed=keyed,
+    )
+    _WIRES[id(provider)] = (provider, wire)
+    return wire
 
 
 def _ascii_or_idna(host: str) -> bytes:
@@ -159,29 +195,25 @@ def _ascii_or_idna(host: str) -> bytes:
         return host.encode("idna")
 
 
-_CLIENT_CREDENTIALS = tuple(name.encode() for name in CLIENT_CREDENTIAL_HEADERS)
-
-
 def edit_headers(
     headers: http.Headers,
-    put: list[tuple[str, str]],
-    drop: tuple[bytes, ...] = (),
+    put: Sequence[tuple[bytes, bytes]],
+    remove: Set[bytes] = frozenset(),
     host: bytes | None = None,
     add_host: bool = False,
 ) -> None:
-    """Set ``put``, remove ``drop`` and replace Host, in one pass over the fields.
+    """Take out ``remove`` (lower-case names), append ``put`` and replace Host, in one pass
+    over the fields.
 
     mitmproxy's Headers item access scans and lower-cases every field per call; a request
     rewrite made a dozen such calls. Replaced names lose their place and go to the end
     (header order carries no meaning), except Host, which keeps its place.
     """
-    names = {name.lower().encode() for name, _ in put}
-    names.update(drop)
     fields = []
     seen_host = False
     for pair in headers.fields:
         name = pair[0].lower()
-        if name in names:
+        if name in remove:
             continue
         if name == b"host" and host is not None:
             if seen_host:
@@ -190,7 +222,7 @@ def edit_headers(
         fields.append(pair)
     if host is not None and add_host and not seen_host:
         fields.insert(0, (b"Host", host))
-    fields.extend((name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in put)
+    fields.extend(put)
     headers.fields = tuple(fields)
 
 
@@ -245,31 +277,48 @@ def header(headers: http.Headers, name: bytes) -> str | None:
     return None
 
 
+def body_headers(headers: http.Headers) -> tuple[str, str | None, bool]:
+    """(content type, content length, encoded) of a message, in one pass over the fields."""
+    content_type, length, encoded = "", None, False
+    for key, value in headers.fields:
+        name = key.lower()
+        if name == b"content-type":
+            content_type = content_type or value.decode("latin-1")
+        elif name == b"content-length":
+            length = length or value.decode("latin-1")
+        elif name == b"content-encoding":
+            encoded = True
+    return content_type, length, encoded
+
+
 def should_stream(response: http.Response) -> bool:
     """Event streams, and bodies of unknown or large length, are relayed as they arrive.
 
     A small JSON answer with a known length is buffered instead: nothing a client could
     notice, and mitmproxy's streaming path costs more per request than the wait.
     """
-    if "text/event-stream" in (header(response.headers, b"content-type") or ""):
+    content_type, length, _ = body_headers(response.headers)
+    if "text/event-stream" in content_type:
         return True
-    length = header(response.headers, b"content-length")
     return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
 
 
 def watch_body(api: Api, response: http.Response) -> BodyWatch:
     """A watcher fed a complete (buffered) body at once."""
-    watch = BodyWatch(api, header(response.headers, b"content-type") or "")
-    encoded = header(response.headers, b"content-encoding")
-    watch((response.get_content(strict=False) if encoded else response.raw_content) or b"")
-    watch(b"")
+    content_type, _, encoded = body_headers(response.headers)
+    watch = BodyWatch(api, content_type)
+    watch.complete((response.get_content(strict=False) if encoded else response.raw_content) or b"")
     return watch
+
+
+_LABELS = frozenset({b"x-ccswitch-provider", b"x-ccswitch-attempts"})
 
 
 def label(response: http.Response, provider: str, attempts: int) -> None:
     edit_headers(
         response.headers,
-        [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))],
+        ((b"x-ccswitch-provider", provider.encode()), (b"x-ccswitch-attempts", b"%d" % attempts)),
+        _LABELS,
     )
 
 
@@ -288,10 +337,8 @@ def mask_key(request: http.Request, provider: ProviderConfig) -> None:
 def response_outcome(response: http.Response, routed: Routed) -> Outcome:
     """What this answer means; a success that streamed is judged by what the watcher saw."""
     assert routed.provider is not None
-    now = time.time()
     if response.status_code < 400:
-        result = routed.watch.result() if routed.watch is not None else None
-        problem = result.problem() if result is not None else None
+        problem = routed.watch.problem() if routed.watch is not None else None
         return (
             classify_error(ErrorKind.STREAM, problem)
             if problem
@@ -306,7 +353,7 @@ def response_outcome(response: http.Response, routed: Routed) -> Outcome:
         response.status_code,
         response.headers,
         body,
-        now,
+        time.time(),
         routed.app.rules_for(routed.provider),
         routed.app.breaker.max_cooldown_seconds,
     )

@@ -22,7 +22,7 @@ class UnknownName(KeyError):
         return str(self.args[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selection:
     """The providers to try for one request, in order, or why there are none."""
 

@@ -27,7 +27,7 @@ _CONTENT_EVENTS = {
 _CONTENT_MARKERS = (b'"parts"', b'"tool_calls"', b'"function_call"')
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -43,13 +43,17 @@ class StreamResult:
 
     def problem(self) -> str | None:
         """Why a 2xx answer still failed the provider, if it did."""
-        if self.error:
-            return self.error
-        if self.sse and not self.ended:
-            return "stream ended before its end marker"
-        if self.ended and self.usage.output_tokens == 0 and not self.content:
-            return "empty completion"
-        return None
+        return _problem(self.error, self.sse, self.ended, self.usage, self.content)
+
+
+def _problem(error: str | None, sse: bool, ended: bool, usage: Usage, content: bool) -> str | None:
+    if error:
+        return error
+    if sse and not ended:
+        return "stream ended before its end marker"
+    if ended and usage.output_tokens == 0 and not content:
+        return "empty completion"
+    return None
 
 
 def _int(value: Any) -> int | None:
@@ -103,6 +107,18 @@ class BodyWatch:
     def result(self) -> StreamResult:
         return StreamResult(self.usage, self.error, self.ended, self.sse, self.content)
 
+    def problem(self) -> str | None:
+        """Why a 2xx answer still failed the provider, if it did (as ``result().problem()``)."""
+        return _problem(self.error, self.sse, self.ended, self.usage, self.content)
+
+    def complete(self, body: bytes) -> None:
+        """The whole body at once: a buffered answer."""
+        if self.sse:
+            self(body)
+            self(b"")
+        elif body and len(body) <= _JSON_LIMIT:
+            self._document_of_json(body)
+
     # --- SSE ---------------------------------------------------------------------------
 
     def _line(self, line: bytes) -> None:
@@ -148,12 +164,15 @@ class BodyWatch:
     def _finish_json(self) -> None:
         if self._too_big or not self._json:
             return
+        body = bytes(self._json)
+        self._json.clear()
+        self._document_of_json(body)
+
+    def _document_of_json(self, body: bytes) -> None:
         try:
-            document = json.loads(bytes(self._json))
+            document = json.loads(body)
         except ValueError:
             return
-        finally:
-            self._json.clear()
         if isinstance(document, dict):
             self.ended = True
             self._read(document)

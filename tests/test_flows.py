@@ -124,8 +124,8 @@ def test_edit_headers_in_one_pass() -> None:
     )
     edit_headers(
         headers,
-        [("authorization", "Bearer mine"), ("X-Title", "ccswitch")],
-        drop=(b"x-api-key",),
+        [(b"authorization", b"Bearer mine"), (b"X-Title", b"ccswitch")],
+        {b"x-api-key", b"authorization", b"x-title"},
         host=b"b.example:8443",
     )
     assert headers.fields == (
