@@ -129,13 +129,14 @@ class Engine:
         self.switches.forget(removed)
 
     def request_done(self, done: Finished) -> SwitchEvent | None:
+        now = self._clock()
         for attempt in done.attempts:
-            self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms)
+            self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms, now)
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(
                 RequestRow(
-                    time=self._clock(),
+                    time=now,
                     app=done.app,
                     provider=done.served or (last.provider if last else None),
                     model_requested=done.model_requested,
@@ -154,13 +155,15 @@ class Engine:
             return None
         previous = self.switches.active(done.app)
         current = self.router.current(done.app)
-        failed = done.failures()
-        if failed or done.skipped:
-            reason = "after " + ", ".join(failed + done.skipped)
-        elif done.served == current and current != self.router.app(done.app).queue[0]:
-            reason = "manual switch"
-        else:
-            reason = "recovered"
+
+        def reason() -> str:  # worked out only when the active provider changes
+            failed = done.failures()
+            if failed or done.skipped:
+                return "after " + ", ".join(failed + done.skipped)
+            if done.served == current and current != self.router.app(done.app).queue[0]:
+                return "manual switch"
+            return "recovered"
+
         event = self.switches.served(done.app, done.served, reason, baseline=current)
         if self.store is not None and previous != done.served:
             self.store.save_app(done.app, current, done.served)

@@ -99,8 +99,11 @@ class Router:
             raise UnknownName(f"unknown provider {pid!r} for {app}; configured: {known}") from None
 
     def breaker(self, app: str, pid: str) -> CircuitBreaker:
-        self.provider(app, pid)
-        return self._breakers[(app, pid)]
+        breaker = self._breakers.get((app, pid))
+        if breaker is None:
+            self.provider(app, pid)  # says which name is unknown
+            raise UnknownName(f"no breaker for {app}:{pid}")
+        return breaker
 
     def match(self, host: str, path: str) -> AppConfig | None:
         """The app whose host and routed path prefix this request has, if any."""
@@ -115,12 +118,20 @@ class Router:
         """The manually chosen provider, else the head of the queue."""
         return self._current.get(app) or self.app(app).queue[0]
 
+    def current_of(self, app: AppConfig) -> str:
+        """current() for an app already looked up."""
+        return self._current.get(app.name) or app.queue[0]
+
     # --- routing ------------------------------------------------------------------------------
 
     def select_providers(self, app: str) -> Selection:
         config = self.app(app)
-        current = self.current(app)
-        ordered = [current, *(pid for pid in config.queue if pid != current)]
+        current = self.current_of(config)
+        ordered = (
+            config.queue
+            if current == config.queue[0]
+            else (current, *(pid for pid in config.queue if pid != current))
+        )
         if not config.failover:
             head = config.providers[current]
             if head.disabled:
@@ -151,7 +162,7 @@ class Router:
         ``hold`` is False: see held().
         """
         breaker = self.breaker(app, pid)
-        if not self.app(app).failover:
+        if not self.config.apps[app].failover:
             # Still take the probe when one is due: a bypass never moves a half-open breaker,
             # so without it the status would say half_open for good after an outage.
             return breaker.acquire() or breaker.bypass()

@@ -54,12 +54,12 @@ class Stats:
         self._clock = clock
         self._by_provider: dict[tuple[str, str], ProviderStats] = {}
 
-    def add(self, app: str, provider: str, ok: bool, ms: float) -> None:
+    def add(self, app: str, provider: str, ok: bool, ms: float, now: float | None = None) -> None:
         key = (app, provider)
         stats = self._by_provider.get(key)
         if stats is None:
             stats = self._by_provider[key] = ProviderStats()
-        stats.add(self._clock(), ok, ms)
+        stats.add(self._clock() if now is None else now, ok, ms)
 
     def summary(self, app: str, provider: str) -> dict[str, Any]:
         stats = self._by_provider.get((app, provider)) or ProviderStats()

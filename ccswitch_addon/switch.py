@@ -74,15 +74,19 @@ class SwitchManager:
         self._announced.update(active)
         self.events.extend(events)
 
-    def served(self, app: str, pid: str, reason: str, baseline: str | None) -> SwitchEvent | None:
+    def served(
+        self, app: str, pid: str, reason: str | Callable[[], str], baseline: str | None
+    ) -> SwitchEvent | None:
         """A request of ``app`` was served by ``pid``. ``baseline`` stands for the active
-        provider before anything served (normally the app's current provider)."""
+        provider before anything served (normally the app's current provider). ``reason``
+        may be a function, called only when the served provider is a change."""
         self._active[app] = pid
         announced = self._announced.setdefault(app, baseline)
         if pid == announced:
             self._reason.pop(app, None)
             return None
-        self._reason.setdefault(app, reason)
+        if app not in self._reason:
+            self._reason[app] = reason if isinstance(reason, str) else reason()
         now = self._clock()
         if now - self._last_event.get(app, float("-inf")) < self.min_interval:
             return None
