@@ -107,3 +107,18 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert goals
     assert all(isinstance(g["met"], bool) and _number(g["target"]) for g in goals)
     assert {g["section"] for g in goals} == set(SECTIONS)
+
+
+@pytest.mark.parametrize("flags", [[], ["--log", "--map"]])
+def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "hooks.py"), "--requests", "200", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    micros = float(run.stdout.split(" µs per request")[0].split()[-1])
+    assert 0 < micros < 100_000
