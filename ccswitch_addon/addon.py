@@ -400,42 +400,45 @@ class CcSwitch:
     # --- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if is_internal(flow):
-            if flow.response is not None:
-                flow.response.stream = False  # retries are buffered, then handed to the client
-            self._mask_internal(flow)
-            return
         routed = self._routed.get(flow.id)
-        if routed is None or flow.response is None or routed.provider is None:
+        if routed is None:
+            if is_internal(flow):
+                if flow.response is not None:
+                    flow.response.stream = False  # retries are buffered, then handed over
+                self._mask_internal(flow)
+            return
+        response, provider = flow.response, routed.provider
+        if response is None or provider is None or self.engine is None:
             return
         routed.awaiting = False
-        mask_key(flow.request, routed.provider)
-        response = flow.response
-        if response.status_code < 400 and self.engine is not None:
-            # It answers: requests held for this provider's first answers may go.
-            self.engine.router.confirm(routed.app.name, routed.provider.id, routed.permit)
-            self._wake(routed.app.name, routed.provider.id)
-        if response.status_code < 400 and should_stream(response):
+        mask_key(flow.request, provider)
+        if response.status_code >= 400:
+            return
+        # It answers: requests held for this provider's first answers may go.
+        self.engine.router.confirm(routed.app.name, provider.id, routed.permit)
+        self._wake(routed.app.name, provider.id)
+        if should_stream(response):
             # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(
                 routed.app.api, header(response.headers, b"content-type") or ""
             )
             response.stream = routed.watch
-            label(response, routed.provider.id, 1)
+            label(response, provider.id, 1)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        if is_internal(flow):
-            return
         routed = self._routed.get(flow.id)  # stays while retries run, for _tick to watch
-        if routed is None or routed.provider is None or flow.response is None:
+        if routed is None:
+            return  # not routed, or a retry or probe (handled by the addon that sent it)
+        response = flow.response
+        if routed.provider is None or response is None:
             self._routed.pop(flow.id, None)
             return
         routed.awaiting = False
         try:
-            if routed.watch is None and flow.response.status_code < 400:
-                routed.watch = watch_body(routed.app.api, flow.response)  # a small JSON answer
-            outcome = response_outcome(flow.response, routed)
-            self._finish_attempt(routed, outcome, flow.response)
+            if routed.watch is None and response.status_code < 400:
+                routed.watch = watch_body(routed.app.api, response)  # a small JSON answer
+            outcome = response_outcome(response, routed)
+            self._finish_attempt(routed, outcome, response)
             served = routed.provider if not outcome.retry else None
             if outcome.retry and routed.app.failover:
                 served = await self._fail_over(flow, routed)
