@@ -10,7 +10,9 @@ bare with ``--bare``), drives it at a fixed concurrency while ``py-spy record`` 
 then prints: the share of samples inside ccswitch_addon (inclusive), the addon functions by
 inclusive share, and the hottest leaf functions (self time) under the addon's frames and
 overall, in CPU milliseconds per request (samples ÷ rate ÷ requests answered while sampling).
-The raw collapsed stacks are kept in ``--out`` (with a .json of the request count) for flame
+Only samples holding the GIL count (``py-spy --gil``): a thread that waits, like the request
+log's writer between batches, would otherwise show as busy. The raw collapsed stacks are kept
+in ``--out`` (with a .json of the request count) for flame
 graphs; ``--compare A B`` prints what B spends per request beyond A, function by function.
 """
 
@@ -237,7 +239,7 @@ def main() -> int:
         command = [
             py_spy, "record", "--pid", str(proxy.process.pid),
             "--duration", str(int(args.seconds)), "--rate", str(args.rate),
-            "--format", "raw", "--threads",
+            "--format", "raw", "--threads", "--gil",
             "--output", str(collapsed),
         ]  # fmt: skip
         subprocess.run(

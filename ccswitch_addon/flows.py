@@ -41,24 +41,39 @@ PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active healt
 class Original:
     """The parts of the client's request that a rewrite changes, kept for a retry.
 
-    Cheaper than a full Request.copy() on every request; a retry copies the flow's request
-    and puts these back before rewriting it for the next provider.
+    Cheaper than a full Request.copy() on every request: the header fields are an immutable
+    tuple and the body immutable bytes, so keeping them copies nothing.
     """
 
-    path: str
-    fields: tuple[tuple[bytes, bytes], ...]  # the header fields: an immutable tuple, shared
+    path: bytes
+    fields: tuple[tuple[bytes, bytes], ...]
     body: bytes | None
 
     @classmethod
     def of(cls, request: http.Request) -> "Original":
-        return cls(request.path, request.headers.fields, request.raw_content)
+        return cls(request.data.path, request.headers.fields, request.raw_content)
 
     def restored(self, request: http.Request) -> http.Request:
-        copy = request.copy()
-        copy.path = self.path
-        copy.headers = http.Headers(self.fields)
-        copy.raw_content = self.body
-        return copy
+        """A new request as the client sent it, beside the flow's own (rewritten) one.
+
+        Built from its parts rather than by Request.copy(), which serializes and rebuilds
+        the whole request, body included.
+        """
+        data = request.data
+        return http.Request(
+            data.host,
+            data.port,
+            data.method,
+            data.scheme,
+            data.authority,
+            self.path,
+            data.http_version,
+            http.Headers(self.fields),
+            self.body,
+            data.trailers.fields if data.trailers is not None else None,
+            data.timestamp_start,
+            data.timestamp_end,
+        )
 
 
 @dataclass(slots=True)
