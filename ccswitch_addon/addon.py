@@ -1,7 +1,7 @@
 """The mitmproxy addon: route model calls to the best healthy provider and fail over.
 
-Run it as ``mitmdump -s ccswitch_addon/addon.py``. With flows.py, the only module that
-touches mitmproxy; the decisions are made by the engine and the routing core behind it.
+Run it as ``mitmdump -s ccswitch_addon/addon.py``. With attempts.py and flows.py, the only
+modules that touch mitmproxy; the decisions are made by the engine and the routing core.
 """
 
 # No `from __future__ import annotations` here: mitmproxy runs this file as a script that is
@@ -16,7 +16,6 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
 from mitmproxy.utils import asyncio_utils
 
-from ccswitch_addon.breaker import Permit
+from ccswitch_addon.attempts import Attempts
 from ccswitch_addon.config import (
     AppConfig,
     Auth,
@@ -38,13 +37,12 @@ from ccswitch_addon.config import (
     load_config,
 )
 from ccswitch_addon.dashboard import PAGE
-from ccswitch_addon.engine import Attempt, Engine, Finished
+from ccswitch_addon.engine import Engine, Finished
 from ccswitch_addon.flows import (
     ATTEMPT,
     PROBE,
     Original,
     Routed,
-    attempt_flow,
     error_outcome,
     header,
     is_internal,
@@ -59,7 +57,6 @@ from ccswitch_addon.flows import (
     watch_body,
 )
 from ccswitch_addon.notify import Notifier
-from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.paths import default_config_path, default_state_path
 from ccswitch_addon.replies import api_error, unavailable
 from ccswitch_addon.router import Selection, UnknownName
@@ -74,9 +71,6 @@ logger = logging.getLogger(__name__)
 CONTROL_HOST = "ccswitch.local"
 TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
-# How long a request waits for an unproven provider's first answers (see
-# CircuitBreaker.held) before it is sent there anyway.
-HOLD_SECONDS = 2.0
 
 
 def _read_config(path: Path) -> Config:
@@ -100,7 +94,7 @@ class CcSwitch:
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
-        self._answered: dict[tuple[str, str], asyncio.Event] = {}  # wakes held requests
+        self.attempts: Attempts | None = None  # with the engine
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -162,8 +156,9 @@ class CcSwitch:
     def done(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for routed in self._routed.values():
-            self._release(routed)
+        if self.attempts is not None:
+            for routed in self._routed.values():
+                self.attempts.release(routed)
         self._routed.clear()
         if self.engine is not None:
             self.engine.close()
@@ -196,7 +191,7 @@ class CcSwitch:
             logger.warning("%s", warning)
         if self.engine is None:
             self.engine = Engine(config)
-            self.engine.state_listeners.append(lambda app, pid, old, new: self._wake(app, pid))
+            self.attempts = Attempts(self.engine)
             self.engine.switches.add_listener(self._announce)
             self.engine.switches.add_listener(self._notifier)
             self._open_store()
@@ -247,13 +242,13 @@ class CcSwitch:
         probes: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            if self.engine is None:
+            if self.engine is None or self.attempts is None:
                 continue
             now = time.time()
             for routed in list(self._routed.values()):
                 limit = routed.app.breaker.first_byte_seconds
                 if routed.awaiting and limit and now - routed.attempt_wall > limit:
-                    self._first_byte_late(routed)
+                    self.attempts.first_byte_late(routed)
             # A recovered provider gets traffic back without a user's request as the probe.
             for app, provider in self.engine.probes_due():
                 task = asyncio_utils.create_task(
@@ -290,7 +285,8 @@ class CcSwitch:
         if request.host == CONTROL_HOST:
             self._control(flow)
             return
-        if is_internal(flow) or self.engine is None or request.method != "POST":
+        attempts = self.attempts
+        if is_internal(flow) or self.engine is None or attempts is None or request.method != "POST":
             return
         router = self.engine.router
         app = router.match(request.host, request.path.partition("?")[0])
@@ -311,12 +307,12 @@ class CcSwitch:
         for provider in selection.providers:
             permit = router.acquire(app.name, provider.id)
             if permit is None and router.held(app.name, provider.id):
-                permit = await self._acquire(routed, provider)
+                permit = await attempts.acquire(routed, provider)
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break
         if flow.error is not None:  # the client went away while the request waited
-            self._release(routed)
+            attempts.release(routed)
             return
         if routed.provider is None:
             flow.response = to_response(
@@ -330,49 +326,10 @@ class CcSwitch:
         try:
             routed.models = rewrite_request(request, app, routed.provider)
         except Exception:
-            self._release(routed)
+            attempts.release(routed)
             raise
-        self._start_attempt(routed)
+        attempts.start(routed)
         self._routed[flow.id] = routed
-
-    async def _acquire(self, routed: Routed, provider: ProviderConfig) -> Permit | None:
-        """A permit for ``provider``, waiting while it is held: unproven, with as many
-        requests out as it may have unanswered. One of their answers either proves it or
-        trips it (then None: the next provider's turn); after HOLD_SECONDS it gets the
-        request anyway."""
-        assert self.engine is not None
-        router = self.engine.router
-        key = (routed.app.name, provider.id)
-        try:
-            permit = router.acquire(*key)
-            if permit is not None or not router.held(*key):
-                return permit
-            deadline = time.monotonic() + HOLD_SECONDS
-            while router.held(*key):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return router.acquire(*key, hold=False)
-                answered = self._answered.setdefault(key, asyncio.Event())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), remaining)
-            return router.acquire(*key)
-        except UnknownName:  # a reload removed it while the request waited
-            return None
-
-    def _wake(self, app: str, pid: str) -> None:
-        """An answer came from this provider, or its state changed: held requests look again."""
-        answered = self._answered.pop((app, pid), None)
-        if answered is not None:
-            answered.set()
-
-    def _record(
-        self, routed: Routed, outcome: Outcome, permit: Permit | None, slow: bool = False
-    ) -> None:
-        assert self.engine is not None
-        assert routed.provider is not None
-        app, pid = routed.app.name, routed.provider.id
-        self.engine.router.record_result(app, pid, outcome, permit, slow)
-        self._wake(app, pid)
 
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
@@ -408,7 +365,7 @@ class CcSwitch:
                 self._mask_internal(flow)
             return
         response, provider = flow.response, routed.provider
-        if response is None or provider is None or self.engine is None:
+        if response is None or provider is None or self.engine is None or self.attempts is None:
             return
         routed.awaiting = False
         mask_key(flow.request, provider)
@@ -416,7 +373,7 @@ class CcSwitch:
             return
         # It answers: requests held for this provider's first answers may go.
         self.engine.router.confirm(routed.app.name, provider.id, routed.permit)
-        self._wake(routed.app.name, provider.id)
+        self.attempts.wake(routed.app.name, provider.id)
         if should_stream(response):
             # Success: it streams to the client as it comes; the watcher only looks.
             routed.watch = BodyWatch(
@@ -429,8 +386,8 @@ class CcSwitch:
         routed = self._routed.get(flow.id)  # stays while retries run, for _tick to watch
         if routed is None:
             return  # not routed, or a retry or probe (handled by the addon that sent it)
-        response = flow.response
-        if routed.provider is None or response is None:
+        response, attempts = flow.response, self.attempts
+        if routed.provider is None or response is None or attempts is None:
             self._routed.pop(flow.id, None)
             return
         routed.awaiting = False
@@ -438,29 +395,29 @@ class CcSwitch:
             if routed.watch is None and response.status_code < 400:
                 routed.watch = watch_body(routed.app.api, response)  # a small JSON answer
             outcome = response_outcome(response, routed)
-            self._finish_attempt(routed, outcome, response)
+            attempts.finish(routed, outcome, response)
             served = routed.provider if not outcome.retry else None
             if outcome.retry and routed.app.failover:
-                served = await self._fail_over(flow, routed)
+                served = await attempts.fail_over(flow, routed)
             self._done(flow, routed, served)
         finally:
             self._routed.pop(flow.id, None)
-            self._release(routed)
+            attempts.release(routed)
 
     def error(self, flow: http.HTTPFlow) -> None:
         if is_internal(flow):
             self._mask_internal(flow)
             return
         routed = self._routed.pop(flow.id, None)
-        if routed is None or routed.provider is None:
+        if routed is None or routed.provider is None or self.attempts is None:
             return
         routed.awaiting = False
         mask_key(flow.request, routed.provider)
         try:
-            self._finish_attempt(routed, error_outcome(flow), None)
+            self.attempts.finish(routed, error_outcome(flow), None)
             self._done(flow, routed, None)
         finally:
-            self._release(routed)
+            self.attempts.release(routed)
 
     def _mask_internal(self, flow: http.HTTPFlow) -> None:
         info = flow.metadata.get(ATTEMPT) or flow.metadata.get(PROBE) or {}
@@ -471,101 +428,6 @@ class CcSwitch:
         except UnknownName:
             return
         mask_key(flow.request, provider)
-
-    def _finish_attempt(
-        self, routed: Routed, outcome: Outcome, response: http.Response | None
-    ) -> None:
-        assert routed.provider is not None
-        assert self.engine is not None
-        status = response.status_code if response is not None else None
-        error = (
-            outcome.reason if status is None or outcome.reason not in ("ok", str(status)) else None
-        )
-        first_byte_ms = (
-            (response.timestamp_start - routed.attempt_wall) * 1000
-            if response is not None and response.timestamp_start
-            else None
-        )
-        slow_ms = routed.app.breaker.slow_ms
-        slow = bool(slow_ms and first_byte_ms is not None and first_byte_ms > slow_ms)
-        routed.attempts.append(
-            Attempt(
-                provider=routed.provider.id,
-                ms=round((time.monotonic() - routed.attempt_started) * 1000, 1),
-                failed=outcome.effect is Effect.FAILURE or routed.late,
-                status=status,
-                error=error
-                if not routed.late
-                else f"first byte after "
-                f"{routed.app.breaker.first_byte_seconds:g}s; {error or status}",
-            )
-        )
-        permit, routed.permit = routed.permit, None
-        if not routed.late:  # a late attempt was recorded as a timeout already
-            self._record(routed, outcome, permit, slow)
-        routed.late = False
-        if outcome.cooldown_until is not None:
-            self.engine.remember_breaker(routed.app.name, routed.provider.id)
-
-    @staticmethod
-    def _start_attempt(routed: Routed) -> None:
-        routed.attempt_started = time.monotonic()
-        routed.attempt_wall = time.time()
-        routed.late = False
-        routed.awaiting = True  # until response headers or an error; _tick watches
-
-    def _first_byte_late(self, routed: Routed) -> None:
-        """No response headers within first_byte_seconds: a failure, though mitmproxy waits on."""
-        routed.awaiting = False
-        if routed.permit is None or routed.provider is None or self.engine is None:
-            return
-        permit, routed.permit = routed.permit, None
-        routed.late = True
-        outcome = classify_error(
-            ErrorKind.TIMEOUT, f"no first byte in {routed.app.breaker.first_byte_seconds:g}s"
-        )
-        self._record(routed, outcome, permit)
-        logger.warning("ccswitch: %s:%s %s", routed.app.name, routed.provider.id, outcome.reason)
-
-    async def _fail_over(self, flow: http.HTTPFlow, routed: Routed) -> ProviderConfig | None:
-        """Send the request on to the next providers until one answers without a retryable error."""
-        assert self.engine is not None
-        router = self.engine.router
-        tried = {a.provider for a in routed.attempts}
-        for provider in routed.candidates:
-            limit = routed.app.max_attempts
-            if limit is not None and len(routed.attempts) >= limit:
-                break
-            if provider.id in tried:
-                continue
-            permit = await self._acquire(routed, provider)
-            if permit is None:
-                label = router.breaker(routed.app.name, provider.id).label()
-                routed.skipped.append(f"{provider.id}: {label}")
-                continue
-            routed.provider, routed.permit = provider, permit
-            attempt = attempt_flow(flow, routed, provider)
-            self._start_attempt(routed)
-            try:
-                await ReplayHandler(attempt, ctx.options).replay()
-            finally:
-                routed.awaiting = False
-            if attempt.response is None:
-                self._finish_attempt(routed, error_outcome(attempt), None)
-                continue
-            routed.watch = watch_body(routed.app.api, attempt.response)
-            outcome = response_outcome(attempt.response, routed)
-            self._finish_attempt(routed, outcome, attempt.response)
-            flow.response = attempt.response  # the success, or the last error so far
-            if not outcome.retry:
-                return provider
-        return None
-
-    def _release(self, routed: Routed) -> None:
-        """Hand back a permit still held (an exception or abort on the way): never leak one."""
-        permit, routed.permit = routed.permit, None
-        if permit is not None and routed.provider is not None and self.engine is not None:
-            self._record(routed, classify_error(ErrorKind.CLIENT_GONE), permit)
 
     # --- telling the user --------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """What the addon does to mitmproxy flows: rewrite, retry and probe flows, outcomes, masking.
 
-With addon.py the only place that touches mitmproxy; the decisions stay in the core.
+With addon.py and attempts.py the only modules that touch mitmproxy; the decisions stay in
+the core.
 """
 
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).

@@ -358,7 +358,7 @@ async def test_a_held_request_goes_after_hold_seconds(
     addon: tuple[CcSwitch, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cc, _ = addon
-    monkeypatch.setattr("ccswitch_addon.addon.HOLD_SECONDS", 0.05)
+    monkeypatch.setattr("ccswitch_addon.attempts.HOLD_SECONDS", 0.05)
     flows, tasks = await routed_burst(cc, 3)
     assert not tasks[2].done()
     await asyncio.wait_for(tasks[2], 5)  # nobody answered: it goes anyway, to the same one
