@@ -518,3 +518,75 @@ def concurrent(fn: Callable[[int], T], n: int, timeout: float = 60) -> list[T]:
         failed[0].add_note(f"{len(failed)} of {n} concurrent calls failed")
         raise failed[0]
     return results
+
+
+def h2_request(
+    proxy: Proxy,
+    url: str,
+    *,
+    json: Any,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """One POST over HTTP/2 (as Codex CLI sends it) through the proxy's CONNECT tunnel:
+    (status, headers, body). mitmproxy's own dependency ``h2`` is the client."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
+    tls: ssl.SSLSocket | None = None
+    try:
+        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = raw.recv(4096)
+            if not chunk:
+                raise ConnectionError("the proxy closed the tunnel")
+            answer += chunk
+        assert answer.split(b" ", 2)[1] == b"200", answer
+        context = ssl.create_default_context(cafile=str(proxy.ca_path))
+        context.set_alpn_protocols(["h2"])
+        tls = context.wrap_socket(raw, server_hostname=host)
+        assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        body = _json.dumps(json).encode()
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        request_headers = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", host),
+            (":path", path),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            *((k.lower(), v) for k, v in (headers or {}).items()),
+        ]
+        conn.send_headers(1, request_headers)
+        conn.send_data(1, body, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        status, reply_headers, data = 0, {}, b""
+        while True:
+            chunk = tls.recv(65536)
+            if not chunk:
+                raise ConnectionError("the proxy closed the connection mid-reply")
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    reply_headers = {k.decode(): v.decode() for k, v in event.headers}
+                    status = int(reply_headers[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return status, reply_headers, data
+                elif isinstance(event, h2.events.StreamReset):
+                    raise ConnectionError(f"stream reset: {event.error_code}")
+            tls.sendall(conn.data_to_send())
+    finally:
+        if tls is not None:
+            tls.close()
+        raw.close()

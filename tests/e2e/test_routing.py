@@ -17,7 +17,7 @@ from .fakes import (
     ok_sse,
     slow_first_byte,
 )
-from .proxy import Proxy, concurrent, request, reverse_request, wait_until
+from .proxy import Proxy, concurrent, h2_request, request, reverse_request, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -343,6 +343,46 @@ def test_unrelated_hosts_and_paths_pass_untouched(
     assert backup.requests == []
     entry = provider_status(proxy, "primary")
     assert (entry["requests"], entry["failures"], entry["state"]) == (0, 0, "closed")
+
+
+def test_an_http2_request_fails_over_like_any_other(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    """Codex CLI sends POST /v1/responses over HTTP/2; the providers speak HTTP/1.1."""
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.queue(error(529, api="openai"))
+    backup.default = ok_json("openai")
+    config = f"""\
+apps:
+  codex:
+    queue: [primary, backup]
+    providers:
+      primary: {{base_url: "{primary.url}", auth: passthrough}}
+      backup:
+        base_url: "{backup.url}/v1"
+        auth: bearer
+        api_key: ${{BACKUP_KEY}}
+        models: {{gpt-5: backup-gpt}}
+"""
+    proxy = start(make_proxy, config)
+
+    status, headers, body = h2_request(
+        proxy,
+        "https://api.openai.com/v1/responses?stream=false",
+        json={"model": "gpt-5", "input": "hi"},
+        headers={"authorization": "Bearer client-own-key"},
+    )
+
+    assert status == 200, body
+    assert (headers["x-ccswitch-provider"], headers["x-ccswitch-attempts"]) == ("backup", "2")
+    (first,) = primary.requests
+    assert first.headers["host"] == primary.url.split("//")[1]
+    assert first.headers["authorization"] == "Bearer client-own-key"  # passthrough
+    (served,) = backup.requests
+    assert served.target == "/v1/responses?stream=false"
+    assert served.headers["host"] == backup.url.split("//")[1]
+    assert served.headers["authorization"] == f"Bearer {BACKUP_KEY}"
+    assert b'"backup-gpt"' in served.body
 
 
 def test_failover_off_returns_the_error(
