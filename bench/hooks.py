@@ -34,6 +34,9 @@ from mitmproxy.test import taddons, tflow  # noqa: TID251
 
 from ccswitch_addon.addon import CcSwitch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakes import OK_BODY as RESPONSE
+
 WARMUP = 500
 CONFIG = """\
 apps:
@@ -49,17 +52,6 @@ REQUEST = json.dumps(
         "model": "claude-sonnet-4-5",
         "max_tokens": 16,
         "messages": [{"role": "user", "content": "x" * 900}],
-    }
-).encode()
-RESPONSE = json.dumps(
-    {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "ok"}],
-        "stop_reason": "end_turn",
-        "usage": {"input_tokens": 10, "output_tokens": 2},
     }
 ).encode()
 

@@ -31,11 +31,10 @@ def _dig(data: dict[str, Any], *keys: str) -> Any:
     return data
 
 
-@pytest.mark.e2e
-def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
-    out = tmp_path / "x.json"
+def bench(script: str, *args: str) -> str:
+    """Run bench/SCRIPT; its standard output, once it exited 0."""
     run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "bench" / script), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -43,7 +42,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
-    assert "Goals" in run.stdout  # the readable table was printed
+    return run.stdout
+
+
+@pytest.mark.e2e
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "x.json"
+    stdout = bench("run.py", "--quick", "--out", str(out))
+    assert "Goals" in stdout  # the readable table was printed
     data = json.loads(out.read_text())
 
     for section in SECTIONS:
@@ -111,14 +117,6 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags", [[], ["--log", "--map"]])
 def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
-    run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "hooks.py"), "--requests", "200", *flags],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
-    micros = float(run.stdout.split(" µs per request")[0].split()[-1])
+    stdout = bench("hooks.py", "--requests", "200", *flags)
+    micros = float(stdout.split(" µs per request")[0].split()[-1])
     assert 0 < micros < 100_000
