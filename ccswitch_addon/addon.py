@@ -43,8 +43,8 @@ from ccswitch_addon.flows import (
     PROBE,
     Original,
     Routed,
+    body_headers,
     error_outcome,
-    header,
     is_internal,
     is_loopback,
     label,
@@ -52,7 +52,7 @@ from ccswitch_addon.flows import (
     probe_flow,
     response_outcome,
     rewrite_request,
-    should_stream,
+    streams,
     to_response,
     watch_body,
 )
@@ -374,11 +374,10 @@ class CcSwitch:
         # It answers: requests held for this provider's first answers may go.
         self.engine.router.confirm(routed.app.name, provider.id, routed.permit)
         self.attempts.wake(routed.app.name, provider.id)
-        if should_stream(response):
+        content_type, length, _ = body_headers(response.headers)
+        if streams(content_type, length):
             # Success: it streams to the client as it comes; the watcher only looks.
-            routed.watch = BodyWatch(
-                routed.app.api, header(response.headers, b"content-type") or ""
-            )
+            routed.watch = BodyWatch(routed.app.api, content_type)
             response.stream = routed.watch
             label(response, provider.id, 1)
 

@@ -284,15 +284,6 @@ def probe_flow(app: AppConfig, provider: ProviderConfig) -> http.HTTPFlow:
 STREAM_ABOVE_BYTES = 1024 * 1024
 
 
-def header(headers: http.Headers, name: bytes) -> str | None:
-    """The first value of a header (``name`` lower-case): a plain pass over the fields,
-    several times cheaper than ``Headers.get`` on the hot path."""
-    for key, value in headers.fields:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
 def body_headers(headers: http.Headers) -> tuple[str, str | None, bool]:
     """(content type, content length, encoded) of a message, in one pass over the fields."""
     content_type, length, encoded = "", None, False
@@ -314,6 +305,11 @@ def should_stream(response: http.Response) -> bool:
     notice, and mitmproxy's streaming path costs more per request than the wait.
     """
     content_type, length, _ = body_headers(response.headers)
+    return streams(content_type, length)
+
+
+def streams(content_type: str, length: str | None) -> bool:
+    """should_stream() from the headers already read."""
     if "text/event-stream" in content_type:
         return True
     return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES

@@ -116,7 +116,7 @@ class Router:
 
     def current(self, app: str) -> str:
         """The manually chosen provider, else the head of the queue."""
-        return self._current.get(app) or self.app(app).queue[0]
+        return self.current_of(self.app(app))
 
     def current_of(self, app: AppConfig) -> str:
         """current() for an app already looked up."""
