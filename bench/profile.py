@@ -50,7 +50,7 @@ CASES = {  # body size, model mapping, SSE
 
 
 def frame_name(frame: str) -> str:
-    """``rewrite_body_model (ccswitch_addon/rewrite.py:70)`` → ``rewrite.py:rewrite_body_model``."""
+    """``rewrite_body_model (ccswitch_addon/core/rewrite.py:70)`` → ``rewrite.py:…``."""
     func, _, where = frame.partition(" (")
     file = where.rsplit(":", 1)[0].rstrip(")")
     return f"{Path(file).name}:{func}" if file else func

@@ -4,11 +4,18 @@ The routing core (config, breaker, outcome, router, switch) never imports mitmpr
 ``ccswitch_addon/addon.py`` is the addon that wires it into mitmproxy's hooks.
 """
 
-from .breaker import CircuitBreaker, Permit, State
-from .config import AppConfig, Config, ConfigError, ProviderConfig, load_config, parse_config
-from .outcome import Effect, ErrorKind, Outcome, classify_error, classify_status
-from .router import Router, Selection
-from .switch import SwitchEvent, SwitchManager
+from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
+from ccswitch_addon.core.config import (
+    AppConfig,
+    Config,
+    ConfigError,
+    ProviderConfig,
+    load_config,
+    parse_config,
+)
+from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error, classify_status
+from ccswitch_addon.core.router import Router, Selection
+from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
 
 __version__ = "0.1.0"
 

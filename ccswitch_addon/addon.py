@@ -27,7 +27,7 @@ from mitmproxy.log import ALERT
 from mitmproxy.utils import asyncio_utils
 
 from ccswitch_addon.attempts import Attempts
-from ccswitch_addon.config import (
+from ccswitch_addon.core.config import (
     AppConfig,
     Auth,
     Config,
@@ -36,7 +36,9 @@ from ccswitch_addon.config import (
     check_self_loop,
     load_config,
 )
-from ccswitch_addon.dashboard import PAGE
+from ccswitch_addon.core.paths import default_config_path, default_state_path
+from ccswitch_addon.core.router import Selection, UnknownName
+from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine, Finished
 from ccswitch_addon.flows import (
     ATTEMPT,
@@ -57,12 +59,10 @@ from ccswitch_addon.flows import (
     watch_body,
 )
 from ccswitch_addon.notify import Notifier
-from ccswitch_addon.paths import default_config_path, default_state_path
-from ccswitch_addon.replies import api_error, unavailable
-from ccswitch_addon.router import Selection, UnknownName
-from ccswitch_addon.store import Store, StoreError
-from ccswitch_addon.switch import SwitchEvent
-from ccswitch_addon.usage import BodyWatch
+from ccswitch_addon.state.store import Store, StoreError
+from ccswitch_addon.web.dashboard import PAGE
+from ccswitch_addon.wire.replies import api_error, unavailable
+from ccswitch_addon.wire.usage import BodyWatch
 
 __all__ = ["CcSwitch"]
 

@@ -12,8 +12,10 @@ import time
 from mitmproxy import ctx, http
 from mitmproxy.addons.clientplayback import ReplayHandler
 
-from ccswitch_addon.breaker import Permit
-from ccswitch_addon.config import ProviderConfig
+from ccswitch_addon.core.breaker import Permit
+from ccswitch_addon.core.config import ProviderConfig
+from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.router import UnknownName
 from ccswitch_addon.engine import Attempt, Engine
 from ccswitch_addon.flows import (
     Routed,
@@ -22,8 +24,6 @@ from ccswitch_addon.flows import (
     response_outcome,
     watch_body,
 )
-from ccswitch_addon.outcome import Effect, ErrorKind, Outcome, classify_error
-from ccswitch_addon.router import UnknownName
 
 __all__ = ["HOLD_SECONDS", "Attempts"]
 

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .breaker import State
-from .config import AppConfig, Config, ProviderConfig
-from .replies import Reply
-from .router import Router, UnknownName
-from .stats import Stats
-from .status import build_status
-from .store import BreakerRow, RequestRow, Store
-from .switch import SwitchEvent, SwitchManager
-from .usage import Usage
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
+from ccswitch_addon.core.router import Router, UnknownName
+from ccswitch_addon.core.stats import Stats
+from ccswitch_addon.core.status import build_status
+from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
+from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
+from ccswitch_addon.wire.replies import Reply
+from ccswitch_addon.wire.usage import Usage
 
 __all__ = ["Attempt", "Engine", "Finished"]
 

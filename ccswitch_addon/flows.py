@@ -15,12 +15,10 @@ from typing import Any
 from mitmproxy import connection, http
 from mitmproxy.net.http import url
 
-from ccswitch_addon.breaker import Permit
-from ccswitch_addon.config import Api, AppConfig, Auth, ProviderConfig
-from ccswitch_addon.engine import Attempt
-from ccswitch_addon.outcome import ErrorKind, Outcome, classify_error, classify_status
-from ccswitch_addon.replies import Reply
-from ccswitch_addon.rewrite import (
+from ccswitch_addon.core.breaker import Permit
+from ccswitch_addon.core.config import Api, AppConfig, Auth, ProviderConfig
+from ccswitch_addon.core.outcome import ErrorKind, Outcome, classify_error, classify_status
+from ccswitch_addon.core.rewrite import (
     CLIENT_CREDENTIAL_HEADERS,
     CLIENT_CREDENTIAL_QUERY,
     credential_headers,
@@ -31,8 +29,10 @@ from ccswitch_addon.rewrite import (
     rewrite_body_model,
     rewrite_gemini_path,
 )
-from ccswitch_addon.rules import BODY_LIMIT, classify_response
-from ccswitch_addon.usage import BodyWatch
+from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
+from ccswitch_addon.engine import Attempt
+from ccswitch_addon.wire.replies import Reply
+from ccswitch_addon.wire.usage import BodyWatch
 
 ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that carry a retry
 PROBE = "ccswitch_probe"  # metadata key of the flows that carry an active health probe

@@ -7,7 +7,7 @@ import logging
 import subprocess
 import threading
 
-from .switch import SwitchEvent
+from ccswitch_addon.core.switch import SwitchEvent
 
 __all__ = ["Notifier"]
 

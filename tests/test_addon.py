@@ -14,8 +14,8 @@ from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons, tflow
 
 from ccswitch_addon.addon import ATTEMPT, CcSwitch
-from ccswitch_addon.breaker import State
-from ccswitch_addon.outcome import classify_status
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.outcome import classify_status
 
 CONFIG = """\
 apps:
@@ -210,7 +210,7 @@ def trip(cc: CcSwitch, app: str, pid: str) -> None:
     f = model_flow("https://api.anthropic.com/v1/messages")
     permit = breaker.acquire()
     assert permit is not None
-    from ccswitch_addon.outcome import ErrorKind, classify_error
+    from ccswitch_addon.core.outcome import ErrorKind, classify_error
 
     breaker.release(permit, classify_error(ErrorKind.CONNECT, "refused"))
     assert breaker.label() == "open", f
@@ -373,7 +373,7 @@ async def test_half_open_admits_one_of_fifty_concurrent_requests(
     cc, _ = addon
     assert cc.engine is not None
     breaker = cc.engine.router.breaker("claude", "primary")
-    from ccswitch_addon.outcome import ErrorKind, classify_error
+    from ccswitch_addon.core.outcome import ErrorKind, classify_error
 
     permit = breaker.acquire()
     assert permit is not None

@@ -8,11 +8,11 @@ import pytest
 from conftest import FakeClock
 
 from ccswitch_addon.attempts import Attempts
-from ccswitch_addon.breaker import State
-from ccswitch_addon.config import parse_config
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.config import parse_config
+from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import Original, Routed
-from ccswitch_addon.outcome import ErrorKind, classify_error, classify_status
 
 CONFIG = """\
 apps:

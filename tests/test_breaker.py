@@ -19,9 +19,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ccswitch_addon.breaker import CircuitBreaker, Permit, State
-from ccswitch_addon.config import BreakerConfig
-from ccswitch_addon.outcome import (
+from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
+from ccswitch_addon.core.config import BreakerConfig
+from ccswitch_addon.core.outcome import (
     Effect,
     ErrorKind,
     Outcome,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.cli import main
+from ccswitch_addon.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-or-v1-0123456789abcdef2222"

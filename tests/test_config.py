@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.config import (
+from ccswitch_addon.core.config import (
     Api,
     Auth,
     BreakerConfig,

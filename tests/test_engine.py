@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.config import parse_config
+from ccswitch_addon.core.config import parse_config
+from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
 from ccswitch_addon.engine import Attempt, Engine, Finished
-from ccswitch_addon.outcome import ErrorKind, classify_error, classify_status
-from ccswitch_addon.store import Store, open_readonly
-from ccswitch_addon.usage import Usage
+from ccswitch_addon.state.store import Store, open_readonly
+from ccswitch_addon.wire.usage import Usage
 
 CONFIG = """\
 apps:

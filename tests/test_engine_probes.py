@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import FakeClock
 
-from ccswitch_addon.breaker import State
-from ccswitch_addon.config import (
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.config import (
     DEFAULT_PROBES,
     Api,
     ConfigError,
@@ -17,9 +17,9 @@ from ccswitch_addon.config import (
     check_self_loop,
     parse_config,
 )
+from ccswitch_addon.core.outcome import ErrorKind, classify_error
+from ccswitch_addon.core.rewrite import probe_request
 from ccswitch_addon.engine import Engine
-from ccswitch_addon.outcome import ErrorKind, classify_error
-from ccswitch_addon.rewrite import probe_request
 
 ENV = {"A": "sk-a-0123456789", "B": "sk-b-0123456789", "C": "sk-c-0123456789", "X": "sk-x-01234"}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from mitmproxy import http
 
-from ccswitch_addon.config import Api, parse_config
+from ccswitch_addon.core.config import Api, parse_config
 from ccswitch_addon.flows import (
     Original,
     edit_headers,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.cli import main
-from ccswitch_addon.launch import ADDON, EXAMPLE, init_config, mitm_command
+from ccswitch_addon.cli.launch import ADDON, EXAMPLE, init_config, mitm_command
+from ccswitch_addon.cli.main import main
 
 CCSWITCH = Path(sys.executable).parent / "ccswitch"
 
@@ -107,7 +107,7 @@ def test_run_command_line_keeps_user_choices() -> None:
 
 
 def test_run_prints_the_ca_of_the_confdir_it_is_given() -> None:
-    from ccswitch_addon.launch import confdir_of, paste_lines
+    from ccswitch_addon.cli.launch import confdir_of, paste_lines
 
     args = ["--set", "confdir=/srv/mitm", "--listen-port", "9001"]
     assert confdir_of(args) == "/srv/mitm"

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from ccswitch_addon.outcome import (
+from ccswitch_addon.core.outcome import (
     COOLDOWN_CAP_SECONDS,
     Effect,
     ErrorKind,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ccswitch_addon.config import Api, AppConfig, ProviderConfig, parse_config
-from ccswitch_addon.preflight import PROMPT, Check, _judge, _request
+from ccswitch_addon.cli.preflight import PROMPT, Check, _judge, _request
+from ccswitch_addon.core.config import Api, AppConfig, ProviderConfig, parse_config
 
 KEY = "sk-own-0123456789"
 ENV = {"KEY": KEY}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ccswitch_addon.addon import CcSwitch
-from ccswitch_addon.config import (
+from ccswitch_addon.core.config import (
     APP_KEYS,
     BREAKER_FIELDS,
     DEFAULT_AUTH,
@@ -17,7 +17,7 @@ from ccswitch_addon.config import (
     PROBE_KEYS,
     PROVIDER_KEYS,
 )
-from ccswitch_addon.rules import RULE_KEYS
+from ccswitch_addon.core.rules import RULE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ccswitch_addon.config import Api
-from ccswitch_addon.replies import Reply, api_error, unavailable
+from ccswitch_addon.core.config import Api
+from ccswitch_addon.wire.replies import Reply, api_error, unavailable
 
 NOW = 1_700_000_000.0
 

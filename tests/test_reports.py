@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.breaker import State
-from ccswitch_addon.cli import main
-from ccswitch_addon.reports import format_table, parse_since, status_table
-from ccswitch_addon.store import BreakerRow, RequestRow, Store
+from ccswitch_addon.cli.main import main
+from ccswitch_addon.cli.reports import format_table, parse_since, status_table
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
 
 CONFIG = """\
 apps:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ccswitch_addon.config import Api, ProviderConfig, parse_config
-from ccswitch_addon.rewrite import (
+from ccswitch_addon.core.config import Api, ProviderConfig, parse_config
+from ccswitch_addon.core.rewrite import (
     credential_headers,
     join_path,
     map_model,

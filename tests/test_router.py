@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import FakeClock
 
-from ccswitch_addon.breaker import State
-from ccswitch_addon.config import Config, parse_config
-from ccswitch_addon.outcome import ErrorKind, classify_error, classify_status
-from ccswitch_addon.router import Router, UnknownName
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.config import Config, parse_config
+from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
+from ccswitch_addon.core.router import Router, UnknownName
 
 CONFIG = """\
 apps:

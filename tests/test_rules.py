@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ccswitch_addon.config import ConfigError, parse_config
-from ccswitch_addon.outcome import Effect
-from ccswitch_addon.rules import (
+from ccswitch_addon.core.config import ConfigError, parse_config
+from ccswitch_addon.core.outcome import Effect
+from ccswitch_addon.core.rules import (
     Action,
     Rule,
     apply_rules,

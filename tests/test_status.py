@@ -6,11 +6,11 @@ import json
 
 from conftest import FakeClock
 
-from ccswitch_addon.config import parse_config
-from ccswitch_addon.outcome import ErrorKind, classify_error, classify_status
-from ccswitch_addon.router import Router
-from ccswitch_addon.status import build_status
-from ccswitch_addon.switch import SwitchManager
+from ccswitch_addon.core.config import parse_config
+from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
+from ccswitch_addon.core.router import Router
+from ccswitch_addon.core.status import build_status
+from ccswitch_addon.core.switch import SwitchManager
 
 SECRETS = {
     "ENV_KEY": "sk-env-key-aaaaaaaaaaaa1111",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.breaker import State
-from ccswitch_addon.store import (
+from ccswitch_addon.core.breaker import State
+from ccswitch_addon.state.store import (
     SCHEMA_VERSION,
     BreakerRow,
     RequestRow,

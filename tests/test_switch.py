@@ -7,7 +7,7 @@ import logging
 import pytest
 from conftest import FakeClock
 
-from ccswitch_addon.switch import SwitchEvent, SwitchManager
+from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_listeners_called_once_per_event_even_if_one_raises(
 
     switches.add_listener(broken)
     switches.add_listener(lambda event: calls.append(event.to))
-    with caplog.at_level(logging.ERROR, logger="ccswitch_addon.switch"):
+    with caplog.at_level(logging.ERROR, logger="ccswitch_addon.core.switch"):
         event = switches.served("claude", "backup", "r", baseline="primary")
         clock.advance(10)
         again = switches.served("claude", "primary", "r", baseline="primary")

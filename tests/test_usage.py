@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ccswitch_addon.config import Api
-from ccswitch_addon.usage import BodyWatch, StreamResult
+from ccswitch_addon.core.config import Api
+from ccswitch_addon.wire.usage import BodyWatch, StreamResult
 
 SSE = "text/event-stream; charset=utf-8"
 JSON = "application/json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ccswitch_addon.client import call
+from ccswitch_addon.cli.client import call
 
 from .fakes import FakeProvider
 from .proxy import Proxy, wait_until

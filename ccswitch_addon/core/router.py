@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .breaker import CircuitBreaker, Permit, State
-from .config import AppConfig, Config, ProviderConfig
-from .outcome import Outcome
+from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
+from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
+from ccswitch_addon.core.outcome import Outcome
 
 __all__ = ["Router", "Selection", "UnknownName"]
 

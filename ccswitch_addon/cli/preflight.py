@@ -11,9 +11,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import Api, AppConfig, Auth, ProviderConfig
-from .rewrite import credential_headers, join_path, probe_model
-from .usage import BodyWatch
+from ccswitch_addon.core.config import Api, AppConfig, Auth, ProviderConfig
+from ccswitch_addon.core.rewrite import credential_headers, join_path, probe_model
+from ccswitch_addon.wire.usage import BodyWatch
 
 __all__ = ["Check", "check_provider"]
 

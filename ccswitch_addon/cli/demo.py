@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .client import call
-from .launch import mitm_command
-from .mockprovider import MockProvider
-from .reports import status_table
+from ccswitch_addon.cli.client import call
+from ccswitch_addon.cli.launch import mitm_command
+from ccswitch_addon.cli.mockprovider import MockProvider
+from ccswitch_addon.cli.reports import status_table
 
 __all__ = ["run_demo"]
 

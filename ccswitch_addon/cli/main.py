@@ -10,9 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .client import DEFAULT_PROXY, ProxyUnavailable, call
-from .config import AppConfig, Config, ConfigError, load_config
-from .launch import (
+from ccswitch_addon.cli.client import DEFAULT_PROXY, ProxyUnavailable, call
+from ccswitch_addon.cli.launch import (
     TOOLS,
     confdir_of,
     env_lines,
@@ -21,8 +20,7 @@ from .launch import (
     mitm_command,
     paste_lines,
 )
-from .paths import default_config_path, default_state_path
-from .reports import (
+from ccswitch_addon.cli.reports import (
     format_table,
     log_rows,
     parse_since,
@@ -30,8 +28,10 @@ from .reports import (
     status_table,
     usage_rows,
 )
-from .rewrite import mask
-from .store import StoreError, open_readonly
+from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
+from ccswitch_addon.core.paths import default_config_path, default_state_path
+from ccswitch_addon.core.rewrite import mask
+from ccswitch_addon.state.store import StoreError, open_readonly
 
 __all__ = ["main"]
 
@@ -199,7 +199,7 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .preflight import check_provider
+    from ccswitch_addon.cli.preflight import check_provider
 
     try:
         config = load_config(Path(args.config) if args.config else default_config_path())
@@ -250,7 +250,7 @@ def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .demo import run_demo
+    from ccswitch_addon.cli.demo import run_demo
 
     return run_demo(out, keep=args.keep)
 

@@ -9,8 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import BreakerConfig
-from .outcome import COOLDOWN_CAP_SECONDS, Effect, Outcome
+from ccswitch_addon.core.config import BreakerConfig
+from ccswitch_addon.core.outcome import COOLDOWN_CAP_SECONDS, Effect, Outcome
 
 __all__ = ["CircuitBreaker", "Permit", "State", "Window"]
 

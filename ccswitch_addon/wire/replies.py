@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from .config import Api
+from ccswitch_addon.wire.api import Api
 
 __all__ = ["Reply", "api_error", "unavailable"]
 

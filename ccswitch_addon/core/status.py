@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .router import Router
-from .switch import SwitchManager
+from ccswitch_addon.core.router import Router
+from ccswitch_addon.core.switch import SwitchManager
 
 __all__ = ["build_status"]
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .config import Config
+from ccswitch_addon.core.config import Config
 
 __all__ = [
     "format_table",

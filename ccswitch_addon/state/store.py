@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .breaker import State
+from ccswitch_addon.core.breaker import State
 
 __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 

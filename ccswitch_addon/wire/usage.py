@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Api
+from ccswitch_addon.wire.api import Api
 
 __all__ = ["BodyWatch", "StreamResult", "Usage"]
 

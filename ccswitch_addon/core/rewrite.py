@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from .config import Api, Auth, ProviderConfig
+from ccswitch_addon.core.config import Api, Auth, ProviderConfig
 
 __all__ = [
     "CLIENT_CREDENTIAL_HEADERS",

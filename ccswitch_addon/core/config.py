@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .rules import Rule, parse_rules
-from .yamlnodes import ConfigError, Node, parse_document
+from ccswitch_addon.core.rules import Rule, parse_rules
+from ccswitch_addon.core.yamlnodes import ConfigError, Node, parse_document
+from ccswitch_addon.wire.api import Api
 
 __all__ = [
     "BREAKER_FIELDS",
@@ -35,14 +36,6 @@ class Auth(enum.StrEnum):
     BEARER = "bearer"
     X_GOOG_API_KEY = "x-goog-api-key"
     PASSTHROUGH = "passthrough"
-
-
-class Api(enum.StrEnum):
-    """The wire format an app speaks: where the model sits and what an error looks like."""
-
-    ANTHROPIC = "anthropic"
-    OPENAI = "openai"
-    GEMINI = "gemini"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from .outcome import Effect, Outcome, classify_status
-from .yamlnodes import Node
+from ccswitch_addon.core.outcome import Effect, Outcome, classify_status
+from ccswitch_addon.core.yamlnodes import Node
 
 __all__ = [
     "BODY_LIMIT",

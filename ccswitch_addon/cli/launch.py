@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config
-from .paths import HOME_DIR
+from ccswitch_addon.core.config import Config
+from ccswitch_addon.core.paths import HOME_DIR
 
 __all__ = ["TOOLS", "env_lines", "init_config", "mitm_command", "paste_lines"]
 
-ADDON = Path(__file__).resolve().parent / "addon.py"
-EXAMPLE = Path(__file__).resolve().parent / "example_providers.yaml"
+ADDON = Path(__file__).resolve().parent.parent / "addon.py"
+EXAMPLE = Path(__file__).resolve().parent.parent / "example_providers.yaml"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 

@@ -1,0 +1,1 @@
+"""Where what the proxy learns is kept: the SQLite state file."""
