@@ -18,51 +18,45 @@ if importlib.util.find_spec("ccswitch_addon") is None:
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
-from mitmproxy import command, ctx, exceptions, http
-from mitmproxy.addons.clientplayback import ReplayHandler
+from mitmproxy import command, ctx, eventsequence, exceptions, http
 from mitmproxy.log import ALERT
 from mitmproxy.utils import asyncio_utils
 
-from ccswitch_addon.attempts import Attempts
 from ccswitch_addon.core.config import (
     AppConfig,
-    Auth,
     Config,
     ConfigError,
     ProviderConfig,
+    WebSocket,
     check_self_loop,
     load_config,
 )
 from ccswitch_addon.core.paths import default_config_path, default_state_path
-from ccswitch_addon.core.router import Selection, UnknownName
+from ccswitch_addon.core.router import UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
-from ccswitch_addon.engine import Engine, Finished
+from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import (
-    ATTEMPT,
-    PROBE,
+    ROUTED,
     Original,
-    Routed,
+    attempt_flow,
     body_headers,
-    error_outcome,
+    exchange_of,
     is_internal,
     is_loopback,
-    label,
-    mask_key,
-    probe_flow,
-    response_outcome,
-    rewrite_request,
+    point_at_relay,
     streams,
     to_response,
-    watch_body,
 )
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.state.store import Store, StoreError
+from ccswitch_addon.upstream.client import new_session
+from ccswitch_addon.upstream.exchange import Exchange, Upstream
+from ccswitch_addon.upstream.probe import probe
+from ccswitch_addon.upstream.relay import Relay
 from ccswitch_addon.web.dashboard import PAGE
-from ccswitch_addon.wire.replies import api_error, unavailable
-from ccswitch_addon.wire.usage import BodyWatch
+from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["CcSwitch"]
 
@@ -89,12 +83,14 @@ def _config_path() -> Path:
 class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self._routed: dict[str, Routed] = {}
+        self._routed: dict[str, tuple[Exchange, Original]] = {}
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
-        self.attempts: Attempts | None = None  # with the engine
+        self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
+        self.relay: Relay | None = None
+        self._relay_ready: asyncio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -138,9 +134,10 @@ class CcSwitch:
         if started and updated & {"ccswitch_state", "ccswitch_log_days"}:
             self._open_store()
 
-    def running(self) -> None:
+    async def running(self) -> None:
         self._running = True
         self._force_lazy()
+        await self._start_relay()
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
                 "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
@@ -153,15 +150,31 @@ class CcSwitch:
                 asyncio_utils.create_task(self._tick(), name="ccswitch timers and probes"),
             ]
 
-    def done(self) -> None:
+    async def done(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.attempts is not None:
-            for routed in self._routed.values():
-                self.attempts.release(routed)
         self._routed.clear()
+        if self.relay is not None:
+            relay, self.relay, self.upstream = self.relay, None, None
+            await relay.stop()  # in-flight attempts are cancelled: their permits go back
         if self.engine is not None:
             self.engine.close()
+
+    async def _start_relay(self) -> None:
+        """The provider side, on mitmproxy's own event loop."""
+        if self.relay is not None or self.engine is None:
+            return
+        ready = self._relay_ready = self._relay_ready or asyncio.Event()
+        engine = self.engine
+        upstream = Upstream(
+            engine.router, new_session(), engine.request_done, engine.remember_breaker
+        )
+        engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
+        relay = Relay(upstream)
+        await relay.start()
+        self.upstream, self.relay = upstream, relay
+        ready.set()
+        logger.debug("ccswitch: provider relay on 127.0.0.1:%d", relay.port)
 
     @staticmethod
     def _force_lazy() -> None:
@@ -191,7 +204,6 @@ class CcSwitch:
             logger.warning("%s", warning)
         if self.engine is None:
             self.engine = Engine(config)
-            self.attempts = Attempts(self.engine)
             self.engine.switches.add_listener(self._announce)
             self.engine.switches.add_listener(self._notifier)
             self._open_store()
@@ -238,17 +250,12 @@ class CcSwitch:
             logger.log(ALERT, "ccswitch: reloaded %s", path)
 
     async def _tick(self) -> None:
-        """Once a second: requests silent past first_byte_seconds, and active probes."""
+        """Once a second: active probes of open providers."""
         probes: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            if self.engine is None or self.attempts is None:
+            if self.engine is None or self.upstream is None:
                 continue
-            now = time.time()
-            for routed in list(self._routed.values()):
-                limit = routed.app.breaker.first_byte_seconds
-                if routed.awaiting and limit and now - routed.attempt_wall > limit:
-                    self.attempts.first_byte_late(routed)
             # A recovered provider gets traffic back without a user's request as the probe.
             for app, provider in self.engine.probes_due():
                 task = asyncio_utils.create_task(
@@ -261,16 +268,8 @@ class CcSwitch:
         assert self.engine is not None
         ok, detail = False, "no answer"
         try:
-            probe = probe_flow(app, provider)
-            await ReplayHandler(probe, ctx.options).replay()
-            if probe.response is not None:
-                status = probe.response.status_code
-                # Without a key of its own (passthrough) a probe can only show the host answers.
-                keyless = provider.auth is Auth.PASSTHROUGH
-                ok = 200 <= status < 300 or (keyless and status < 500 and status not in (408, 429))
-                detail = str(status)
-            elif probe.error is not None:
-                detail = probe.error.msg
+            if self.upstream is not None:
+                ok, detail = await probe(self.upstream.session, app, provider)
         except Exception as e:  # a probe must never take the proxy down
             detail = f"probe failed: {e}"
         finally:
@@ -285,11 +284,15 @@ class CcSwitch:
         if request.host == CONTROL_HOST:
             self._control(flow)
             return
-        attempts = self.attempts
-        if is_internal(flow) or self.engine is None or attempts is None or request.method != "POST":
+        engine = self.engine
+        if engine is None or is_internal(flow):
             return
-        router = self.engine.router
-        app = router.match(request.host, request.path.partition("?")[0])
+        method = request.method
+        if method != "POST":
+            if method == "GET":
+                self._websocket(flow, engine)
+            return
+        app = engine.router.match(request.host, request.path.partition("?")[0])
         if app is None:
             return
         if not self._may_route(flow):
@@ -302,34 +305,34 @@ class CcSwitch:
                 )
             )
             return
-        selection = router.select_providers(app.name)
-        routed = Routed(app, selection.providers, Original.of(request), self._skipped(selection))
-        for provider in selection.providers:
-            permit = router.acquire(app.name, provider.id)
-            if permit is None and router.held(app.name, provider.id):
-                permit = await attempts.acquire(routed, provider)
-            if permit is not None:
-                routed.provider, routed.permit = provider, permit
-                break
-        if flow.error is not None:  # the client went away while the request waited
-            attempts.release(routed)
+        relay = self.relay
+        if relay is None:
+            ready = self._relay_ready = self._relay_ready or asyncio.Event()
+            await ready.wait()  # a request that arrived while the relay was starting
+            relay = self.relay
+            if relay is None or flow.error is not None:
+                return
+        exchange = exchange_of(request, app)
+        self._routed[flow.id] = (exchange, Original.of(request))
+        relay.add(flow.id, exchange)
+        point_at_relay(request, relay.port, relay.token, flow.id)
+
+    def _websocket(self, flow: http.HTTPFlow, engine: Engine) -> None:
+        """Codex CLI tries a websocket before HTTP; passed through, it would bypass failover.
+        A 426 makes it fall back to HTTP, which is routed, for the rest of its session."""
+        request = flow.request
+        if request.headers.get("upgrade", "").lower() != "websocket":
             return
-        if routed.provider is None:
-            flow.response = to_response(
-                unavailable(
-                    app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
-                )
-            )
-            flow.metadata["ccswitch"] = {"app": app.name, "provider": None, "attempts": []}
-            flow.comment = f"{app.name}: no provider available"
+        app = engine.router.match(request.host, request.path.partition("?")[0])
+        if app is None or app.websocket is WebSocket.PASSTHROUGH:
             return
-        try:
-            routed.models = rewrite_request(request, app, routed.provider)
-        except Exception:
-            attempts.release(routed)
-            raise
-        attempts.start(routed)
-        self._routed[flow.id] = routed
+        flow.response = http.Response.make(
+            426,
+            b'{"error":{"message":"ccswitch routes this API over HTTP only; use HTTP",'
+            b'"type":"upgrade_required","code":"upgrade_required"}}',
+            {"content-type": "application/json", "connection": "close"},
+        )
+        flow.comment = f"{app.name}: websocket refused (426), the tool falls back to HTTP"
 
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
@@ -338,130 +341,65 @@ class CcSwitch:
             or bool(getattr(ctx.options, "proxyauth", None))
         )
 
-    def _skipped(self, selection: Selection) -> list[str]:
-        """Queue members left out of the selection, as reasons for the comment and event."""
-        assert self.engine is not None
-        chosen = {p.id for p in selection.providers}
-        notes = []
-        for pid in selection.app.queue:
-            if pid not in chosen:
-                provider = selection.app.providers[pid]
-                state = (
-                    "disabled"
-                    if provider.disabled
-                    else self.engine.router.breaker(selection.app.name, pid).label()
-                )
-                notes.append(f"{pid}: {state}")
-        return notes
-
     # --- response ------------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        routed = self._routed.get(flow.id)
-        if routed is None:
-            if is_internal(flow):
-                if flow.response is not None:
-                    flow.response.stream = False  # retries are buffered, then handed over
-                self._mask_internal(flow)
+        entry = self._routed.get(flow.id)
+        if entry is None:
             return
-        response, provider = flow.response, routed.provider
-        if response is None or provider is None or self.engine is None or self.attempts is None:
-            return
-        routed.awaiting = False
-        mask_key(flow.request, provider)
-        if response.status_code >= 400:
-            return
-        # It answers: requests held for this provider's first answers may go.
-        self.engine.router.confirm(routed.app.name, provider.id, routed.permit)
-        self.attempts.wake(routed.app.name, provider.id)
-        content_type, length, _ = body_headers(response.headers)
-        if streams(content_type, length):
-            # Success: it streams to the client as it comes; the watcher only looks.
-            routed.watch = BodyWatch(routed.app.api, content_type)
-            response.stream = routed.watch
-            label(response, provider.id, 1)
+        entry[1].restore(flow.request)
+        response = flow.response
+        if response is not None:
+            content_type, length = body_headers(response.headers)
+            response.stream = streams(content_type, length)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        routed = self._routed.get(flow.id)  # stays while retries run, for _tick to watch
-        if routed is None:
-            return  # not routed, or a retry or probe (handled by the addon that sent it)
-        response, attempts = flow.response, self.attempts
-        if routed.provider is None or response is None or attempts is None:
-            self._routed.pop(flow.id, None)
-            return
-        routed.awaiting = False
-        try:
-            if routed.watch is None and response.status_code < 400:
-                routed.watch = watch_body(routed.app.api, response)  # a small JSON answer
-            outcome = response_outcome(response, routed)
-            attempts.finish(routed, outcome, response)
-            served = routed.provider if not outcome.retry else None
-            if outcome.retry and routed.app.failover:
-                served = await attempts.fail_over(flow, routed)
-            self._done(flow, routed, served)
-        finally:
-            self._routed.pop(flow.id, None)
-            attempts.release(routed)
+        entry = self._routed.pop(flow.id, None)
+        if entry is not None:
+            await self._settled(flow, entry[0])
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        if is_internal(flow):
-            self._mask_internal(flow)
+    async def error(self, flow: http.HTTPFlow) -> None:
+        entry = self._routed.pop(flow.id, None)
+        if entry is None:
             return
-        routed = self._routed.pop(flow.id, None)
-        if routed is None or routed.provider is None or self.attempts is None:
-            return
-        routed.awaiting = False
-        mask_key(flow.request, routed.provider)
-        try:
-            self.attempts.finish(routed, error_outcome(flow), None)
-            self._done(flow, routed, None)
-        finally:
-            self.attempts.release(routed)
+        exchange, original = entry
+        if self.relay is not None:
+            self.relay.discard(flow.id)  # the relay never took it: the client went first
+        original.restore(flow.request)
+        await self._settled(flow, exchange)
 
-    def _mask_internal(self, flow: http.HTTPFlow) -> None:
-        info = flow.metadata.get(ATTEMPT) or flow.metadata.get(PROBE) or {}
-        if self.engine is None:
+    async def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:
+        """Say in the flow what happened, and show each attempt as a flow of its own."""
+        finished = exchange.finished
+        app = exchange.app.name
+        if finished is None:
+            flow.comment = f"{app}: the client went away before an answer"
             return
-        try:
-            provider = self.engine.router.provider(info.get("app", ""), info.get("provider", ""))
-        except UnknownName:
-            return
-        mask_key(flow.request, provider)
-
-    # --- telling the user --------------------------------------------------------------------
-
-    def _done(self, flow: http.HTTPFlow, routed: Routed, served: ProviderConfig | None) -> None:
-        assert self.engine is not None
-        response = flow.response
-        usage = routed.watch.usage if routed.watch else None
-        finished = Finished(
-            app=routed.app.name,
-            served=served.id if served else None,
-            attempts=routed.attempts,
-            skipped=routed.skipped,
-            model_requested=routed.models[0],
-            model_sent=routed.models[1],
-            total_ms=round((time.time() - routed.started) * 1000, 1),
-            ttfb_ms=round((response.timestamp_start - routed.started) * 1000, 1)
-            if response is not None and response.timestamp_start
-            else None,
-            streaming=bool(routed.watch and routed.watch.sse),
-        )
-        if usage is not None:
-            finished.usage = usage
-        flow.metadata["ccswitch"] = {
-            "app": finished.app,
+        flow.metadata[ROUTED] = {
+            "app": app,
             "provider": finished.served,
-            "attempts": [a.to_json() for a in routed.attempts],
+            "attempts": [a.to_json() for a in finished.attempts],
         }
         flow.comment = finished.comment()
-        if served is None:
+        if finished.served is None:
             flow.marked = ":warning:"
-        elif len(routed.attempts) > 1:
+        elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
-        if response is not None and not response.stream:  # a streamed one got them already
-            label(response, routed.attempts[-1].provider, len(routed.attempts))
-        self.engine.request_done(finished)
+        records = exchange.records
+        if len(records) > 1 or any(r.failed for r in records):
+            for record in records:
+                await self._show(attempt_flow(flow, app, record, len(records)))
+
+    @staticmethod
+    async def _show(flow: http.HTTPFlow) -> None:
+        """Hand a made flow to every addon (mitmweb's view, `-w` files, the console)."""
+        try:
+            for event in eventsequence.iterate(flow):
+                await ctx.master.addons.handle_lifecycle(event)
+        except Exception:  # showing an attempt must never break the proxy
+            logger.exception("ccswitch: could not show an attempt flow")
+
+    # --- telling the user --------------------------------------------------------------------
 
     @staticmethod
     def _announce(event: SwitchEvent) -> None:

@@ -512,7 +512,9 @@ apps:
     assert app.paths == ("/api/chat",)
     assert app.api is Api.ANTHROPIC
     assert app.providers["a"].auth is Auth.X_API_KEY
-    assert app.breaker == BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60)
+    assert app.breaker == BreakerConfig(
+        4, 2, 60, 0.6, 10, 120, first_byte_seconds=60, stream_idle_seconds=120
+    )
 
 
 def test_path_prefixes_start_with_a_slash() -> None:

@@ -10,17 +10,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ccswitch_addon"
-MITMPROXY_SIDE = {"addon", "attempts", "flows"}
+MITMPROXY_SIDE = {"addon", "flows"}
 BIN = Path(sys.executable).parent
 
-BLOCK_MITMPROXY = """
+BLOCK = """
 import importlib, sys
+BLOCKED = sys.argv[1]
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name == "mitmproxy" or name.startswith("mitmproxy."):
-            raise ImportError("the routing core must not import " + name)
+        if name == BLOCKED or name.startswith(BLOCKED + "."):
+            raise ImportError("this part must not import " + name)
 sys.meta_path.insert(0, Block())
-for module in sys.argv[1:]:
+for module in sys.argv[2:]:
     importlib.import_module("ccswitch_addon." + module)
 """
 
@@ -41,7 +42,25 @@ def test_the_core_imports_without_mitmproxy() -> None:
         "cli.main",
     } <= set(core)
     result = subprocess.run(
-        [sys.executable, "-c", BLOCK_MITMPROXY, *core],
+        [sys.executable, "-c", BLOCK, "mitmproxy", *core],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_routing_core_and_wire_formats_import_without_the_http_client() -> None:
+    pure = sorted(
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for part in ("core", "wire")
+        for p in (PACKAGE / part).rglob("*.py")
+        if p.stem != "__init__"
+    )
+    assert {"core.breaker", "core.router", "wire.usage"} <= set(pure)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK, "aiohttp", *pure],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "Probe",
     "ProviderConfig",
+    "WebSocket",
     "check_self_loop",
     "load_config",
     "parse_config",
@@ -36,6 +37,13 @@ class Auth(enum.StrEnum):
     BEARER = "bearer"
     X_GOOG_API_KEY = "x-goog-api-key"
     PASSTHROUGH = "passthrough"
+
+
+class WebSocket(enum.StrEnum):
+    """What a websocket upgrade on a routed path gets (Codex CLI tries one before HTTP)."""
+
+    REFUSE = "refuse"  # HTTP 426: the tool falls back to HTTP, which is routed
+    PASSTHROUGH = "passthrough"  # to the original host, unrouted
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,27 @@ BREAKER_FIELDS: tuple[BreakerField, ...] = (
         "no response headers by then: recorded as a failure; 0 = off",
     ),
     BreakerField(
+        "connect_seconds",
+        False,
+        0.1,
+        300,
+        "time to open a connection (TCP and TLS) to a provider before the next one is tried",
+    ),
+    BreakerField(
+        "stream_idle_seconds",
+        False,
+        0,
+        3600,
+        "a stream silent this long is ended with the API's error event; 0 = off",
+    ),
+    BreakerField(
+        "request_seconds",
+        False,
+        1,
+        86400,
+        "limit on a whole non-streaming answer, from the request to its last byte",
+    ),
+    BreakerField(
         "max_cooldown_seconds",
         False,
         0,
@@ -100,6 +129,9 @@ class BreakerConfig:
     slow_ms: int = 0
     slow_rate_threshold: float = 0.8
     first_byte_seconds: float = 90
+    connect_seconds: float = 10
+    stream_idle_seconds: float = 180
+    request_seconds: float = 600
     max_cooldown_seconds: float = 21600
 
 
@@ -111,7 +143,7 @@ class KnownApp:
     breaker: BreakerConfig
 
 
-_QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60)
+_QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60, stream_idle_seconds=120)
 KNOWN_APPS: Mapping[str, KnownApp] = {
     "claude": KnownApp(Api.ANTHROPIC, ("api.anthropic.com",), ("/v1/messages",), BreakerConfig()),
     "codex": KnownApp(
@@ -140,6 +172,7 @@ APP_KEYS = (
     "hosts",
     "paths",
     "api",
+    "websocket",
     "breaker",
     "rules",
     "providers",
@@ -205,6 +238,7 @@ class AppConfig:
     breaker: BreakerConfig
     providers: Mapping[str, ProviderConfig]
     rules: tuple[Rule, ...] = ()
+    websocket: WebSocket = field(default_factory=lambda: WebSocket.REFUSE)
 
     def rules_for(self, provider: ProviderConfig) -> tuple[Rule, ...]:
         """The provider's own rules first, then the app's."""
@@ -440,8 +474,13 @@ def _parse_app(
     defaults = known.breaker if known else _QUICK
     breaker = _parse_breaker(entries.get("breaker"), defaults)
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    websocket = (
+        entries["websocket"].choice(WebSocket, "websocket")
+        if "websocket" in entries
+        else WebSocket.REFUSE
+    )
     return AppConfig(
-        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules
+        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules, websocket
     )
 
 

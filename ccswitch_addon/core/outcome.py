@@ -37,6 +37,7 @@ class ErrorKind(enum.StrEnum):
     RESET = "reset"  # the connection broke before a response arrived
     TIMEOUT = "timeout"
     STREAM = "stream"  # a started response broke or carried an error: the client already has it
+    BROKEN = "broken"  # a 2xx answer that failed before the client got any of it: retried
     CLIENT_GONE = "client_gone"
 
 
@@ -92,5 +93,7 @@ def classify_error(kind: ErrorKind, detail: str = "") -> Outcome:
         return Outcome(Effect.NEUTRAL, retry=False, reason=reason)
     if kind is ErrorKind.STREAM:
         return Outcome(Effect.FAILURE, retry=False, reason=reason)
+    if kind is ErrorKind.BROKEN:
+        return Outcome(Effect.FAILURE, retry=True, reason=reason)
     unreachable = kind in (ErrorKind.CONNECT, ErrorKind.RESET)
     return Outcome(Effect.FAILURE, retry=True, reason=reason, opens_now=unreachable)

@@ -23,8 +23,18 @@ _CONTENT_EVENTS = {
     "response.output_text.delta",
     "response.function_call_arguments.delta",
     "response.refusal.delta",
+    "response.reasoning_text.delta",
+    "response.reasoning_summary_text.delta",
 }
-_CONTENT_MARKERS = (b'"parts"', b'"tool_calls"', b'"function_call"')
+# In a data line with ': ' already made ':'. An empty string or list is no content.
+_CONTENT_MARKERS = (
+    b'"parts":[{',  # Gemini
+    b'"tool_calls":[{',  # OpenAI Chat
+    b'"type":"function_call"',  # Responses output item
+    b'"type":"tool_use"',  # Anthropic content_block_start of a tool call
+    b'"type":"reasoning"',  # Responses reasoning item
+)
+_TEXT_FIELDS = (b'"content":"', b'"reasoning_content":"', b'"reasoning":"')
 
 
 @dataclass(slots=True)
@@ -136,10 +146,7 @@ class BodyWatch:
             if data == b"[DONE]":
                 self.ended = True
                 return
-            if not self.content and (
-                b'"content":"' in data.replace(b'": "', b'":"').replace(b'"content":""', b"")
-                or any(marker in data for marker in _CONTENT_MARKERS)
-            ):
+            if not self.content and _content_in(data):
                 self.content = True
             if (
                 self._event in _END_EVENTS
@@ -217,6 +224,21 @@ class BodyWatch:
             self.usage.input_tokens = input_tokens
         if _int(output_tokens) is not None:
             self.usage.output_tokens = output_tokens
+
+
+def _content_in(data: bytes) -> bool:
+    """Output in one SSE data line: text, reasoning or a tool call, not just an empty field."""
+    compact = data.replace(b'": "', b'":"').replace(b'": [', b'":[').replace(b'":[ {', b'":[{')
+    if any(marker in compact for marker in _CONTENT_MARKERS):
+        return True
+    for field in _TEXT_FIELDS:
+        start = compact.find(field)
+        while start != -1:
+            after = start + len(field)
+            if compact[after : after + 1] not in (b'"', b""):
+                return True
+            start = compact.find(field, after)
+    return False
 
 
 def _has_content(document: dict[str, Any]) -> bool:

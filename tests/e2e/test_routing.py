@@ -270,8 +270,10 @@ def test_unreachable_primary_host_still_served_by_the_backup(
     )
     proxy = start(make_proxy, config, extra=["--set", "connection_strategy=eager"])
 
-    first = send(proxy)
-    assert first.status == 502  # mitmproxy answers a first-attempt connection failure itself
+    first = send(proxy)  # the primary fails to connect: the backup serves the same request
+    assert first.status == 200
+    assert first.headers["x-ccswitch-provider"] == "backup"
+    assert first.headers["x-ccswitch-attempts"] == "2"
     entry = provider_status(proxy, "primary")
     assert entry["state"] == "open"
     assert entry["failures"] == 1
@@ -279,6 +281,7 @@ def test_unreachable_primary_host_still_served_by_the_backup(
     second = send(proxy)
     assert second.status == 200
     assert second.headers["x-ccswitch-provider"] == "backup"
+    assert second.headers["x-ccswitch-attempts"] == "1"
 
 
 def test_refused_connection_opens_at_once(
@@ -289,9 +292,11 @@ def test_refused_connection_opens_at_once(
         make_proxy,
         claude_config(f"http://127.0.0.1:{closed_port()}", backup.url, failure_threshold=8),
     )
-    assert send(proxy).status == 502
+    first = send(proxy)  # refused: the client never sees a proxy's 502 while a backup is left
+    assert first.status == 200
+    assert first.headers["x-ccswitch-provider"] == "backup"
     assert provider_status(proxy, "primary")["state"] == "open"
-    assert send(proxy).headers["x-ccswitch-provider"] == "backup"
+    assert send(proxy).headers["x-ccswitch-attempts"] == "1"
 
 
 def test_streaming_arrives_incrementally(
@@ -310,7 +315,8 @@ def test_streaming_arrives_incrementally(
     assert len(arrivals) >= 4, reply.chunks
     assert arrivals[-1] - arrivals[0] >= 1.0  # relayed as sent, not buffered to the end
     assert reply.first_byte is not None
-    assert reply.first_byte - reply.started < 0.5  # the first event came at once
+    # Held only until the first text delta (the commit point), then relayed as it comes.
+    assert arrivals[-1] - reply.first_byte >= 0.75
 
 
 def test_unrelated_hosts_and_paths_pass_untouched(

@@ -1,0 +1,562 @@
+"""One client request served by the provider side: its attempts, one provider after another.
+
+Each attempt connects with a connect timeout, waits ``first_byte_seconds`` for response
+headers, and is judged before the client sees any of it: an error status by the rules, a
+complete answer by its body, a stream up to its commit point (the first event that carries
+content, or COMMIT_BYTES held). A failure there goes on to the next provider within the same
+request. After the commit point the stream goes to the client as it arrives; silence for
+``stream_idle_seconds`` ends it with the API's own error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ccswitch_addon.core.breaker import Permit
+from ccswitch_addon.core.config import AppConfig, ProviderConfig
+from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.record import Attempt, Finished
+from ccswitch_addon.core.router import Router, Selection
+from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
+from ccswitch_addon.upstream.admission import Admission
+from ccswitch_addon.upstream.outgoing import Outgoing, build, shown_headers
+from ccswitch_addon.wire.events import stream_error_event
+from ccswitch_addon.wire.replies import Reply, unavailable
+from ccswitch_addon.wire.usage import BodyWatch
+
+__all__ = ["COMMIT_BYTES", "AttemptRecord", "Exchange", "Upstream"]
+
+logger = logging.getLogger(__name__)
+
+COMMIT_BYTES = 64 * 1024  # a stream held this long without content is committed anyway
+ERROR_BODY_LIMIT = 1024 * 1024  # an error body is kept whole up to this, for the client
+WHOLE_BODY_LIMIT = 64 * 1024 * 1024  # a complete answer larger than this streams on unjudged
+
+# Headers of the provider's answer that belong to its connection, not to the client's.
+_RESPONSE_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",  # the client library decoded the body
+        "upgrade",
+        "te",
+        "trailer",
+        "x-ccswitch-provider",
+        "x-ccswitch-attempts",
+    }
+)
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt as it may be shown in mitmweb and flow files (secrets masked)."""
+
+    number: int
+    provider: str
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+    started: float
+    status: int | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_body: bytes = b""
+    error: str | None = None
+    failed: bool = False
+    ended: float = 0.0
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the provider side keeps about one client request while it is served."""
+
+    app: AppConfig  # the configuration the request started with, kept through a reload
+    method: str
+    path: str  # as the client sent it, with its query
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes | None
+    started: float = field(default_factory=time.time)
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    records: list[AttemptRecord] = field(default_factory=list)
+    models: tuple[str | None, str | None] = (None, None)
+    served: str | None = None
+    ttfb_ms: float | None = None
+    watch: BodyWatch | None = None
+    finished: Finished | None = None
+    keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
+
+
+@dataclass(slots=True)
+class _Failed:
+    provider: ProviderConfig
+    outcome: Outcome
+    status: int | None
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Committed:
+    provider: ProviderConfig
+    permit: Permit | None
+    response: aiohttp.ClientResponse
+    record: AttemptRecord | None
+    t0: float
+    slow: bool
+    buffered: bytes
+    watch: BodyWatch
+    complete: bool  # the whole answer is in ``buffered`` and judged already
+
+
+class Upstream:
+    """Runs the attempts of routed requests with one pooled client."""
+
+    def __init__(
+        self,
+        router: Router,
+        session: aiohttp.ClientSession,
+        done: Callable[[Finished], object],
+        cooldown: Callable[[str, str], None],
+    ) -> None:
+        self.router = router
+        self.session = session
+        self.admission = Admission(router)
+        self._done = done
+        self._cooldown = cooldown
+
+    # --- the request ------------------------------------------------------------------------
+
+    async def serve(self, ex: Exchange, request: web.Request) -> web.StreamResponse:
+        """Try the providers in order; answer the client with the first that serves, the last
+        failure when none does, or the API's own 'unavailable' when none can be tried."""
+        app = ex.app
+        selection = self.router.select_providers(app.name)
+        ex.skipped = self._skipped(selection)
+        failure: _Failed | None = None
+        for provider in selection.providers:
+            if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
+                break
+            permit = await self.admission.acquire(app.name, provider.id)
+            if permit is None:
+                label = self.router.breaker(app.name, provider.id).label()
+                ex.skipped.append(f"{provider.id}: {label}")
+                continue
+            result = await self._attempt(ex, provider, permit)
+            if isinstance(result, _Committed):
+                return await self._deliver(ex, request, result)
+            failure = result
+            if not result.outcome.retry or not app.failover:
+                break
+        if failure is None:
+            reply = unavailable(
+                app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
+            )
+            self._finish(ex, None)
+            return _reply(reply)
+        # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
+        served = failure.provider.id if not failure.outcome.retry else None
+        self._finish(ex, served)
+        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
+        return web.Response(status=failure.status or 502, body=failure.body, headers=headers)
+
+    def _skipped(self, selection: Selection) -> list[str]:
+        """Queue members left out of the selection, as reasons for the comment and event."""
+        chosen = {p.id for p in selection.providers}
+        notes = []
+        for pid in selection.app.queue:
+            if pid not in chosen:
+                provider = selection.app.providers[pid]
+                state = (
+                    "disabled"
+                    if provider.disabled
+                    else self.router.breaker(selection.app.name, pid).label()
+                )
+                notes.append(f"{pid}: {state}")
+        return notes
+
+    # --- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(
+        self, ex: Exchange, provider: ProviderConfig, permit: Permit | None
+    ) -> _Committed | _Failed:
+        app, timing = ex.app, ex.app.breaker
+        try:
+            out = build(app, provider, ex.method, ex.path, ex.headers, ex.body)
+        except Exception:
+            self._record(ex, provider, permit, classify_error(ErrorKind.CLIENT_GONE), None, 0.0)
+            raise
+        ex.models = (out.model_requested, out.model_sent)
+        record = self._new_record(ex, provider, out)
+        t0 = time.monotonic()
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=timing.connect_seconds, sock_connect=timing.connect_seconds
+        )
+        try:
+            response = await asyncio.wait_for(
+                self.session.request(
+                    out.method,
+                    URL(out.url, encoded=True),
+                    headers=out.headers,
+                    data=out.body,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ),
+                timing.first_byte_seconds or None,
+            )
+        except asyncio.CancelledError:
+            self._gone(ex, provider, permit, record, t0)
+            raise
+        except Exception as e:
+            outcome = _transport_outcome(e, timing.first_byte_seconds)
+            return self._failed(ex, provider, permit, record, t0, outcome, None, [], b"")
+        first_byte_ms = (time.monotonic() - t0) * 1000
+        slow = bool(timing.slow_ms and first_byte_ms > timing.slow_ms)
+        if ex.ttfb_ms is None or ex.served is None:
+            ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)
+        status = response.status
+        headers = _forwarded(response.headers)
+        if record is not None:
+            record.status, record.response_headers = status, list(headers)
+        try:
+            if status >= 400:
+                body, _ = await self._read(response, t0 + timing.request_seconds, ERROR_BODY_LIMIT)
+                outcome = classify_response(
+                    status,
+                    response.headers,
+                    lambda: body[:BODY_LIMIT].decode("utf-8", "replace"),
+                    time.time(),
+                    app.rules_for(provider),
+                    timing.max_cooldown_seconds,
+                )
+                response.release()
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, body, slow
+                )
+            self.router.confirm(app.name, provider.id, permit)
+            self.admission.wake(app.name, provider.id)
+            content_type = response.headers.get("content-type", "")
+            watch = BodyWatch(app.api, content_type)
+            if watch.sse:
+                return await self._until_commit(
+                    ex, provider, permit, record, t0, slow, response, watch
+                )
+            body, complete = await self._read(response, t0 + timing.request_seconds)
+            if complete:
+                response.release()
+                watch.complete(body)
+                problem = watch.problem()
+                if problem:
+                    outcome = classify_error(ErrorKind.BROKEN, problem)
+                    return self._failed(
+                        ex, provider, permit, record, t0, outcome, status, headers, body, slow
+                    )
+            return _Committed(provider, permit, response, record, t0, slow, body, watch, complete)
+        except asyncio.CancelledError:
+            response.close()
+            self._gone(ex, provider, permit, record, t0)
+            raise
+        except Exception as e:
+            response.close()
+            outcome = _broken_outcome(e, timing.request_seconds)
+            return self._failed(ex, provider, permit, record, t0, outcome, status, headers, b"")
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, deadline: float, limit: int = WHOLE_BODY_LIMIT
+    ) -> tuple[bytes, bool]:
+        """The body up to ``limit`` bytes, by ``deadline`` (monotonic); True when it is whole."""
+        body = bytearray()
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            while len(body) < limit:
+                chunk = await response.content.readany()
+                if not chunk:
+                    return bytes(body), True
+                body += chunk
+        return bytes(body), False
+
+    async def _until_commit(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        record: AttemptRecord | None,
+        t0: float,
+        slow: bool,
+        response: aiohttp.ClientResponse,
+        watch: BodyWatch,
+    ) -> _Committed | _Failed:
+        """Hold a stream until it carries content: a failure before that point is retried."""
+        idle = ex.app.breaker.stream_idle_seconds or None
+        held = bytearray()
+        status, headers = response.status, _forwarded(response.headers)
+        while True:
+            try:
+                chunk = await asyncio.wait_for(response.content.readany(), idle)
+            except TimeoutError:
+                response.close()
+                outcome = classify_error(
+                    ErrorKind.BROKEN, f"silent for {idle:g}s before its first token"
+                )
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
+                )
+            except aiohttp.ClientError as e:
+                response.close()
+                outcome = classify_error(ErrorKind.BROKEN, _describe(e) or "stream broke")
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
+                )
+            watch(chunk)
+            held += chunk
+            if not chunk:  # the end, before any content
+                response.release()
+                problem = watch.problem() or "stream ended with no content"
+                outcome = classify_error(ErrorKind.BROKEN, problem)
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
+                )
+            if watch.error:
+                response.close()
+                outcome = classify_error(ErrorKind.BROKEN, watch.error)
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
+                )
+            if watch.content or len(held) >= COMMIT_BYTES:
+                return _Committed(
+                    provider, permit, response, record, t0, slow, bytes(held), watch, False
+                )
+
+    # --- the answer the client gets -----------------------------------------------------------
+
+    async def _deliver(
+        self, ex: Exchange, request: web.Request, chosen: _Committed
+    ) -> web.StreamResponse:
+        provider, response = chosen.provider, chosen.response
+        ex.watch = chosen.watch
+        headers = _labelled(_forwarded(response.headers), provider.id, len(ex.attempts) + 1)
+        if chosen.complete:
+            self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
+            self._finish(ex, provider.id)
+            return web.Response(status=response.status, body=chosen.buffered, headers=headers)
+        out = web.StreamResponse(status=response.status, headers=headers)
+        idle = ex.app.breaker.stream_idle_seconds or None
+        watch = chosen.watch
+        outcome: Outcome | None = None
+        try:
+            await out.prepare(request)
+            await out.write(chosen.buffered)
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(response.content.readany(), idle)
+                except TimeoutError:
+                    message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
+                    await out.write(stream_error_event(ex.app.api, ex.path, message))
+                    outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
+                    break
+                except aiohttp.ClientError as e:
+                    outcome = classify_error(ErrorKind.STREAM, _describe(e) or "stream broke")
+                    break
+                watch(chunk)
+                if not chunk:
+                    break
+                await out.write(chunk)
+            if outcome is None:
+                problem = watch.problem()
+                outcome = (
+                    classify_error(ErrorKind.STREAM, problem) if problem else classify_status_ok()
+                )
+        except (asyncio.CancelledError, ConnectionError) as e:
+            response.close()
+            self._succeeded(ex, chosen, classify_error(ErrorKind.CLIENT_GONE), chosen.buffered)
+            self._finish(ex, provider.id)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return out
+        finally:
+            response.close()
+        self._succeeded(ex, chosen, outcome, chosen.buffered)
+        self._finish(ex, provider.id)
+        with contextlib.suppress(ConnectionError):  # the client went away after the last byte
+            await out.write_eof()
+        return out
+
+    # --- telling the breaker and the record ---------------------------------------------------
+
+    def _new_record(
+        self, ex: Exchange, provider: ProviderConfig, out: Outgoing
+    ) -> AttemptRecord | None:
+        if not ex.keep_records:
+            return None
+        record = AttemptRecord(
+            number=len(ex.attempts) + 1,
+            provider=provider.id,
+            method=out.method,
+            url=out.url,
+            headers=shown_headers(out),
+            body=out.body,
+            started=time.time(),
+        )
+        ex.records.append(record)
+        return record
+
+    def _record(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        outcome: Outcome,
+        status: int | None,
+        ms: float,
+        slow: bool = False,
+    ) -> None:
+        app, pid = ex.app.name, provider.id
+        self.router.record_result(app, pid, outcome, permit, slow)
+        self.admission.wake(app, pid)
+        error = (
+            outcome.reason if status is None or outcome.reason not in ("ok", str(status)) else None
+        )
+        ex.attempts.append(
+            Attempt(
+                provider=pid,
+                ms=round(ms, 1),
+                failed=outcome.effect is Effect.FAILURE,
+                status=status,
+                error=error,
+            )
+        )
+        if outcome.cooldown_until is not None:
+            self._cooldown(app, pid)
+
+    def _failed(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        record: AttemptRecord | None,
+        t0: float,
+        outcome: Outcome,
+        status: int | None,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        slow: bool = False,
+    ) -> _Failed:
+        self._record(ex, provider, permit, outcome, status, (time.monotonic() - t0) * 1000, slow)
+        if record is not None:
+            record.response_body = body
+            record.error = ex.attempts[-1].error
+            record.failed = outcome.effect is Effect.FAILURE
+            record.ended = time.time()
+        if outcome.effect is Effect.FAILURE:
+            logger.info("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
+        return _Failed(provider, outcome, status, headers, body)
+
+    def _gone(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        record: AttemptRecord | None,
+        t0: float,
+    ) -> None:
+        """The client went away: not the provider's failure, and the permit goes back."""
+        outcome = classify_error(ErrorKind.CLIENT_GONE)
+        self._record(ex, provider, permit, outcome, None, (time.monotonic() - t0) * 1000)
+        if record is not None:
+            record.error, record.ended = outcome.reason, time.time()
+        self._finish(ex, None)
+
+    def _succeeded(self, ex: Exchange, chosen: _Committed, outcome: Outcome, kept: bytes) -> None:
+        status = chosen.response.status
+        ms = (time.monotonic() - chosen.t0) * 1000
+        self._record(ex, chosen.provider, chosen.permit, outcome, status, ms, chosen.slow)
+        chosen.permit = None
+        record = chosen.record
+        if record is not None:
+            record.response_body = kept
+            record.error = ex.attempts[-1].error
+            record.failed = outcome.effect is Effect.FAILURE
+            record.ended = time.time()
+
+    def _finish(self, ex: Exchange, served: str | None) -> None:
+        if ex.finished is not None:
+            return
+        ex.served = served
+        finished = Finished(
+            app=ex.app.name,
+            served=served,
+            attempts=ex.attempts,
+            skipped=ex.skipped,
+            model_requested=ex.models[0],
+            model_sent=ex.models[1],
+            total_ms=round((time.time() - ex.started) * 1000, 1),
+            ttfb_ms=ex.ttfb_ms,
+            streaming=bool(ex.watch and ex.watch.sse),
+        )
+        if ex.watch is not None:
+            finished.usage = ex.watch.usage
+        ex.finished = finished
+        try:
+            self._done(finished)
+        except Exception:  # the record of a request must never break its answer
+            logger.exception("ccswitch: recording a finished request failed")
+
+
+def classify_status_ok() -> Outcome:
+    return Outcome(Effect.SUCCESS, retry=False, reason="ok")
+
+
+def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP]
+
+
+def _labelled(headers: Sequence[tuple[str, str]], provider: str, attempts: int) -> CIMultiDict[str]:
+    labelled = CIMultiDict(headers)
+    labelled["x-ccswitch-provider"] = provider
+    labelled["x-ccswitch-attempts"] = str(attempts)
+    return labelled
+
+
+def _reply(reply: Reply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body, headers=CIMultiDict(reply.headers))
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _transport_outcome(error: Exception, first_byte_seconds: float) -> Outcome:
+    """What an attempt that got no response headers means."""
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return classify_error(ErrorKind.CONNECT, "connect timeout")
+    if isinstance(error, aiohttp.ClientConnectorError):  # refused, DNS, TLS
+        return classify_error(ErrorKind.CONNECT, _describe(error.os_error))
+    if isinstance(error, TimeoutError):
+        return classify_error(ErrorKind.TIMEOUT, f"no first byte in {first_byte_seconds:g}s")
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return classify_error(ErrorKind.RESET, _describe(error))
+    if isinstance(error, ValueError):  # a URL or header the client library refuses
+        return classify_error(ErrorKind.CONNECT, _describe(error))
+    raise error
+
+
+def _broken_outcome(error: Exception, request_seconds: float) -> Outcome:
+    """What an attempt whose answer broke before the client got any of it means."""
+    if isinstance(error, TimeoutError):
+        return classify_error(ErrorKind.BROKEN, f"answer not complete in {request_seconds:g}s")
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return classify_error(ErrorKind.BROKEN, _describe(error) or "answer broke")
+    raise error
