@@ -170,7 +170,7 @@ BROKEN = [
     ),
     pytest.param(
         "apps:\n  claude:\n    queue: [a, b\n    providers: {}\n",
-        "4: malformed YAML: expected ',' or ']', but got ':'",
+        "3: a list opened with '[' on this line is not closed with ']'",
         id="malformed-yaml",
     ),
     pytest.param(
