@@ -45,8 +45,10 @@ class ConfigErrors(ConfigError):
     """Several mistakes found in one pass, one per line, in file order."""
 
     def __init__(self, errors: list[ConfigError]) -> None:
-        flat = [leaf for e in errors for leaf in (e.errors if isinstance(e, ConfigErrors) else [e])]
-        self.errors = sorted(flat, key=lambda e: e.line or 0)
+        flat: list[ConfigError] = []
+        for error in errors:
+            flat += error.errors if isinstance(error, ConfigErrors) else [error]
+        self.errors: list[ConfigError] = sorted(flat, key=lambda e: e.line or 0)
         first = self.errors[0]
         super().__init__(first.source, first.line, first.path, first.message)
 
