@@ -488,6 +488,22 @@ async def test_broken_reload_keeps_the_old_configuration(addon: tuple[CcSwitch, 
     assert f.request.port == 9001
 
 
+async def test_a_refused_reload_is_in_the_status_until_a_good_one(
+    addon: tuple[CcSwitch, Path],
+) -> None:
+    cc, path = addon
+    good = path.read_text()
+    path.write_text(good.replace("failure_threshold: 2", "failure_treshold: 2"))
+    with pytest.raises(exceptions.CommandError):
+        cc.reload()
+    error = json.loads(cc.status())["config_error"]
+    assert "failure_treshold" in error["message"]
+    assert error["since"] > 0
+    path.write_text(good)
+    cc.reload()
+    assert json.loads(cc.status())["config_error"] is None
+
+
 async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with(
     addon: tuple[CcSwitch, Path],
 ) -> None:
