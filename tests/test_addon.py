@@ -537,3 +537,18 @@ async def test_warns_when_listening_beyond_loopback(
     ctx.options.update(listen_host="127.0.0.1")
     cc.running()
     assert "beyond loopback" not in caplog.text
+
+
+async def test_the_default_config_honours_ccswitch_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKUP_KEY", SECRET)
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text(CONFIG)
+    monkeypatch.setenv("CCSWITCH_CONFIG", str(path))
+    monkeypatch.chdir(tmp_path)  # no ./providers.yaml here
+    cc = CcSwitch()
+    with taddons.context(proxyserver.Proxyserver(), cc) as tctx:
+        tctx.configure(cc, ccswitch_config="", ccswitch_state="")
+        assert cc.engine is not None
+        assert cc.engine.router.config.source == str(path)
