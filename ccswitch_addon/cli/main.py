@@ -178,10 +178,9 @@ def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             with open_readonly(Path(args.state).expanduser()) as db:
                 known = known_apps(db, config)
-        except StoreError as e:
-            print(f"ccswitch: {e}", file=err)
-            return EXIT_FAILED
-        if args.app not in known:
+        except StoreError:  # said below, by the report itself
+            known = list(config.apps) if config else []
+        if known and args.app not in known:
             print(
                 f"ccswitch: unknown app {args.app!r}; known: {', '.join(known) or 'none yet'}",
                 file=err,
