@@ -34,7 +34,7 @@ from ccswitch_addon.core.config import (
     load_config,
 )
 from ccswitch_addon.core.paths import default_config_path, default_state_path
-from ccswitch_addon.core.router import UnknownName
+from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import (
@@ -99,7 +99,8 @@ class CcSwitch:
             "ccswitch_config",
             str,
             "",
-            "providers.yaml; default ./providers.yaml, else ~/.ccswitch/providers.yaml",
+            "providers.yaml; default $CCSWITCH_CONFIG, else ./providers.yaml, "
+            "else ~/.ccswitch/providers.yaml",
         )
         loader.add_option(
             "ccswitch_state",
@@ -240,6 +241,7 @@ class CcSwitch:
             try:
                 config = _read_config(path)
             except ConfigError as e:
+                self.engine.config_refused(str(e))
                 logger.log(
                     ALERT,
                     "ccswitch: reload refused, the previous configuration keeps serving: %s",
@@ -422,7 +424,7 @@ class CcSwitch:
         """Make PROVIDER the current provider of APP."""
         try:
             self._engine().switch(app, provider)
-        except UnknownName as e:
+        except (UnknownName, SwitchRefused) as e:
             raise exceptions.CommandError(str(e)) from None
         logger.log(ALERT, "ccswitch: %s now routes to %s first", app, provider)
 
@@ -441,6 +443,7 @@ class CcSwitch:
         try:
             config = _read_config(_config_path())
         except ConfigError as e:
+            self._engine().config_refused(str(e))
             raise exceptions.CommandError(str(e)) from None
         self._apply(config)
 

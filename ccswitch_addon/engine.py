@@ -16,7 +16,7 @@ from typing import Any
 from ccswitch_addon.core.breaker import State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.record import Attempt, Finished
-from ccswitch_addon.core.router import Router, UnknownName
+from ccswitch_addon.core.router import Router, SwitchRefused, UnknownName
 from ccswitch_addon.core.stats import Stats
 from ccswitch_addon.core.status import build_status
 from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
@@ -26,6 +26,8 @@ from ccswitch_addon.wire.replies import Reply
 __all__ = ["Attempt", "Engine", "Finished"]  # Attempt and Finished: from core.record
 
 logger = logging.getLogger(__name__)
+
+CONTROL_CALLER = "a request to ccswitch.local"  # who switched, when the caller does not say
 
 
 class Engine:
@@ -39,6 +41,8 @@ class Engine:
         self.state_listeners: list[Callable[[str, str, State, State], None]] = []
         self._last_probe: dict[tuple[str, str], float] = {}
         self._probing: set[tuple[str, str]] = set()
+        # A reload the running proxy refused: {"message", "since"}, until a good one.
+        self.config_error: dict[str, Any] | None = None
 
     # --- state file ---------------------------------------------------------------------
 
@@ -78,6 +82,12 @@ class Engine:
         removed = set(self.router.config.apps) - set(config.apps)
         self.router.reload(config)
         self.switches.forget(removed)
+        self.config_error = None
+
+    def config_refused(self, message: str) -> None:
+        """A changed providers.yaml was refused; the status shows it until a good reload."""
+        since = self.config_error["since"] if self.config_error else self._clock()
+        self.config_error = {"message": message, "since": since}
 
     def request_done(self, done: Finished) -> SwitchEvent | None:
         now = self._clock()
@@ -179,10 +189,23 @@ class Engine:
 
     # --- control ----------------------------------------------------------------------------
 
-    def switch(self, app: str, pid: str) -> None:
+    def switch(self, app: str, pid: str, by: str = "the ccswitch.switch command") -> str | None:
+        """Make pid the current provider of app, recorded as an event naming ``by``.
+
+        Returns a note when the provider cannot take requests right now (open, cooling down).
+        """
+        before = self.router.current(app)
         self.router.switch(app, pid)
+        if before != pid:
+            self.switches.manual(app, before, pid, by)
         if self.store is not None:
             self.store.save_app(app, pid, self.switches.active(app))
+        breaker = self.router.breaker(app, pid)
+        if self.router.app(app).failover and breaker.label() in ("open", "cooldown"):
+            reopens = breaker.reopens_at()
+            when = f" for {max(0, int((reopens or 0) - self._clock() + 0.999))}s" if reopens else ""
+            return f"{pid} is {breaker.label()}{when}; until then the queue's next provider serves"
+        return None
 
     def reset(self, app: str, pid: str) -> None:
         self.router.reset(app, pid)
@@ -195,6 +218,7 @@ class Engine:
                 entry.update(self.stats.summary(name, entry["id"]))
                 entry["health"] = _health(entry)
         status["state_file"] = str(self.store.path) if self.store else None
+        status["config_error"] = self.config_error
         return status
 
     def control(self, method: str, path: str, body: bytes) -> Reply:
@@ -207,11 +231,21 @@ class Engine:
                 app, provider = str(args["app"]), str(args["provider"])
             except (ValueError, KeyError, TypeError) as e:
                 return _json(400, {"error": f'expected JSON {{"app": …, "provider": …}}: {e}'})
+            by = str(args.get("by") or CONTROL_CALLER)
+            note: str | None = None
             try:
-                (self.switch if path == "/switch" else self.reset)(app, provider)
+                if path == "/switch":
+                    note = self.switch(app, provider, by)
+                else:
+                    self.reset(app, provider)
             except UnknownName as e:
                 return _json(404, {"error": str(e)})
-            return _json(200, {"ok": True, "app": app, "provider": provider})
+            except SwitchRefused as e:
+                return _json(409, {"error": str(e)})
+            answer: dict[str, Any] = {"ok": True, "app": app, "provider": provider}
+            if note:
+                answer["note"] = note
+            return _json(200, answer)
         return _json(404, {"error": f"no such page: {method} {path}"})
 
 

@@ -488,6 +488,22 @@ async def test_broken_reload_keeps_the_old_configuration(addon: tuple[CcSwitch, 
     assert f.request.port == 9001
 
 
+async def test_a_refused_reload_is_in_the_status_until_a_good_one(
+    addon: tuple[CcSwitch, Path],
+) -> None:
+    cc, path = addon
+    good = path.read_text()
+    path.write_text(good.replace("failure_threshold: 2", "failure_treshold: 2"))
+    with pytest.raises(exceptions.CommandError):
+        cc.reload()
+    error = json.loads(cc.status())["config_error"]
+    assert "failure_treshold" in error["message"]
+    assert error["since"] > 0
+    path.write_text(good)
+    cc.reload()
+    assert json.loads(cc.status())["config_error"] is None
+
+
 async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with(
     addon: tuple[CcSwitch, Path],
 ) -> None:
@@ -521,3 +537,18 @@ async def test_warns_when_listening_beyond_loopback(
     ctx.options.update(listen_host="127.0.0.1")
     cc.running()
     assert "beyond loopback" not in caplog.text
+
+
+async def test_the_default_config_honours_ccswitch_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKUP_KEY", SECRET)
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text(CONFIG)
+    monkeypatch.setenv("CCSWITCH_CONFIG", str(path))
+    monkeypatch.chdir(tmp_path)  # no ./providers.yaml here
+    cc = CcSwitch()
+    with taddons.context(proxyserver.Proxyserver(), cc) as tctx:
+        tctx.configure(cc, ccswitch_config="", ccswitch_state="")
+        assert cc.engine is not None
+        assert cc.engine.router.config.source == str(path)

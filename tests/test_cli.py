@@ -95,6 +95,7 @@ def test_check_shows_what_was_understood(
     assert "(outside the queue: for a manual switch)" in spare
     assert "gemini  (api gemini, failover off, up to 1 attempts)" in out
     assert err.splitlines() == [
+        f"config: {path} (given)",
         f"warning: {path}:16: apps.claude.providers.later.api_key: "
         "provider disabled: environment variable CCSW_TEST_MISSING is not set",
         f"warning: {path}:20: apps.claude.providers.spare.api_key: "
@@ -170,7 +171,7 @@ BROKEN = [
     ),
     pytest.param(
         "apps:\n  claude:\n    queue: [a, b\n    providers: {}\n",
-        "4: malformed YAML: expected ',' or ']', but got ':'",
+        "3: a list opened with '[' on this line is not closed with ']'",
         id="malformed-yaml",
     ),
     pytest.param(
@@ -203,14 +204,17 @@ def test_check_names_file_line_and_key(
     assert main(["check", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    [line] = err.splitlines()
+    named, line = err.splitlines()
+    assert named == f"config: {path} (given)"
     assert line.startswith(f"{path}:{expected}")
     assert "Traceback" not in err
 
 
 def test_check_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path / "nope.yaml")]) == 2
-    assert capsys.readouterr().err == f"{tmp_path / 'nope.yaml'}: no such file\n"
+    assert capsys.readouterr().err == (
+        f"config: {tmp_path / 'nope.yaml'} (given)\n{tmp_path / 'nope.yaml'}: no such file\n"
+    )
 
 
 def ccswitch_script() -> str:

@@ -11,6 +11,7 @@ from ccswitch_addon.core.config import (
     Auth,
     BreakerConfig,
     ConfigError,
+    ConfigErrors,
     load_config,
     parse_config,
 )
@@ -199,7 +200,7 @@ def test_an_unset_variable_in_base_url_is_not_checked_as_a_url() -> None:
     provider = config.apps["claude"].providers["a"]
     assert provider.disabled == "${URL} is not set (apps.claude.providers.a.base_url)"
     assert provider.base_url == "${URL}"
-    assert [str(w) for w in config.warnings] == [
+    assert [str(w) for w in config.warnings if w.disabling] == [
         "p.yaml:5: apps.claude.providers.a.base_url: "
         "provider disabled: environment variable URL is not set"
     ]
@@ -550,17 +551,17 @@ def test_failover_must_be_a_boolean() -> None:
     [
         pytest.param(
             "apps:\n  claude:\n    queue: [a\n    providers: {}\n",
-            "p.yaml:4: malformed YAML: expected ',' or ']', but got ':'",
+            "p.yaml:3: a list opened with '[' on this line is not closed with ']'",
             id="unclosed-list",
         ),
         pytest.param(
             "apps:\n\tclaude: 1\n",
-            "p.yaml:2: malformed YAML: found character '\\t' that cannot start any token",
+            "p.yaml:2: a tab character: YAML indents with spaces only",
             id="tab",
         ),
         pytest.param(
             'apps:\n  claude:\n    queue: "a\n',
-            "p.yaml:4: malformed YAML: found unexpected end of stream",
+            "p.yaml:3: a quote opened on this line is never closed",
             id="unclosed-quote",
         ),
     ],
@@ -602,3 +603,107 @@ def test_load_config_reads_the_file_and_names_it(tmp_path: Path) -> None:
     path.write_bytes(b"apps: \xff\xfe\n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(path, env={})
+
+
+# --- mistakes in our own words, all of them in one run ------------------------------------
+
+
+def _misindent(key: str, spaces: int) -> str:
+    """The shipped example with one app's key moved to ``spaces`` columns."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert f"\n  {key}:" in text
+    return text.replace(f"\n  {key}:", f"\n{' ' * spaces}{key}:", 1)
+
+
+def _line_of(text: str, start: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith(start))
+
+
+@pytest.mark.parametrize("spaces", [0, 1, 3, 5])
+def test_a_misindented_app_is_reported_at_its_own_line(spaces: int) -> None:
+    text = _misindent("codex", spaces)
+    line = _line_of(text, " " * spaces + "codex:")
+    message = error_of(text)
+    assert message == (
+        f"p.yaml:{line}: 'codex' does not line up with the lines around it; check the indentation"
+    )
+    assert "<block" not in message
+
+
+def test_a_misindented_nested_key_is_reported_at_its_line() -> None:
+    text = "apps:\n  claude:\n    queue: [a]\n   providers: {}\n"
+    assert error_of(text) == (
+        "p.yaml:4: 'providers' does not line up with the lines around it; check the indentation"
+    )
+
+
+def test_a_key_without_its_colon() -> None:
+    text = "apps:\n  claude:\n    queue\n    providers: {}\n"
+    assert error_of(text).startswith("p.yaml:3: a key without ':'")
+
+
+SEVERAL = """\
+apps:
+  claude:
+    queue: [a, b]
+    providers:
+      a:
+        base_url: ftp://a.example
+        auth: passthrough
+      b:
+        base_url: https://b.example
+        auth: passthrough
+        modles: {"*": x}
+  codex:
+    queue: [a]
+    breaker:
+      failure_threshold: 0
+    providers:
+      a: {base_url: 'https://x.example', auth: passthrough}
+  gemini:
+    queue: [a]
+    providers:
+      a: {base_url: 'https://x.example', auth: passthrough, colour: red}
+"""
+
+
+def test_every_mistake_in_one_run_in_file_order() -> None:
+    with pytest.raises(ConfigErrors) as info:
+        parse_config(SEVERAL, "p.yaml", env={})
+    lines = str(info.value).splitlines()
+    assert [line.split(": ", 2)[:2] for line in lines] == [
+        ["p.yaml:6", "apps.claude.providers.a.base_url"],
+        ["p.yaml:11", "apps.claude.providers.b.modles"],
+        ["p.yaml:15", "apps.codex.breaker.failure_threshold"],
+        ["p.yaml:21", "apps.gemini.providers.a.colour"],
+    ]
+    assert "did you mean 'models'?" in lines[1]
+    assert [e.line for e in info.value.errors] == [6, 11, 15, 21]
+
+
+@pytest.mark.parametrize("where", ["api_key: $OR_KEY", "headers: {X-Key: $OR_KEY}"])
+def test_a_variable_without_braces_is_a_mistake(where: str) -> None:
+    text = one_app("claude", f"{{base_url: 'https://x.example', auth: bearer, {where}}}")
+    if "headers" in where:
+        text = text.replace("auth: bearer,", "auth: passthrough,")
+    message = error_of(text, env={"OR_KEY": "sk-secret-value-123"})
+    assert message.startswith("p.yaml:5: apps.claude.providers.a.")
+    assert "did you mean `${OR_KEY}`?" in message
+    assert "sk-secret" not in message
+
+
+def test_an_app_whose_every_provider_is_disabled_is_flagged() -> None:
+    text = (
+        "apps:\n  claude:\n    queue: [a, b]\n    providers:\n"
+        "      a: {base_url: 'https://a.example', api_key: '${NOPE_A}'}\n"
+        "      b: {base_url: 'https://b.example', api_key: '${NOPE_B}'}\n"
+        "      c: {base_url: 'https://c.example', auth: passthrough}\n"
+    )
+    config = parse_config(text, "p.yaml", env={})
+    unusable = [str(w) for w in config.warnings if w.unusable]
+    assert unusable == [
+        "p.yaml:3: apps.claude.queue: claude has no usable provider: "
+        "every one in its queue is disabled"
+    ]
+    config = parse_config(text, "p.yaml", env={"NOPE_B": "sk-now-set-1234"})
+    assert not [w for w in config.warnings if w.unusable]

@@ -81,7 +81,10 @@ def test_restart_keeps_open_breakers_and_manual_switch(tmp_path: Path, clock: Cl
     assert again.router.breaker("claude", "primary").label() == "open"
     assert again.router.current("claude") == "spare"
     assert again.switches.active("claude") == "backup"
-    assert [e.to for e in again.switches.events] == ["backup"]
+    assert [(e.to, e.reason) for e in again.switches.events] == [
+        ("spare", "manual switch by the ccswitch.switch command"),
+        ("backup", "after primary: 529"),
+    ]
     assert "primary" not in [p.id for p in again.router.select_providers("claude").providers]
     again.close()
 
@@ -157,3 +160,81 @@ def test_control_endpoints(clock: Clock) -> None:
     assert engine.control("POST", "/switch", b"not json").status == 400
     assert engine.control("GET", "/nothing", b"").status == 404
     assert json.loads(engine.control("GET", "/status", b"").body)["apps"]["claude"]
+
+
+CHAIN = """\
+apps:
+  claude:
+    queue: [a, b, c]
+    providers:
+      a: {base_url: "http://127.0.0.1:1", auth: passthrough}
+      b: {base_url: "http://127.0.0.1:2", auth: passthrough}
+      c: {base_url: "http://127.0.0.1:3", auth: passthrough}
+      later: {base_url: "http://127.0.0.1:4", api_key: "${CCSW_UNSET_FOR_TEST}"}
+"""
+
+
+def serve(engine: Engine, served: str, *failed: str) -> None:
+    attempts = [Attempt(pid, 5.0, True, 529) for pid in failed]
+    engine.request_done(Finished("claude", served, [*attempts, Attempt(served, 9.0, False, 200)]))
+
+
+def test_a_manual_switch_and_every_later_failover_are_events(clock: Clock) -> None:
+    engine = Engine(parse_config(CHAIN, "p.yaml", env={}), clock)
+    serve(engine, "a")
+    clock.now += 1
+    engine.control(
+        "POST", "/switch", b'{"app": "claude", "provider": "b", "by": "ccswitch switch"}'
+    )
+    clock.now += 1
+    serve(engine, "b")  # the chosen provider serves: no second event for the same change
+    clock.now += 1
+    serve(engine, "c", "b")  # within a second of the switch: a new cause, recorded at once
+    clock.now += 1
+    engine.switch("claude", "a")
+    assert [(e.from_, e.to, e.reason) for e in engine.switches.events] == [
+        ("a", "b", "manual switch by ccswitch switch"),
+        ("b", "c", "after b: 529"),
+        ("b", "a", "manual switch by the ccswitch.switch command"),
+    ]
+    assert engine.status()["events"][0]["reason"] == (
+        "manual switch by the ccswitch.switch command"
+    )
+
+
+def test_a_switch_to_a_disabled_provider_is_refused_with_the_reason(clock: Clock) -> None:
+    engine = Engine(parse_config(CHAIN, "p.yaml", env={}), clock)
+    answer = engine.control("POST", "/switch", b'{"app": "claude", "provider": "later"}')
+    assert answer.status == 409
+    assert json.loads(answer.body)["error"] == (
+        "claude cannot switch to later: it is disabled (${CCSW_UNSET_FOR_TEST} is not set "
+        "(apps.claude.providers.later.api_key)); claude keeps routing to a"
+    )
+    assert engine.router.current("claude") == "a"
+    assert not engine.switches.events
+
+
+def test_a_switch_to_an_open_provider_says_where_traffic_goes(clock: Clock) -> None:
+    engine = Engine(parse_config(CONFIG, "p.yaml", env={}), clock)
+    open_breaker(engine, "backup")
+    answer = json.loads(
+        engine.control("POST", "/switch", b'{"app": "claude", "provider": "backup"}').body
+    )
+    assert answer["note"].startswith("backup is open for ")
+    assert answer["note"].endswith("; until then the queue's next provider serves")
+
+
+def test_a_refused_reload_shows_in_the_status_until_a_good_one(clock: Clock) -> None:
+    config = parse_config(CONFIG, "p.yaml", env={})
+    engine = Engine(config, clock)
+    assert engine.status()["config_error"] is None
+    engine.config_refused("p.yaml:3: apps.claude.queue: duplicate key")
+    since = clock.now
+    clock.now += 5
+    engine.config_refused("p.yaml:4: apps.claude.queue: duplicate key")
+    assert engine.status()["config_error"] == {
+        "message": "p.yaml:4: apps.claude.queue: duplicate key",
+        "since": since,
+    }
+    engine.reload(config)
+    assert engine.status()["config_error"] is None

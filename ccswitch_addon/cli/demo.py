@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,13 +25,18 @@ from ccswitch_addon.cli.reports import status_table
 __all__ = ["run_demo"]
 
 OPEN_SECONDS = 5
+FAILURE_THRESHOLD = 2
+WIDTH = 100
 DEMO_KEY = "sk-demo-0000-not-a-real-key"
 CONFIG = """\
 # Written by `ccswitch demo`: two mock providers on loopback.
 apps:
   claude:
     queue: [primary, backup]
-    breaker: {{failure_threshold: 2, success_threshold: 1, open_seconds: {open_seconds}}}
+    breaker:
+      failure_threshold: {failure_threshold}
+      success_threshold: 1
+      open_seconds: {open_seconds}
     providers:
       primary:
         name: Mock primary
@@ -181,17 +187,32 @@ class _Story:
         self.events_seen = len(status["events"])
         return status
 
-    def request(self, number: int) -> None:
+    def request(self, number: int, why: str = "") -> tuple[str, int]:
+        """Send one request; print what came back and ``why``, the thing this line teaches."""
         status, headers, body = self.proxy.send()
         served = headers.get("x-ccswitch-provider", "?")
-        attempts = headers.get("x-ccswitch-attempts", "?")
-        note = (
-            f"after {int(attempts) - 1} failed attempt(s)"
-            if attempts not in ("1", "?")
-            else "first try"
-        )
-        self.say(f"#{number:<2} {status} from {served:8} ({note}): {_text(body)!r}")
+        attempts = int(headers.get("x-ccswitch-attempts", "1") or 1)
+        how = "first try" if attempts == 1 else f"after {attempts - 1} failed attempt(s)"
+        line = f"#{number:<2} {status} from {served:8} ({how})"
+        if number == 1:
+            line += f": {_text(body)!r}"
+        if why and len(line) + len(why) + 3 <= WIDTH:
+            line += f" - {why}"
+        elif why:
+            line += "\n" + textwrap.fill(
+                why, WIDTH, initial_indent="    ", subsequent_indent="    "
+            )
+        self.say(line)
         self.status()
+        return served, attempts
+
+
+THRESHOLD = (
+    "the primary was tried first again although the switch to the backup was announced: "
+    "the announcement says who served, while the primary's breaker opens only after "
+    "failure_threshold failures in a row ({threshold} in this demo, 8 by default for "
+    "claude), so until then every request still starts at the primary"
+)
 
 
 def _exit_on_term(signum: int, frame: object) -> None:
@@ -206,7 +227,12 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ccswitch-demo-"))
     config = workdir / "providers.yaml"
     config.write_text(
-        CONFIG.format(primary=primary.url, backup=backup.url, open_seconds=OPEN_SECONDS)
+        CONFIG.format(
+            primary=primary.url,
+            backup=backup.url,
+            open_seconds=OPEN_SECONDS,
+            failure_threshold=FAILURE_THRESHOLD,
+        )
     )
     proxy = _Proxy(workdir, config, keep)
     story = _Story(proxy, out)
@@ -217,20 +243,34 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
         )
         proxy.wait_ready()
         story.say(f"proxy on {proxy.url}; sending streaming Claude requests through it\n")
-        number = 1
-        for _ in range(3):
-            story.request(number)
-            number += 1
+        story.request(1, "the mock's answer, streamed through the proxy")
+        story.request(2, "a healthy primary serves every request; each success is counted")
+        number = 3
         story.say("\n-- the primary starts answering 529 Overloaded --")
         down["primary"] = True
+        failed = 0
         while story.states.get("primary") != "open":
-            story.request(number)
+            if failed == 0:
+                why = "the 529 was retried on the backup within the same request"
+            elif failed == 1:
+                why = THRESHOLD.format(threshold=FAILURE_THRESHOLD)
+            else:
+                why = f"failure {failed + 1} in a row at the primary"
+            story.request(number, why)
+            failed += 1
             number += 1
+        story.say(
+            f"   (that was failure {failed} in a row: the primary's breaker is open now, "
+            "so requests skip it without waiting for its error)"
+        )
         story.say(
             "\n-- the primary recovers, but its breaker is open: traffic stays on the backup --"
         )
         down["primary"] = False
-        story.request(number)
+        story.request(
+            number,
+            f"the primary is not asked while open ({OPEN_SECONDS}s here), even though it is fine",
+        )
         number += 1
         reopens = story.status()["apps"]["claude"]["queue"][0]["reopens_at"] or time.time()
         live = out.isatty()
@@ -253,9 +293,10 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
             print(file=out)
         story.status()  # shows open → half_open
         story.say("-- a half-open probe tries the primary again --")
-        for _ in range(3):
-            story.request(number)
-            number += 1
+        story.request(
+            number, "one real request is let through as the probe; it succeeded, so it closes"
+        )
+        story.request(number + 1, "back to normal: the primary is current and active again")
         story.say("\n" + status_table(story.status()))
         story.say(
             f"\nstate file: {workdir / 'state.db'}\nflows:      {workdir / 'flows.mitm'}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,9 +14,18 @@ from pathlib import Path
 from typing import TextIO
 
 from ccswitch_addon.core.config import Config
-from ccswitch_addon.core.paths import HOME_DIR
+from ccswitch_addon.core.paths import home_config_path
 
-__all__ = ["TOOLS", "env_lines", "init_config", "mitm_command", "paste_lines"]
+__all__ = [
+    "TOOLS",
+    "LaunchOptions",
+    "env_lines",
+    "init_config",
+    "mitm_command",
+    "paste_lines",
+    "port_taken",
+    "split_launch_args",
+]
 
 ADDON = Path(__file__).resolve().parent.parent / "addon.py"
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_providers.yaml"
@@ -115,11 +126,82 @@ def paste_lines(
             )
             if not line.startswith("#")
         ]
+    status = "ccswitch status"
+    if (host, port) != (DEFAULT_HOST, DEFAULT_PORT):
+        status += f" --proxy http://{host}:{port}"
     out.append(
-        f"# status: ccswitch status   dashboard: curl -x http://{host}:{port} "
+        f"# status: {status}   dashboard: curl -x http://{host}:{port} "
         "http://ccswitch.local/ (or set the browser's proxy)"
     )
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """`ccswitch run|web`'s own options; everything else goes to mitmdump/mitmweb."""
+
+    config: str | None
+    port: int | None
+    help: bool
+    mitm_args: list[str]
+
+
+def split_launch_args(args: Sequence[str]) -> LaunchOptions:
+    """Take ccswitch's options (--config, --port, -h/--help) out of a run/web command line.
+
+    Not argparse: it would take mitmdump's own options for abbreviations or values of ours.
+    After ``--`` everything is mitmdump's.
+    """
+    config: str | None = None
+    port: int | None = None
+    wants_help = False
+    rest: list[str] = []
+    items = list(args)
+    index = 0
+    while index < len(items):
+        arg = items[index]
+        if arg == "--":
+            rest += items[index + 1 :]
+            break
+        name, eq, inline = arg.partition("=")
+        if name in ("--config", "--port"):
+            if eq:
+                value = inline
+            elif index + 1 < len(items):
+                index += 1
+                value = items[index]
+            else:
+                raise ValueError(f"{name} needs a value")
+            if name == "--config":
+                config = value
+            else:
+                try:
+                    port = int(value)
+                except ValueError:
+                    raise ValueError(f"--port takes a number, got {value!r}") from None
+                if not 0 < port < 65536:
+                    raise ValueError(f"--port takes 1 to 65535, got {port}")
+        elif arg in ("-h", "--help"):
+            wants_help = True
+        else:
+            rest.append(arg)
+        index += 1
+    if port is not None:
+        rest = ["--listen-port", str(port), *rest]
+    return LaunchOptions(config, port, wants_help, rest)
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (mitmproxy would fail with Errno 98)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As asyncio's server does: a port held only by TIME_WAIT connections is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "0.0.0.0", port))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+    return False
 
 
 def _has(args: Sequence[str], *names: str) -> bool:
@@ -149,7 +231,16 @@ def mitm_command(program: str, args: Sequence[str]) -> tuple[list[str], str, int
     host = _value(args, "--listen-host") or DEFAULT_HOST
     port = int(_value(args, "-p", "--listen-port") or DEFAULT_PORT)
     mode = _value(args, "-m", "--mode")
-    reverse = mode.split(":", 1)[1].split("@")[0] if mode and mode.startswith("reverse:") else None
+    if mode and "@" in mode:
+        # `--mode regular@8082` (as mitmproxy suggests when 8080 is taken) listens there
+        spec, _, at = mode.rpartition("@")
+        where = at.rsplit(":", 1)
+        if where[-1].isdigit():
+            port = int(where[-1])
+            if len(where) == 2 and where[0]:
+                host = where[0]
+        mode = spec
+    reverse = mode.split(":", 1)[1] if mode and mode.startswith("reverse:") else None
     return command, host, port, reverse
 
 
@@ -165,7 +256,7 @@ def exec_mitm(command: list[str], out: TextIO) -> int:
 
 def init_config(target: Path | None = None) -> tuple[bool, Path]:
     """Write the example providers.yaml; (False, path) when one is there already."""
-    path = target or (HOME_DIR / "providers.yaml").expanduser()
+    path = target or home_config_path()
     if path.exists():
         return False, path
     path.parent.mkdir(parents=True, exist_ok=True)

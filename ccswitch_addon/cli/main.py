@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ccswitch_addon.cli.client import DEFAULT_PROXY, ProxyUnavailable, call
+from ccswitch_addon.cli.configfile import CONFIG_HELP, announce, load_named, resolve
 from ccswitch_addon.cli.launch import (
+    DEFAULT_HOST,
     TOOLS,
     confdir_of,
     env_lines,
@@ -19,9 +22,13 @@ from ccswitch_addon.cli.launch import (
     init_config,
     mitm_command,
     paste_lines,
+    port_taken,
+    split_launch_args,
 )
 from ccswitch_addon.cli.reports import (
+    USAGE_COVERS,
     format_table,
+    known_apps,
     log_rows,
     parse_since,
     status_from_store,
@@ -29,7 +36,7 @@ from ccswitch_addon.cli.reports import (
     usage_rows,
 )
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
-from ccswitch_addon.core.paths import default_config_path, default_state_path
+from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
 
@@ -75,27 +82,25 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    path = Path(args.file) if args.file else default_config_path()
+    if args.file and args.config and Path(args.file) != Path(args.config):
+        print("ccswitch: give the file once: either FILE or --config", file=err)
+        return EXIT_USAGE
+    path, why = (Path(args.file), "given") if args.file else resolve(args.config)
+    announce(path, why, err)
     try:
         config: Config = load_config(path)
     except ConfigError as e:
         print(e, file=err)
         return EXIT_USAGE
+    failed = False
     for warning in config.warnings:
-        print(f"{'error' if args.strict and warning.disabling else 'warning'}: {warning}", file=err)
+        error = warning.unusable or (args.strict and warning.disabling)
+        failed = failed or error
+        print(f"{'error' if error else 'warning'}: {warning}", file=err)
     print(f"{config.source}: {len(config.apps)} app(s)", file=out)
     for app in config.apps.values():
         _describe_app(app, out)
-    if args.strict and any(w.disabling for w in config.warnings):
-        return EXIT_USAGE
-    return EXIT_OK
-
-
-def _config_or_none(path: str | None) -> Config | None:
-    try:
-        return load_config(Path(path) if path else default_config_path())
-    except ConfigError:
-        return None
+    return EXIT_USAGE if failed else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -103,9 +108,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         code, status = call(args.proxy, "GET", "/status")
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; reading the state file instead", file=err)
+        config = load_named(args.config, err, quiet_missing=True)
         try:
             with open_readonly(Path(args.state).expanduser()) as db:
-                status = status_from_store(db, _config_or_none(args.config))
+                status = status_from_store(db, config)
         except StoreError as e2:
             print(f"ccswitch: {e2}", file=err)
             return EXIT_FAILED
@@ -114,6 +120,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if code != 200:
             print(f"ccswitch: the proxy answered {code}: {status}", file=err)
             return EXIT_FAILED
+        if status.get("config"):
+            announce(Path(status["config"]), f"used by the proxy at {args.proxy}", err)
     if args.json:
         print(json.dumps(status, indent=2), file=out)
     else:
@@ -123,18 +131,21 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     action = args.command
+    body = {"app": args.app, "provider": args.provider, "by": f"ccswitch {action}"}
     try:
-        code, answer = call(
-            args.proxy, "POST", f"/{action}", {"app": args.app, "provider": args.provider}
-        )
+        code, answer = call(args.proxy, "POST", f"/{action}", body)
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; start it with `ccswitch run`", file=err)
         return EXIT_FAILED
     if code != 200:
         print(f"ccswitch: {answer.get('error', answer)}", file=err)
-        return EXIT_USAGE if code in (400, 404) else EXIT_FAILED
-    verb = "now routes to" if action == "switch" else "reset:"
-    print(f"{args.app} {verb} {args.provider}", file=out)
+        return EXIT_USAGE if code in (400, 404, 409) else EXIT_FAILED
+    if action == "switch":
+        print(f"{args.app} now tries {args.provider} first", file=out)
+    else:
+        print(f"{args.app}: {args.provider} reset (breaker closed, cooldown cleared)", file=out)
+    if answer.get("note"):
+        print(f"note: {answer['note']}", file=out)
     return EXIT_OK
 
 
@@ -162,6 +173,19 @@ def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as e:
         print(f"ccswitch: {e}", file=err)
         return EXIT_USAGE
+    if args.app:
+        config = load_named(args.config, err, quiet_missing=True)
+        try:
+            with open_readonly(Path(args.state).expanduser()) as db:
+                known = known_apps(db, config)
+        except StoreError:  # said below, by the report itself
+            known = list(config.apps) if config else []
+        if known and args.app not in known:
+            print(
+                f"ccswitch: unknown app {args.app!r}; known: {', '.join(known) or 'none yet'}",
+                file=err,
+            )
+            return EXIT_USAGE
     return _report(
         args,
         out,
@@ -172,6 +196,7 @@ def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    print(USAGE_COVERS, file=err)
     return _report(args, out, err, lambda db: usage_rows(db, args.by), "(no requests logged yet)")
 
 
@@ -182,27 +207,71 @@ def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    written, path = init_config(Path(args.file).expanduser() if args.file else None)
+    target = args.config or args.file
+    written, path = init_config(Path(target).expanduser() if target else None)
     if not written:
         print(f"ccswitch: {path} exists already; it was left as it is", file=err)
+        _warn_shadowed(path, err)
         return EXIT_FAILED
     print(f"wrote {path}; edit it, then `ccswitch check` and `ccswitch run`", file=out)
+    _warn_shadowed(path, err)
     return EXIT_OK
+
+
+def _warn_shadowed(written: Path, err: TextIO) -> None:
+    """Say so when the commands run here would read another file than the one written."""
+    used, _ = resolve(None)
+    if used.resolve() == written.resolve():
+        return
+    if os.environ.get(CONFIG_ENV):
+        reason = f"${CONFIG_ENV} names {used}"
+    elif used == LOCAL_CONFIG:
+        reason = f"{LOCAL_CONFIG} in this directory ({Path.cwd()}) takes precedence"
+    else:
+        reason = f"the default is {used}"
+    print(
+        f"ccswitch: note: {reason}, so commands run here use that file, not {written};"
+        f" pass --config {written} (or set {CONFIG_ENV}) to use the new one",
+        file=err,
+    )
 
 
 def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     program = "mitmweb" if args.command == "web" else "mitmdump"
-    command, host, port, reverse = mitm_command(program, args.mitm_args)
-    config = _config_or_none(None)
-    print(paste_lines(config, host, port, reverse, confdir_of(args.mitm_args)), file=out)
+    try:
+        options = split_launch_args(args.mitm_args)
+    except ValueError as e:
+        print(f"ccswitch {args.command}: {e}", file=err)
+        return EXIT_USAGE
+    if options.help:
+        _launch_parser(args.command).print_help(out)
+        return EXIT_OK
+    mitm_args = options.mitm_args
+    if not any(a.startswith("ccswitch_config=") for a in mitm_args):
+        # The proxy reads the file named here, whatever its working directory.
+        path, _ = resolve(options.config)
+        mitm_args = ["--set", f"ccswitch_config={path.resolve()}", *mitm_args]
+    command, host, port, reverse = mitm_command(program, mitm_args)
+    if port_taken(host, port):
+        print(
+            f"ccswitch: {host}:{port} is in use already. Is ccswitch already running? "
+            f"(`ccswitch status --proxy http://{host}:{port}`)\n"
+            f"Stop it, or start this one elsewhere: ccswitch {args.command} --port {port + 2}",
+            file=err,
+        )
+        return EXIT_FAILED
+    config = load_named(options.config, err)
+    print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)
     return exec_mitm(command, out)
 
 
 def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ccswitch_addon.cli.preflight import check_provider
 
+    path, why = resolve(args.config)
+    announce(path, why, err)
     try:
-        config = load_config(Path(args.config) if args.config else default_config_path())
+        config = load_config(path)
     except ConfigError as e:
         print(e, file=err)
         return EXIT_USAGE
@@ -255,81 +324,177 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_demo(out, keep=args.keep)
 
 
+def _quiet_exit_on_broken_pipe() -> int:
+    """The reader went away (`ccswitch log | head`): stop without a traceback.
+
+    Python flushes stdout once more at exit; point it at /dev/null so that flush cannot fail.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # as a process killed by SIGPIPE, what shells report for `cmd | head`
+
+
+def _launch_parser(name: str) -> argparse.ArgumentParser:
+    """`run`/`web` help: ccswitch's own options; the rest is passed on unchanged."""
+    program = "mitmweb" if name == "web" else "mitmdump"
+    parser = argparse.ArgumentParser(
+        prog=f"ccswitch {name}",
+        usage=f"ccswitch {name} [--config PATH] [--port PORT] [{program} options …]",
+        description=LAUNCH_HELP[name],
+        epilog=(
+            f"Every other argument goes to {program} unchanged (for example "
+            "--mode reverse:https://api.anthropic.com, --set confdir=DIR); "
+            f"`{program} --help` lists them."
+        ),
+    )
+    _add_launch_options(parser)
+    return parser
+
+
+def _add_launch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"listen port (default 8080, on {DEFAULT_HOST}); the printed lines follow it",
+    )
+
+
+LAUNCH_HELP = {
+    "run": "Start mitmdump with the ccswitch addon and print what to paste for each tool.",
+    "web": "Start mitmweb (mitmproxy's web UI) with the ccswitch addon; as `run` otherwise.",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccswitch", description="Failover router for AI coding tools, on mitmproxy."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = sub.add_parser("check", help="validate providers.yaml and show what was understood")
-    check.add_argument("file", nargs="?", help="default: ./providers.yaml, else ~/.ccswitch/…")
-    check.add_argument("--strict", action="store_true", help="a disabled provider is an error")
-    check.set_defaults(handler=cmd_check)
 
-    def proxy_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--proxy", default=DEFAULT_PROXY, help=f"default {DEFAULT_PROXY}")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+    def config_option(p: argparse.ArgumentParser, text: str = CONFIG_HELP) -> None:
+        p.add_argument("--config", metavar="PATH", help=text)
+
+    def proxy_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--proxy", default=DEFAULT_PROXY, help=f"the running proxy (default {DEFAULT_PROXY})"
+        )
 
     def state_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state", default=str(default_state_path()), help="the state file")
+        p.add_argument(
+            "--state",
+            default=str(default_state_path()),
+            help="the state file the proxy writes (default ~/.ccswitch/state.db)",
+        )
 
-    status = sub.add_parser("status", help="routing status, from the proxy or the state file")
-    proxy_options(status)
+    check = command("check", "validate providers.yaml and show what was understood")
+    check.add_argument("file", nargs="?", help="the file to check (same as --config)")
+    config_option(check)
+    check.add_argument(
+        "--strict", action="store_true", help="a provider disabled by an unset variable is an error"
+    )
+    check.set_defaults(handler=cmd_check)
+
+    status = command("status", "routing status, from the running proxy or else the state file")
+    proxy_option(status)
     state_option(status)
-    status.add_argument("--config", help="providers.yaml, for the queue order (state file only)")
+    config_option(status, "providers.yaml for the queue order, when reading the state file")
     status.add_argument("--json", action="store_true", help="print the status JSON")
     status.set_defaults(handler=cmd_status)
+
     for name, text in (
-        ("switch", "make PROVIDER the current provider of APP"),
+        ("switch", "make PROVIDER the provider APP tries first (kept across restarts)"),
         ("reset", "close PROVIDER's breaker and clear its cooldown"),
     ):
-        control = sub.add_parser(name, help=text)
-        control.add_argument("app")
-        control.add_argument("provider")
-        proxy_options(control)
+        control = command(name, text)
+        control.add_argument("app", help="claude, codex, gemini, or another configured app")
+        control.add_argument("provider", help="a provider id of that app")
+        proxy_option(control)
         control.set_defaults(handler=cmd_control)
-    log = sub.add_parser("log", help="recent requests, or switch events with --failovers")
+
+    log = command("log", "recent requests from the state file, or switch events")
     state_option(log)
-    log.add_argument("--app")
-    log.add_argument("--since", default="1h", help="like 30m, 1h, 7d (default 1h)")
-    log.add_argument("--failovers", action="store_true", help="switch events instead")
+    config_option(log, "providers.yaml, for the app names --app accepts")
+    log.add_argument("--app", help="only this app")
+    log.add_argument("--since", default="1h", help="how far back: 30m, 1h, 7d (default 1h)")
+    log.add_argument(
+        "--failovers", action="store_true", help="switch events (failovers, manual switches)"
+    )
     log.set_defaults(handler=cmd_log)
-    usage = sub.add_parser("usage", help="requests, failures and tokens per provider and day")
+
+    usage = command("usage", "requests, failures and tokens per day or provider")
     state_option(usage)
-    usage.add_argument("--by", choices=("day", "provider"), default="day")
+    usage.add_argument(
+        "--by", choices=("day", "provider"), default="day", help="group by (default day)"
+    )
     usage.set_defaults(handler=cmd_usage)
-    env = sub.add_parser("env", help="shell lines that point a tool at the proxy")
-    env.add_argument("tool", choices=sorted(TOOLS))
-    env.add_argument("--reverse", action="store_true", help="base-URL variable instead")
-    env.add_argument("--port", type=int, default=8080)
+
+    env = command("env", "shell lines that point a tool at the proxy")
+    env.add_argument("tool", choices=sorted(TOOLS), help="the tool to set up")
+    env.add_argument(
+        "--reverse", action="store_true", help="set the tool's base-URL variable (no CA needed)"
+    )
+    env.add_argument("--port", type=int, default=8080, help="the proxy's port (default 8080)")
     env.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (the CA)")
     env.set_defaults(handler=cmd_env)
-    init = sub.add_parser("init", help="write the example to ~/.ccswitch/providers.yaml")
+
+    init = command("init", "write the example providers.yaml to ~/.ccswitch/ (never overwrites)")
     init.add_argument("file", nargs="?", help=argparse.SUPPRESS)
+    config_option(init, "write it here instead")
     init.set_defaults(handler=cmd_init)
-    for name, program in (("run", "mitmdump"), ("web", "mitmweb")):
-        launch = sub.add_parser(name, help=f"start {program} with the addon on 127.0.0.1:8080")
-        launch.add_argument("mitm_args", nargs=argparse.REMAINDER, help=f"passed on to {program}")
+
+    for name in ("run", "web"):
+        launch = sub.add_parser(
+            name,
+            help=LAUNCH_HELP[name][0].lower() + LAUNCH_HELP[name][1:].rstrip("."),
+            description=LAUNCH_HELP[name],
+            add_help=False,
+        )
+        _add_launch_options(launch)
+        launch.add_argument(
+            "mitm_args", nargs=argparse.REMAINDER, help="passed on to mitmdump/mitmweb"
+        )
         launch.set_defaults(handler=cmd_launch)
-    test = sub.add_parser("test", help="send one minimal real request to each provider")
-    test.add_argument("app", nargs="?")
+
+    test = command("test", "send one minimal real request to each provider")
+    test.add_argument("app", nargs="?", help="only this app")
     test.add_argument("--provider", help="only this provider (with APP)")
-    test.add_argument("--config", help="providers.yaml (default: the usual place)")
-    test.add_argument("--timeout", type=float, default=30.0)
+    config_option(test)
+    test.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
+    )
     test.set_defaults(handler=cmd_test)
-    demo = sub.add_parser("demo", help="see failover happen: mock providers, the real proxy")
-    demo.add_argument("--keep", action="store_true", help="leave the proxy (mitmweb) running")
+
+    demo = command("demo", "see failover happen: mock providers, the real proxy, no keys")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the proxy running, with mitmweb, until Ctrl-C"
+    )
     demo.set_defaults(handler=cmd_demo)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
     if argv and argv[0] in ("run", "web"):
-        # Everything after run/web belongs to mitmdump/mitmweb, options included.
+        # Everything after run/web but ccswitch's own options belongs to mitmdump/mitmweb.
         args = argparse.Namespace(command=argv[0], mitm_args=argv[1:], handler=cmd_launch)
         return cmd_launch(args, sys.stdout, sys.stderr)
     args = build_parser().parse_args(argv)
     code: int = args.handler(args, sys.stdout, sys.stderr)
+    sys.stdout.flush()  # a closed pipe shows here, inside the handler below
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _quiet_exit_on_broken_pipe()
+    except KeyboardInterrupt:
+        return 128 + 2  # Ctrl-C: stop quietly, as a shell reports SIGINT
 
 
 if __name__ == "__main__":

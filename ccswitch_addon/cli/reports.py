@@ -11,13 +11,32 @@ from typing import Any
 from ccswitch_addon.core.config import Config
 
 __all__ = [
+    "STATUS_EXPLAINS",
+    "USAGE_COVERS",
     "format_table",
+    "known_apps",
     "log_rows",
     "parse_since",
     "status_from_store",
     "status_table",
     "usage_rows",
 ]
+
+STATUS_EXPLAINS = (
+    "current: the provider an app tries first (the queue's head, or the one chosen with "
+    "`ccswitch switch`);\n"
+    "active: the provider that served its last request (not the current one while failing over)."
+)
+STATUS_COUNTS = (
+    "requests, success, p50/p95: attempts sent to each provider in the last hour since the "
+    "proxy started (a request that failed over counts once for each provider it tried)"
+)
+USAGE_COVERS = (
+    "From the request log in the state file (kept ccswitch_log_days, 30 by default): one row "
+    "per client request, counted for the provider that answered it (or the last one tried); "
+    "failures: requests whose final answer was an error. `ccswitch status` counts attempts "
+    "per provider over the last hour instead."
+)
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -55,7 +74,19 @@ def _pct(value: float | None) -> str | None:
 
 def status_table(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
-    out = []
+    out = [STATUS_EXPLAINS]
+    live = any("requests" in e for app in status["apps"].values() for e in app["queue"])
+    if live:
+        out.append(STATUS_COUNTS)
+    error = status.get("config_error")
+    if error:
+        since = time.strftime("%H:%M:%S", time.localtime(error["since"]))
+        out.append(
+            f"CONFIG ERROR since {since}: the proxy refused the changed file and keeps serving"
+            f" the previous configuration until it is fixed:\n  "
+            + str(error["message"]).replace("\n", "\n  ")
+        )
+    out.append("")
     for name, app in status["apps"].items():
         mode = "" if app.get("failover", True) else ", failover off"
         out.append(f"{name}: current {app['current']}, active {app.get('active') or '-'}{mode}")
@@ -143,6 +174,15 @@ def status_from_store(
         )
     ]
     return {"apps": apps, "events": events}
+
+
+def known_apps(db: sqlite3.Connection, config: Config | None) -> list[str]:
+    """The app names a filter may use: the configuration's, and any the state file has seen."""
+    names = list(config.apps) if config else []
+    for (name,) in db.execute("SELECT app FROM apps UNION SELECT DISTINCT app FROM requests"):
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def log_rows(

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ccswitch_addon.core.rules import Rule, parse_rules
-from ccswitch_addon.core.yamlnodes import ConfigError, Node, parse_document
+from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "BreakerConfig",
     "Config",
     "ConfigError",
+    "ConfigErrors",
     "Probe",
     "ProviderConfig",
     "WebSocket",
@@ -202,6 +203,7 @@ DEFAULT_PROBES: Mapping[Api, Probe] = {
     Api.GEMINI: Probe("GET", "/v1beta/models", None, 0),
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # $VAR: meant as ${VAR}, taken literally
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -262,6 +264,11 @@ class _Unset(Exception):
 def _expand(node: Node, env: Mapping[str, str]) -> str:
     """Text with every ${VAR} replaced from the environment; _Unset names the first missing one."""
     text = node.text()
+    bare = _BARE_VAR.search(text)
+    if bare:
+        raise node.error(
+            f"did you mean `${{{bare.group(1)}}}`? Only ${{VAR}} is read from the environment"
+        )
 
     def replace(match: re.Match[str]) -> str:
         value = env.get(match.group(1))
@@ -452,10 +459,16 @@ def _parse_app(
     if "providers" not in entries:
         raise node.error("providers is required")
     providers: dict[str, ProviderConfig] = {}
+    mistakes = Mistakes()  # every provider's mistakes, not only the first one's
+    broken: set[str] = set()
     for pid, pnode in entries["providers"].mapping().items():
-        if not _ID.match(pid):
-            raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
-        providers[pid] = _parse_provider(pid, pnode, api, env, warnings)
+        try:
+            if not _ID.match(pid):
+                raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
+            providers[pid] = _parse_provider(pid, pnode, api, env, warnings)
+        except ConfigError as e:
+            mistakes.record(e)
+            broken.add(pid)
     if "queue" not in entries:
         raise node.error("queue is required: the providers in priority order")
     queue_node = entries["queue"]
@@ -463,6 +476,8 @@ def _parse_app(
         text for text, _ in _items(queue_node, "the queue is empty; list at least one provider")
     )
     for index, (pid, item) in enumerate(_items(queue_node)):
+        if pid in broken:
+            continue
         if pid not in providers:
             raise item.error(
                 f"{pid!r} is not a provider of {name}; known: {', '.join(providers) or 'none'}"
@@ -474,6 +489,17 @@ def _parse_app(
     defaults = known.breaker if known else _QUICK
     breaker = _parse_breaker(entries.get("breaker"), defaults)
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    mistakes.check()
+    if all(providers[pid].disabled for pid in queue):
+        warnings.append(
+            ConfigError(
+                queue_node.source,
+                queue_node.line,
+                queue_node.path,
+                f"{name} has no usable provider: every one in its queue is disabled",
+                unusable=True,
+            )
+        )
     websocket = (
         entries["websocket"].choice(WebSocket, "websocket")
         if "websocket" in entries
@@ -494,10 +520,14 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
             source, root.line, "apps", "is required: one entry per tool (claude, codex, gemini, …)"
         )
     warnings: list[ConfigError] = []
-    apps = {
-        name: _parse_app(name, app_node, environment, warnings)
-        for name, app_node in top["apps"].mapping().items()
-    }
+    apps: dict[str, AppConfig] = {}
+    mistakes = Mistakes()  # every app's mistakes in one run
+    for name, app_node in top["apps"].mapping().items():
+        try:
+            apps[name] = _parse_app(name, app_node, environment, warnings)
+        except ConfigError as e:
+            mistakes.record(e)
+    mistakes.check()
     if not apps:
         raise top["apps"].error("no apps configured")
     return Config(source, apps, tuple(warnings))

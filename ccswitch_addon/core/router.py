@@ -10,7 +10,7 @@ from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.outcome import Outcome
 
-__all__ = ["Router", "Selection", "UnknownName"]
+__all__ = ["Router", "Selection", "SwitchRefused", "UnknownName"]
 
 StateListener = Callable[[str, str, State, State], None]  # app, provider, old, new
 
@@ -20,6 +20,10 @@ class UnknownName(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class SwitchRefused(ValueError):
+    """A switch to a provider that cannot take requests (a disabled one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +200,17 @@ class Router:
     # --- control -----------------------------------------------------------------------------
 
     def switch(self, app: str, pid: str) -> None:
-        """Make pid the current provider; the queue stays the fallback order behind it."""
-        self.provider(app, pid)
+        """Make pid the current provider; the queue stays the fallback order behind it.
+
+        A disabled provider is refused: the router would skip it, so the switch would say one
+        thing while traffic goes elsewhere.
+        """
+        provider = self.provider(app, pid)
+        if provider.disabled:
+            raise SwitchRefused(
+                f"{app} cannot switch to {pid}: it is disabled ({provider.disabled}); "
+                f"{app} keeps routing to {self.current(app)}"
+            )
         self._current[app] = pid
 
     def reset(self, app: str, pid: str) -> None:

@@ -93,13 +93,28 @@ class SwitchManager:
         event = SwitchEvent(now, app, announced, pid, self._reason.pop(app))
         self._announced[app] = pid
         self._last_event[app] = now
+        self._emit(event)
+        return event
+
+    def manual(self, app: str, from_: str | None, to: str, by: str) -> SwitchEvent:
+        """Someone chose ``to`` as the app's current provider (``from_`` was).
+
+        Recorded at once, and outside the flapping hold-back: a failover right after it (the
+        chosen provider failing) is a new cause and must be an event of its own.
+        """
+        event = SwitchEvent(self._clock(), app, from_, to, f"manual switch by {by}")
+        self._announced[app] = to
+        self._reason.pop(app, None)
+        self._emit(event)
+        return event
+
+    def _emit(self, event: SwitchEvent) -> None:
         self.events.append(event)
         for listener in self._listeners:
             try:
                 listener(event)
             except Exception:  # a broken listener must not break routing
                 logger.exception("switch listener %r failed", listener)
-        return event
 
     def forget(self, apps: Iterable[str]) -> None:
         """Drop apps that a reload removed."""

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ccswitch_addon.core.yamlerrors import explain
+
 E = TypeVar("E", bound=Enum)
 
 
@@ -17,9 +19,17 @@ class ConfigError(ValueError):
     """A mistake in providers.yaml, rendered as ``FILE:LINE: key.path: what is wrong``."""
 
     def __init__(
-        self, source: str, line: int | None, path: str, message: str, *, disabling: bool = False
+        self,
+        source: str,
+        line: int | None,
+        path: str,
+        message: str,
+        *,
+        disabling: bool = False,
+        unusable: bool = False,
     ) -> None:
         self.disabling = disabling  # as a warning: it disables a provider (an error with --strict)
+        self.unusable = unusable  # as a warning: an app has no usable provider (a check error)
         self.source = source
         self.line = line
         self.path = path
@@ -29,6 +39,38 @@ class ConfigError(ValueError):
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes found in one pass, one per line, in file order."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        flat: list[ConfigError] = []
+        for error in errors:
+            flat += error.errors if isinstance(error, ConfigErrors) else [error]
+        self.errors: list[ConfigError] = sorted(flat, key=lambda e: e.line or 0)
+        first = self.errors[0]
+        super().__init__(first.source, first.line, first.path, first.message)
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(e) for e in self.errors)
+
+
+class Mistakes:
+    """Collects ConfigErrors so that one run reports every independent mistake."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def record(self, error: ConfigError) -> None:
+        self.errors.append(error)
+
+    def check(self) -> None:
+        """Raise what was collected, if anything."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 _loader = yaml.SafeLoader("")  # only its constructor is used, to type scalars
@@ -77,6 +119,7 @@ class Node:
         if not isinstance(self.raw, yaml.MappingNode):
             raise self.error(f"expected a mapping, got {self._kind()}")
         entries: dict[str, Node] = {}
+        mistakes = Mistakes()
         for key_node, value_node in self.raw.value:
             key = _construct(key_node)
             if not isinstance(key, str):
@@ -85,14 +128,19 @@ class Node:
                 )
             child = self.child(key, value_node, key_node)
             if key in entries:
-                raise Node(self.source, child.path, key_node).error("duplicate key")
+                mistakes.record(Node(self.source, child.path, key_node).error("duplicate key"))
+                continue
             if allowed is not None and key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
                 suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise Node(self.source, child.path, key_node).error(
-                    f"unknown key{suggestion}; allowed: {', '.join(allowed)}"
+                mistakes.record(
+                    Node(self.source, child.path, key_node).error(
+                        f"unknown key{suggestion}; allowed: {', '.join(allowed)}"
+                    )
                 )
+                continue
             entries[key] = child
+        mistakes.check()
         return entries
 
     def sequence(self) -> Iterator[Node]:
@@ -174,10 +222,8 @@ def parse_document(text: str, source: str) -> Node:
     try:
         raw = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        problem = e.problem or e.context or "malformed YAML"
-        raise ConfigError(source, line, "", f"malformed YAML: {problem}") from e
+        line, message = explain(e, text)
+        raise ConfigError(source, line, "", message) from e
     except yaml.YAMLError as e:
         raise ConfigError(source, None, "", f"malformed YAML: {e}") from e
     if raw is None:

@@ -71,7 +71,8 @@ def test_a_bad_200_stream_fails_the_provider(
     assert entry["consecutive_failures"] == 1
     (event,) = status(proxy)["events"]
     assert event["to"] == "backup"
-    assert "primary: broken" in event["reason"] and why.split()[0] in event["reason"], event
+    assert "primary: broken" in event["reason"], event
+    assert why.split()[0] in event["reason"], event
     send(proxy, body=STREAM)
     assert breaker_of(proxy)["state"] == "open"
     assert len(backup.requests) == 2

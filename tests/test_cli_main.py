@@ -1,0 +1,273 @@
+"""The ccswitch command as a new user meets it: which file, help, names, ports, quiet exits."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ccswitch_addon.cli.launch import EXAMPLE, mitm_command, paste_lines
+from ccswitch_addon.cli.main import build_parser, main
+from ccswitch_addon.cli.reports import status_table
+from ccswitch_addon.state.store import RequestRow, Store
+
+CCSWITCH = Path(sys.executable).parent / "ccswitch"
+ONE_APP = """\
+apps:
+  claude:
+    queue: [a]
+    providers:
+      a: {base_url: "http://127.0.0.1:1", auth: passthrough}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME and an empty working directory, as in a new user's first session."""
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CCSWITCH_CONFIG", raising=False)
+    monkeypatch.chdir(work)
+    return home
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCSWITCH")}
+    return {**env, "HOME": str(home)}
+
+
+# --- one config, always named ------------------------------------------------------------
+
+
+def test_the_repo_example_is_a_real_file_equal_to_the_package_copy() -> None:
+    repo = Path(__file__).resolve().parents[1] / "providers.yaml"
+    assert not repo.is_symlink()
+    assert repo.read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_every_command_names_the_file_it_reads(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = home / "mine.yaml"
+    mine.write_text(ONE_APP)
+    assert main(["init"]) == 0
+    written = home / ".ccswitch" / "providers.yaml"
+    assert capsys.readouterr().err == ""  # nothing here takes precedence over it
+    assert main(["check"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == f"config: {written} (the default)"
+
+    Path("providers.yaml").write_text(ONE_APP)
+    assert main(["check"]) == 0
+    here = Path.cwd() / "providers.yaml"
+    assert capsys.readouterr().err.splitlines()[0] == f"config: {here} (in the current directory)"
+
+    monkeypatch.setenv("CCSWITCH_CONFIG", str(mine))
+    assert main(["check"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == f"config: {mine} ($CCSWITCH_CONFIG)"
+    assert main(["check", "--config", str(written)]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == f"config: {written} (--config)"
+
+
+def test_init_says_when_a_file_here_takes_precedence(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("providers.yaml").write_text(ONE_APP)
+    assert main(["init"]) == 0
+    out, err = capsys.readouterr()
+    written = home / ".ccswitch" / "providers.yaml"
+    assert out.startswith(f"wrote {written}")
+    assert "providers.yaml in this directory" in err
+    assert "takes precedence" in err
+    assert f"--config {written}" in err
+
+
+def test_an_app_with_no_usable_provider_fails_check(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("providers.yaml").write_text(
+        ONE_APP.replace("auth: passthrough", 'api_key: "${CCSW_NEVER_SET}"')
+    )
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "error: providers.yaml:3: apps.claude.queue: claude has no usable provider" in err
+
+
+# --- help -------------------------------------------------------------------------------
+
+
+def test_every_subcommand_and_argument_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    listed = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert set(listed) == set(sub.choices)
+    for name, command in sub.choices.items():
+        assert listed[name], f"{name} has no one-line description"
+        assert command.description, name
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"ccswitch {name} {action.dest} has no help"
+
+
+@pytest.mark.parametrize(("name", "program"), [("run", "mitmdump"), ("web", "mitmweb")])
+def test_run_and_web_help_show_ccswitch_options_first(name: str, program: str) -> None:
+    result = subprocess.run(
+        [str(CCSWITCH), name, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"usage: ccswitch {name} [--config PATH] [--port PORT] [{program} options …]"
+    assert "--config PATH" in result.stdout
+    assert "--port PORT" in result.stdout
+    assert f"Every other argument goes to {program} unchanged" in " ".join(result.stdout.split())
+    assert len(lines) < 30  # not mitmdump's 200 lines
+    assert "--anticache" not in result.stdout
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+def test_log_with_an_unknown_app_lists_the_known_ones(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("providers.yaml").write_text(ONE_APP)
+    state = tmp_path / "state.db"
+    Store(state).close()
+    assert main(["log", "--app", "nope", "--state", str(state)]) == 2
+    assert "ccswitch: unknown app 'nope'; known: claude" in capsys.readouterr().err
+    assert main(["log", "--app", "claude", "--state", str(state)]) == 0
+
+
+def test_status_explains_current_active_counts_and_a_refused_reload() -> None:
+    status = {
+        "apps": {
+            "claude": {
+                "current": "a",
+                "active": "b",
+                "queue": [{"id": "a", "state": "open", "requests": 3}],
+            }
+        },
+        "events": [],
+        "config_error": {"message": "p.yaml:3: apps.claude.queue: duplicate key", "since": 0.0},
+    }
+    text = status_table(status, now=10.0)
+    assert "current: the provider an app tries first" in text
+    assert "active: the provider that served its last request" in text
+    assert "attempts sent to each provider in the last hour" in text
+    assert "CONFIG ERROR since" in text
+    assert "  p.yaml:3: apps.claude.queue: duplicate key" in text
+
+
+def test_usage_says_what_it_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state.db"
+    Store(state).close()
+    assert main(["usage", "--state", str(state)]) == 0
+    assert "one row per client request" in capsys.readouterr().err
+
+
+# --- ports ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_taken_port_is_found_before_mitmdump_starts(
+    home: Path, listening: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("providers.yaml").write_text(ONE_APP)
+    assert main(["run", "--port", str(listening)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no paste block pointing at the other process
+    assert f"127.0.0.1:{listening} is in use already" in err
+    assert (
+        f"Is ccswitch already running? (`ccswitch status --proxy http://127.0.0.1:{listening}`)"
+        in err
+    )
+    assert f"ccswitch run --port {listening + 2}" in err
+
+
+def test_the_printed_lines_follow_the_port() -> None:
+    _command, host, port, _ = mitm_command("mitmdump", ["--listen-port", "8082"])
+    assert port == 8082
+    text = paste_lines(None, host, port, None)
+    assert "HTTPS_PROXY=http://127.0.0.1:8082" in text
+    assert "ccswitch status --proxy http://127.0.0.1:8082" in text
+    _, _, port, _ = mitm_command("mitmdump", ["--mode", "regular@8083"])
+    assert port == 8083
+    _, _, port, reverse = mitm_command("mitmdump", ["--mode", "reverse:https://x.example@8084"])
+    assert (port, reverse) == (8084, "https://x.example")
+
+
+# --- quiet exits ----------------------------------------------------------------------------
+
+
+def test_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    store = Store(state)
+    now = time.time()
+    for index in range(4000):  # far more than a pipe buffer holds
+        store.add_request(
+            RequestRow(
+                now - index * 0.1, "claude", "a", "m", "m", 200, None, 1, 1.0, 1.0, 1, 1, False
+            )
+        )
+    store.close()
+    with subprocess.Popen(
+        [str(CCSWITCH), "log", "--since", "1d", "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline().startswith(b"time")
+        process.stdout.close()  # as `| head -1` does
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+    assert err == ""
+
+
+@pytest.mark.e2e
+def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [str(CCSWITCH), "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(tmp_path),
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        seen = b""
+        while b"proxy on" not in seen:  # the demo's own 30 s start deadline bounds this
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert b"proxy on" in seen, seen
+        port = int(seen.split(b"proxy on http://127.0.0.1:")[1].split(b";")[0])
+        process.send_signal(signal.SIGINT)
+        process.stdout.read()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=30) == 130, err
+    assert "Traceback" not in err
+    assert not ccswitch_listens(port)
+
+
+def ccswitch_listens(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
