@@ -24,6 +24,7 @@ from typing import Any
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
+from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import asyncio_utils
 
 from ccswitch_addon.attempts import Attempts
@@ -60,7 +61,14 @@ from ccswitch_addon.flows import (
 )
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.state.store import Store, StoreError
-from ccswitch_addon.web.dashboard import PAGE
+from ccswitch_addon.web.control import (
+    Control,
+    ControlRequest,
+    Reach,
+    dashboard_urls,
+    own_origins,
+    reach,
+)
 from ccswitch_addon.wire.replies import api_error, unavailable
 from ccswitch_addon.wire.usage import BodyWatch
 
@@ -68,7 +76,6 @@ __all__ = ["CcSwitch"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_HOST = "ccswitch.local"
 TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
 
@@ -95,6 +102,7 @@ class CcSwitch:
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
         self.attempts: Attempts | None = None  # with the engine
+        self.control = Control(lambda: self.engine)  # its token lives as long as the process
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -146,6 +154,11 @@ class CcSwitch:
                 "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
                 "unless proxyauth or ccswitch_allow_remote is set",
                 ctx.options.listen_host or "every interface",
+            )
+        server = ctx.master.addons.get("proxyserver")
+        for url in dashboard_urls([a[:2] for a in server.listen_addrs()] if server else []):
+            logger.info(
+                "ccswitch: dashboard at %s (through the proxy: http://ccswitch.local/)", url
             )
         if not self._tasks:
             self._tasks = [
@@ -282,8 +295,7 @@ class CcSwitch:
         if flow.response or flow.error or not flow.live:
             return
         request = flow.request
-        if request.host == CONTROL_HOST:
-            self._control(flow)
+        if self._answer_control(flow):
             return
         attempts = self.attempts
         if is_internal(flow) or self.engine is None or attempts is None or request.method != "POST":
@@ -467,7 +479,7 @@ class CcSwitch:
     def _announce(event: SwitchEvent) -> None:
         logger.log(ALERT, "ccswitch switch: %s", event.describe())
 
-    # --- control: commands and the ccswitch.local host -------------------------------------
+    # --- control: commands; the endpoints are in web/control.py ----------------------------------
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -506,22 +518,33 @@ class CcSwitch:
             raise exceptions.CommandError(str(e)) from None
         self._apply(config)
 
-    def _control(self, flow: http.HTTPFlow) -> None:
-        if not is_loopback(flow.client_conn.peername):
-            flow.response = http.Response.make(403, b"ccswitch: loopback clients only\n")
-            return
-        path = flow.request.path.partition("?")[0]
-        if flow.request.method == "GET" and path in ("/", "/index.html"):
-            flow.response = http.Response.make(
-                200, PAGE, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+    def _answer_control(self, flow: http.HTTPFlow) -> bool:
+        """The control endpoints and the dashboard (web/control.py); True when answered."""
+        request, client = flow.request, flow.client_conn
+        path = request.path.partition("?")[0]
+        listen = (client.sockname[0], client.sockname[1]) if client.sockname else None
+        reverse = isinstance(client.proxy_mode, ReverseMode)
+        reached = reach(request.host, request.port, path, reverse=reverse, listen=listen)
+        if reached is None:
+            return False
+        # The origin the browser saw: for a reverse listener its own address, not the target.
+        host, port = listen if reached is Reach.REVERSE and listen else (request.host, request.port)
+        scheme = "https" if client.tls else "http"
+        reply = self.control.answer(
+            ControlRequest(
+                request.method,
+                path,
+                {name.lower(): value for name, value in request.headers.items()},
+                request.get_content(strict=False) or b"",
+                is_loopback(client.peername),
+                reached,
+                own_origins(reached, scheme, host, port),
             )
-            return
-        reply = self._engine().control(
-            flow.request.method, path, flow.request.get_content(strict=False) or b""
         )
         flow.response = to_response(reply)
-        if reply.status == 200 and flow.request.method == "POST":
-            logger.log(ALERT, "ccswitch: %s via %s", path.strip("/"), CONTROL_HOST)
+        if reply.status == 200 and request.method == "POST":
+            logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
+        return True
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -1,8 +1,7 @@
-"""The engine: what a finished request teaches, persistence across restarts, control."""
+"""The engine: what a finished request teaches, persistence across restarts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -141,19 +140,3 @@ def test_one_event_for_many_failovers(clock: Clock) -> None:
         served_by_backup(engine)
     assert len(announced) == 1
     assert announced[0].reason == "after primary: 529"
-
-
-def test_control_endpoints(clock: Clock) -> None:
-    engine = Engine(parse_config(CONFIG, "p.yaml", env={}), clock)
-    ok = engine.control("POST", "/switch", b'{"app": "claude", "provider": "backup"}')
-    assert ok.status == 200
-    assert engine.router.current("claude") == "backup"
-    open_breaker(engine, "primary")
-    assert engine.control("POST", "/reset", b'{"app":"claude","provider":"primary"}').status == 200
-    assert engine.router.breaker("claude", "primary").label() == "closed"
-    unknown = engine.control("POST", "/reset", b'{"app":"claude","provider":"nope"}')
-    assert unknown.status == 404
-    assert "unknown provider 'nope'" in json.loads(unknown.body)["error"]
-    assert engine.control("POST", "/switch", b"not json").status == 400
-    assert engine.control("GET", "/nothing", b"").status == 404
-    assert json.loads(engine.control("GET", "/status", b"").body)["apps"]["claude"]
