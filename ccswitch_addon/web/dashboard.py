@@ -25,6 +25,7 @@ _PAGE = b"""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="ccswitch-token" content="@@CCSWITCH_TOKEN@@">
 <meta name="ccswitch-base" content="@@CCSWITCH_BASE@@">
+<link rel="icon" href="data:,">
 <title>ccswitch</title>
 <style>
   :root { font: 14px/1.4 system-ui, sans-serif; color: #1d2330; background: #f5f6f8; }
@@ -166,9 +167,12 @@ function buttons(name, app, p) {
 }
 
 function timeline(name, app) {
-  const box = el("div", {class: "timeline"}, el("h3", {}, "Last hour"));
+  const box = el("div", {class: "timeline"});
   const data = history && history.apps[name];
   if (!data) return box;
+  const started = history.started > history.since ? " (since the proxy started at " +
+    when(history.started) + ")" : "";
+  box.append(el("h3", {}, "Last hour" + started));
   const width = 640, left = 110, row = 18, span = history.now - history.since;
   const ids = app.queue.map(p => p.id);
   const height = ids.length * (row + 4) + 16;
@@ -277,10 +281,15 @@ function render(status) {
          el("i", {style: "background:" + LINE_COLOURS[i % LINE_COLOURS.length]}), p.id)))));
   }
   const events = document.getElementById("events");
-  events.replaceChildren(...status.events.map(e => el("tr", {class: "event"},
+  events.replaceChildren(...orEmpty(status.events.map(e => el("tr", {class: "event"},
     el("td", {}, when(e.time)), el("td", {}, e.app), el("td", {}, e.from ?? "-"),
-    el("td", {}, e.to), el("td", {}, e.reason))));
+    el("td", {}, e.to), el("td", {}, e.reason))), 5, "no switches yet"));
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+}
+
+function orEmpty(rows, columns, text) {
+  return rows.length ? rows
+    : [el("tr", {class: "empty"}, el("td", {colspan: columns, class: "muted"}, text))];
 }
 
 function chain(row) {
@@ -289,17 +298,18 @@ function chain(row) {
 }
 
 function renderLog(requests, tokens) {
-  document.getElementById("requests").replaceChildren(...requests.rows.map(r =>
+  document.getElementById("requests").replaceChildren(...orEmpty(requests.rows.map(r =>
     el("tr", {class: "request"}, el("td", {}, when(r.time)), el("td", {}, r.app),
        el("td", {}, r.provider ?? "-"), el("td", {}, r.error || r.status || "-"),
        el("td", {}, r.total_ms ?? "-"),
        el("td", {}, (r.input_tokens ?? "-") + " / " + (r.output_tokens ?? "-")),
-       el("td", {class: "chain"}, chain(r)))));
+       el("td", {class: "chain"}, chain(r)))), 7, "no requests yet"));
   document.getElementById("tokens-note").textContent = tokens.note || "";
-  document.getElementById("tokens").replaceChildren(...tokens.rows.map(r =>
+  document.getElementById("tokens").replaceChildren(...orEmpty(tokens.rows.map(r =>
     el("tr", {class: "tokens"}, el("td", {}, r.day), el("td", {}, r.app),
        el("td", {}, r.provider ?? "-"), el("td", {}, r.requests),
-       el("td", {}, r.input_tokens), el("td", {}, r.output_tokens))));
+       el("td", {}, r.input_tokens), el("td", {}, r.output_tokens))), 6,
+    tokens.note ? "" : "no tokens counted yet"));
 }
 
 async function get(path) {

@@ -132,6 +132,7 @@ def series(
     return {
         "now": now,
         "since": since,
+        "started": history.started,
         "bucket_seconds": BUCKET_SECONDS,
         "buckets": starts,
         "apps": apps,
