@@ -115,10 +115,7 @@ def paste_lines(
             )
             if not line.startswith("#")
         ]
-    out.append(
-        f"# status: ccswitch status   dashboard: curl -x http://{host}:{port} "
-        "http://ccswitch.local/ (or set the browser's proxy)"
-    )
+    out.append(f"# status: ccswitch status   dashboard: http://{host}:{port}/__ccswitch/")
     return "\n".join(out)
 
 
