@@ -1,6 +1,6 @@
 """The mitmproxy addon: route model calls to the best healthy provider and fail over.
 
-Run it as ``mitmdump -s ccswitch_addon/addon.py``. With attempts.py and flows.py, the only
+Run it as ``mitmdump -s ccswitch_addon/addon.py``. With flows.py, the only
 modules that touch mitmproxy; the decisions are made by the engine and the routing core.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, eventsequence, exceptions, http
 from mitmproxy.log import ALERT
+from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import asyncio_utils
 
 from ccswitch_addon.core.config import (
@@ -55,14 +56,20 @@ from ccswitch_addon.upstream.client import new_session
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
 from ccswitch_addon.upstream.probe import probe
 from ccswitch_addon.upstream.relay import Relay
-from ccswitch_addon.web.dashboard import PAGE
+from ccswitch_addon.web.control import (
+    Control,
+    ControlRequest,
+    Reach,
+    dashboard_urls,
+    own_origins,
+    reach,
+)
 from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["CcSwitch"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_HOST = "ccswitch.local"
 TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
 
@@ -91,6 +98,7 @@ class CcSwitch:
         self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
+        self.control = Control(lambda: self.engine)  # its token lives as long as the process
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -144,6 +152,11 @@ class CcSwitch:
                 "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
                 "unless proxyauth or ccswitch_allow_remote is set",
                 ctx.options.listen_host or "every interface",
+            )
+        server = ctx.master.addons.get("proxyserver")
+        for url in dashboard_urls([a[:2] for a in server.listen_addrs()] if server else []):
+            logger.info(
+                "ccswitch: dashboard at %s (through the proxy: http://ccswitch.local/)", url
             )
         if not self._tasks:
             self._tasks = [
@@ -283,8 +296,7 @@ class CcSwitch:
         if flow.response or flow.error or not flow.live:
             return
         request = flow.request
-        if request.host == CONTROL_HOST:
-            self._control(flow)
+        if self._answer_control(flow):
             return
         engine = self.engine
         if engine is None or is_internal(flow):
@@ -407,7 +419,7 @@ class CcSwitch:
     def _announce(event: SwitchEvent) -> None:
         logger.log(ALERT, "ccswitch switch: %s", event.describe())
 
-    # --- control: commands and the ccswitch.local host -------------------------------------
+    # --- control: commands; the endpoints are in web/control.py ----------------------------------
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -447,22 +459,33 @@ class CcSwitch:
             raise exceptions.CommandError(str(e)) from None
         self._apply(config)
 
-    def _control(self, flow: http.HTTPFlow) -> None:
-        if not is_loopback(flow.client_conn.peername):
-            flow.response = http.Response.make(403, b"ccswitch: loopback clients only\n")
-            return
-        path = flow.request.path.partition("?")[0]
-        if flow.request.method == "GET" and path in ("/", "/index.html"):
-            flow.response = http.Response.make(
-                200, PAGE, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+    def _answer_control(self, flow: http.HTTPFlow) -> bool:
+        """The control endpoints and the dashboard (web/control.py); True when answered."""
+        request, client = flow.request, flow.client_conn
+        path = request.path.partition("?")[0]
+        listen = (client.sockname[0], client.sockname[1]) if client.sockname else None
+        reverse = isinstance(client.proxy_mode, ReverseMode)
+        reached = reach(request.host, request.port, path, reverse=reverse, listen=listen)
+        if reached is None:
+            return False
+        # The origin the browser saw: for a reverse listener its own address, not the target.
+        host, port = listen if reached is Reach.REVERSE and listen else (request.host, request.port)
+        scheme = "https" if client.tls else "http"
+        reply = self.control.answer(
+            ControlRequest(
+                request.method,
+                path,
+                {name.lower(): value for name, value in request.headers.items()},
+                request.get_content(strict=False) or b"",
+                is_loopback(client.peername),
+                reached,
+                own_origins(reached, scheme, host, port),
             )
-            return
-        reply = self._engine().control(
-            flow.request.method, path, flow.request.get_content(strict=False) or b""
         )
         flow.response = to_response(reply)
-        if reply.status == 200 and flow.request.method == "POST":
-            logger.log(ALERT, "ccswitch: %s via %s", path.strip("/"), CONTROL_HOST)
+        if reply.status == 200 and request.method == "POST":
+            logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
+        return True
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -2,12 +2,11 @@
 
 Everything the addon does that is not about mitmproxy flows lives here, so that it can be
 driven and tested without a proxy: what a finished request teaches, what gets persisted,
-what the status says, what the control endpoints do.
+what the status says, what switch and reset do.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,18 +15,16 @@ from typing import Any
 from ccswitch_addon.core.breaker import State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.record import Attempt, Finished
-from ccswitch_addon.core.router import Router, SwitchRefused, UnknownName
+from ccswitch_addon.core.router import Router, UnknownName
 from ccswitch_addon.core.stats import Stats
 from ccswitch_addon.core.status import build_status
 from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
 from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
-from ccswitch_addon.wire.replies import Reply
+from ccswitch_addon.web.history import History
 
 __all__ = ["Attempt", "Engine", "Finished"]  # Attempt and Finished: from core.record
 
 logger = logging.getLogger(__name__)
-
-CONTROL_CALLER = "a request to ccswitch.local"  # who switched, when the caller does not say
 
 
 class Engine:
@@ -43,6 +40,8 @@ class Engine:
         self._probing: set[tuple[str, str]] = set()
         # A reload the running proxy refused: {"message", "since"}, until a good one.
         self.config_error: dict[str, Any] | None = None
+        self.history = History(clock)  # what the dashboard draws over the last hour
+        self.state_listeners.append(self.history.transition)
 
     # --- state file ---------------------------------------------------------------------
 
@@ -112,6 +111,7 @@ class Engine:
                     streaming=done.streaming,
                 )
             )
+        self.history.finished(_log_entry(done, now))
         if done.served is None:
             return None
         previous = self.switches.active(done.app)
@@ -132,11 +132,12 @@ class Engine:
 
     def remember_breaker(self, app: str, pid: str) -> None:
         """Persist a breaker after a change that is not a transition (a cooldown)."""
-        if self.store is None:
-            return
         try:
             breaker = self.router.breaker(app, pid)
         except UnknownName:
+            return
+        self.history.cooldown(app, pid, breaker.cooldown_until)
+        if self.store is None:
             return
         state, open_until, cooldown_until = breaker.snapshot()
         self.store.save_breaker(BreakerRow(app, pid, state, open_until, cooldown_until))
@@ -209,6 +210,7 @@ class Engine:
 
     def reset(self, app: str, pid: str) -> None:
         self.router.reset(app, pid)
+        self.history.reset(app, pid)
         self.remember_breaker(app, pid)
 
     def status(self) -> dict[str, Any]:
@@ -220,33 +222,6 @@ class Engine:
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
         return status
-
-    def control(self, method: str, path: str, body: bytes) -> Reply:
-        """The ccswitch.local endpoints other than the dashboard page."""
-        if method == "GET" and path == "/status":
-            return _json(200, self.status())
-        if method == "POST" and path in ("/switch", "/reset"):
-            try:
-                args = json.loads(body or b"{}")
-                app, provider = str(args["app"]), str(args["provider"])
-            except (ValueError, KeyError, TypeError) as e:
-                return _json(400, {"error": f'expected JSON {{"app": …, "provider": …}}: {e}'})
-            by = str(args.get("by") or CONTROL_CALLER)
-            note: str | None = None
-            try:
-                if path == "/switch":
-                    note = self.switch(app, provider, by)
-                else:
-                    self.reset(app, provider)
-            except UnknownName as e:
-                return _json(404, {"error": str(e)})
-            except SwitchRefused as e:
-                return _json(409, {"error": str(e)})
-            answer: dict[str, Any] = {"ok": True, "app": app, "provider": provider}
-            if note:
-                answer["note"] = note
-            return _json(200, answer)
-        return _json(404, {"error": f"no such page: {method} {path}"})
 
 
 def _health(entry: dict[str, Any]) -> str:
@@ -261,9 +236,20 @@ def _health(entry: dict[str, Any]) -> str:
     return "green"
 
 
-def _json(status: int, body: Any) -> Reply:
-    return Reply(
-        status,
-        json.dumps(body, indent=2).encode(),
-        (("content-type", "application/json"), ("cache-control", "no-store")),
-    )
+def _log_entry(done: Finished, now: float) -> dict[str, Any]:
+    """A finished request as the dashboard's log shows it, with its attempt chain."""
+    last = done.attempts[-1] if done.attempts else None
+    return {
+        "time": now,
+        "app": done.app,
+        "provider": done.served or (last.provider if last else None),
+        "model_requested": done.model_requested,
+        "model_sent": done.model_sent,
+        "status": last.status if last else None,
+        "error": last.error if last else None,
+        "attempts": len(done.attempts),
+        "total_ms": done.total_ms,
+        "input_tokens": done.usage.input_tokens,
+        "output_tokens": done.usage.output_tokens,
+        "chain": [a.to_json() for a in done.attempts],
+    }

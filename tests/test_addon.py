@@ -427,7 +427,10 @@ async def test_retry_flows_are_left_alone(addon: tuple[CcSwitch, Path]) -> None:
 async def control(
     cc: CcSwitch, method: str, path: str, body: object = None, peer: str = "127.0.0.1"
 ) -> http.Response:
-    f = model_flow(f"http://ccswitch.local{path}", body=body, method=method, peer=peer)
+    headers = {"content-type": "application/json", "x-ccswitch-token": cc.control.token}
+    f = model_flow(
+        f"http://ccswitch.local{path}", body=body, method=method, peer=peer, headers=headers
+    )
     await cc.request(f)
     assert f.response is not None
     return f.response

@@ -1,4 +1,4 @@
-"""The engine: what a finished request teaches, persistence across restarts, control."""
+"""The engine: what a finished request teaches, persistence across restarts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from ccswitch_addon.core.config import parse_config
 from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
 from ccswitch_addon.engine import Attempt, Engine, Finished
 from ccswitch_addon.state.store import Store, open_readonly
+from ccswitch_addon.web.control import Control, ControlRequest, Reach
+from ccswitch_addon.wire.replies import Reply
 from ccswitch_addon.wire.usage import Usage
 
 CONFIG = """\
@@ -146,22 +148,6 @@ def test_one_event_for_many_failovers(clock: Clock) -> None:
     assert announced[0].reason == "after primary: 529"
 
 
-def test_control_endpoints(clock: Clock) -> None:
-    engine = Engine(parse_config(CONFIG, "p.yaml", env={}), clock)
-    ok = engine.control("POST", "/switch", b'{"app": "claude", "provider": "backup"}')
-    assert ok.status == 200
-    assert engine.router.current("claude") == "backup"
-    open_breaker(engine, "primary")
-    assert engine.control("POST", "/reset", b'{"app":"claude","provider":"primary"}').status == 200
-    assert engine.router.breaker("claude", "primary").label() == "closed"
-    unknown = engine.control("POST", "/reset", b'{"app":"claude","provider":"nope"}')
-    assert unknown.status == 404
-    assert "unknown provider 'nope'" in json.loads(unknown.body)["error"]
-    assert engine.control("POST", "/switch", b"not json").status == 400
-    assert engine.control("GET", "/nothing", b"").status == 404
-    assert json.loads(engine.control("GET", "/status", b"").body)["apps"]["claude"]
-
-
 CHAIN = """\
 apps:
   claude:
@@ -174,6 +160,13 @@ apps:
 """
 
 
+def act(engine: Engine, path: str, body: bytes) -> Reply:
+    """A state-changing control request as the dashboard sends it."""
+    control = Control(lambda: engine, token="t")
+    headers = {"content-type": "application/json", "x-ccswitch-token": "t"}
+    return control.answer(ControlRequest("POST", path, headers, body, True, Reach.HOST))
+
+
 def serve(engine: Engine, served: str, *failed: str) -> None:
     attempts = [Attempt(pid, 5.0, True, 529) for pid in failed]
     engine.request_done(Finished("claude", served, [*attempts, Attempt(served, 9.0, False, 200)]))
@@ -183,9 +176,7 @@ def test_a_manual_switch_and_every_later_failover_are_events(clock: Clock) -> No
     engine = Engine(parse_config(CHAIN, "p.yaml", env={}), clock)
     serve(engine, "a")
     clock.now += 1
-    engine.control(
-        "POST", "/switch", b'{"app": "claude", "provider": "b", "by": "ccswitch switch"}'
-    )
+    act(engine, "/switch", b'{"app": "claude", "provider": "b", "by": "ccswitch switch"}')
     clock.now += 1
     serve(engine, "b")  # the chosen provider serves: no second event for the same change
     clock.now += 1
@@ -204,7 +195,7 @@ def test_a_manual_switch_and_every_later_failover_are_events(clock: Clock) -> No
 
 def test_a_switch_to_a_disabled_provider_is_refused_with_the_reason(clock: Clock) -> None:
     engine = Engine(parse_config(CHAIN, "p.yaml", env={}), clock)
-    answer = engine.control("POST", "/switch", b'{"app": "claude", "provider": "later"}')
+    answer = act(engine, "/switch", b'{"app": "claude", "provider": "later"}')
     assert answer.status == 409
     assert json.loads(answer.body)["error"] == (
         "claude cannot switch to later: it is disabled (${CCSW_UNSET_FOR_TEST} is not set "
@@ -217,9 +208,7 @@ def test_a_switch_to_a_disabled_provider_is_refused_with_the_reason(clock: Clock
 def test_a_switch_to_an_open_provider_says_where_traffic_goes(clock: Clock) -> None:
     engine = Engine(parse_config(CONFIG, "p.yaml", env={}), clock)
     open_breaker(engine, "backup")
-    answer = json.loads(
-        engine.control("POST", "/switch", b'{"app": "claude", "provider": "backup"}').body
-    )
+    answer = json.loads(act(engine, "/switch", b'{"app": "claude", "provider": "backup"}').body)
     assert answer["note"].startswith("backup is open for ")
     assert answer["note"].endswith("; until then the queue's next provider serves")
 

@@ -107,3 +107,17 @@ def test_no_key_appears_anywhere_in_the_status(clock: FakeClock) -> None:
     for secret in [*SECRETS.values(), LITERAL]:
         assert secret not in text
         assert secret[-8:] not in text
+
+
+def test_an_open_provider_says_which_failure_opened_it_and_when(clock: FakeClock) -> None:
+    router, switches = setup(clock)
+    for _ in range(2):
+        permit = router.acquire("claude", "a", hold=False)
+        router.record_result("claude", "a", classify_status(529, {}, clock()), permit)
+    opened = clock()
+    entry = build_status(router, switches)["apps"]["claude"]["queue"][0]
+    assert entry["state"] == "open"
+    assert (entry["opened_by"], entry["opened_at"]) == ("529", opened)
+    assert entry["reopens_at"] == opened + 30
+    closed = build_status(router, switches)["apps"]["claude"]["queue"][1]
+    assert "opened_by" not in closed

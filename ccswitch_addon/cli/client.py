@@ -1,4 +1,8 @@
-"""Talking to a running proxy's control host (http://ccswitch.local) through the proxy."""
+"""Talking to a running proxy's control host (http://ccswitch.local) through the proxy.
+
+A request that changes state carries the proxy's per-process token, asked for first with
+``GET /token`` (which no other site's page can read; see web/control.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ __all__ = ["DEFAULT_PROXY", "ProxyUnavailable", "call"]
 
 DEFAULT_PROXY = "http://127.0.0.1:8080"
 CONTROL_URL = "http://ccswitch.local"
+TOKEN_HEADER = "x-ccswitch-token"  # as web/control.py reads it
 
 
 class ProxyUnavailable(Exception):
@@ -22,12 +27,15 @@ def call(
 ) -> tuple[int, Any]:
     """(HTTP status, parsed JSON) of a control request sent through the proxy."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+    headers = {"content-type": "application/json"}
+    if method != "GET":
+        code, answer = call(proxy, "GET", "/token", timeout=timeout)
+        if code != 200 or not isinstance(answer, dict) or "token" not in answer:
+            return code, answer
+        headers[TOKEN_HEADER] = str(answer["token"])
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"{CONTROL_URL}{path}",
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"},
+        f"{CONTROL_URL}{path}", data=data, method=method, headers=headers
     )
     try:
         with opener.open(request, timeout=timeout) as response:

@@ -129,10 +129,7 @@ def paste_lines(
     status = "ccswitch status"
     if (host, port) != (DEFAULT_HOST, DEFAULT_PORT):
         status += f" --proxy http://{host}:{port}"
-    out.append(
-        f"# status: {status}   dashboard: curl -x http://{host}:{port} "
-        "http://ccswitch.local/ (or set the browser's proxy)"
-    )
+    out.append(f"# status: {status}   dashboard: http://{host}:{port}/__ccswitch/")
     return "\n".join(out)
 
 

@@ -113,6 +113,9 @@ class CircuitBreaker:
         self._trips = 0  # consecutive trips without a long enough closed spell in between
         self._closed_since = clock()
         self.cooldown_reason: str | None = None
+        # The failure that opened it last, and when: the dashboard says why it is open.
+        self.opened_by: str | None = None
+        self.opened_at: float | None = None
         # Admission of an unproven provider (fresh, or failing since its last success): at
         # most failure_threshold − consecutive failures requests out with no answer yet, so
         # a burst cannot all land on a provider that is down before the first answer says so.
@@ -240,7 +243,7 @@ class CircuitBreaker:
         state = self.state
         if permit.probe and state is State.HALF_OPEN:
             if failed:
-                self._trip(now)
+                self._trip(now, f"half-open probe: {outcome.reason}")
                 return
             self._probe_successes += 1
             if self._probe_successes >= self.config.success_threshold:
@@ -251,7 +254,7 @@ class CircuitBreaker:
                 self._consecutive = 0
                 self._proven = True
                 if slow and self._slow_exceeded(now):
-                    self._trip(now)
+                    self._trip(now, "slow calls")
                 return
             self._consecutive += 1
             self._proven = False
@@ -260,7 +263,7 @@ class CircuitBreaker:
                 or self._consecutive >= self.config.failure_threshold
                 or self._ratio_exceeded(now)
             ):
-                self._trip(now)
+                self._trip(now, outcome.reason)
 
     def reset(self) -> None:
         """Manual reset: closed, counters and cooldown cleared."""
@@ -326,7 +329,8 @@ class CircuitBreaker:
             return False
         return True
 
-    def _trip(self, now: float) -> None:
+    def _trip(self, now: float, why: str) -> None:
+        self.opened_by, self.opened_at = why, now
         if self._state is State.CLOSED and now - self._closed_since >= 4 * self.config.open_seconds:
             self._trips = 0  # it stayed healthy long enough: start over
         self._trips += 1

@@ -31,6 +31,13 @@ class ProviderStats:
         if not ok:
             self.last_failure = now
 
+    def samples(self, now: float) -> list[tuple[float, bool, float]]:
+        """(time, ok, ms) of the last hour, oldest first."""
+        cutoff = now - HOUR
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        return list(self._samples)
+
     def summary(self, now: float) -> dict[str, Any]:
         cutoff = now - HOUR
         while self._samples and self._samples[0][0] < cutoff:
@@ -60,6 +67,10 @@ class Stats:
         if stats is None:
             stats = self._by_provider[key] = ProviderStats()
         stats.add(self._clock() if now is None else now, ok, ms)
+
+    def samples(self, app: str, provider: str) -> list[tuple[float, bool, float]]:
+        stats = self._by_provider.get((app, provider))
+        return stats.samples(self._clock()) if stats is not None else []
 
     def summary(self, app: str, provider: str) -> dict[str, Any]:
         stats = self._by_provider.get((app, provider)) or ProviderStats()

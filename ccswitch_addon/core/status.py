@@ -36,6 +36,9 @@ def build_status(router: Router, switches: SwitchManager) -> dict[str, Any]:
                 entry["disabled_reason"] = provider.disabled
             if breaker.cooldown_until is not None:
                 entry["cooldown_reason"] = breaker.cooldown_reason
+            if entry["state"] in ("open", "half_open"):
+                entry["opened_by"] = breaker.opened_by
+                entry["opened_at"] = breaker.opened_at
             entries.append(entry)
         apps[name] = {
             "failover": app.failover,

@@ -1,47 +1,110 @@
-"""The dashboard at http://ccswitch.local/: one self-contained page that reads /status."""
+"""The dashboard: one self-contained page (inline CSS, JS and SVG; no CDN, no build step).
+
+It reads ``status``, ``history``, ``requests`` and ``tokens`` next to itself, and acts
+through ``switch`` and ``reset`` with the per-process token the proxy embeds in it.
+"""
 
 from __future__ import annotations
 
-__all__ = ["PAGE"]
+__all__ = ["page"]
 
-PAGE = b"""<!doctype html>
+_TOKEN = b"@@CCSWITCH_TOKEN@@"
+_BASE = b"@@CCSWITCH_BASE@@"
+
+
+def page(token: str, base: str) -> bytes:
+    """The page for this process's ``token``, its calls going to ``base`` + ``/status`` …"""
+    # Both are URL-safe by construction (secrets.token_urlsafe, a fixed prefix).
+    return _PAGE.replace(_TOKEN, token.encode()).replace(_BASE, base.encode())
+
+
+_PAGE = b"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="ccswitch-token" content="@@CCSWITCH_TOKEN@@">
+<meta name="ccswitch-base" content="@@CCSWITCH_BASE@@">
+<link rel="icon" href="data:,">
 <title>ccswitch</title>
 <style>
   :root { font: 14px/1.4 system-ui, sans-serif; color: #1d2330; background: #f5f6f8; }
-  body { margin: 0 auto; max-width: 1100px; padding: 16px; }
+  body { margin: 0 auto; max-width: 1180px; padding: 16px; }
   h1 { font-size: 20px; margin: 0 0 4px; }
   h2 { font-size: 16px; margin: 0 0 8px; }
+  h3 { font-size: 13px; margin: 12px 0 4px; color: #475467; }
   .muted { color: #667085; }
-  .app { background: #fff; border: 1px solid #d9dde3; border-radius: 8px; padding: 12px 16px;
-         margin: 12px 0; }
+  .card { background: #fff; border: 1px solid #d9dde3; border-radius: 8px; padding: 12px 16px;
+          margin: 12px 0; }
   table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eef0f3; }
+  th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eef0f3;
+           vertical-align: top; }
   th { font-weight: 600; color: #475467; font-size: 12px; text-transform: uppercase; }
   .badge { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
            margin-right: 6px; vertical-align: middle; }
   .green { background: #12b76a; } .yellow { background: #f79009; }
   .red { background: #f04438; } .grey { background: #98a2b3; }
   .tag { font-size: 11px; padding: 1px 6px; border-radius: 8px; background: #eef4ff;
-         color: #3538cd; margin-left: 6px; }
-  #error { color: #b42318; }
+         color: #3538cd; margin-left: 6px; cursor: help; }
+  .reason { font-size: 12px; color: #475467; max-width: 330px; }
+  .help { cursor: help; border-bottom: 1px dotted #667085; }
+  button { font: inherit; font-size: 12px; padding: 2px 8px; margin: 0 2px; border-radius: 6px;
+           border: 1px solid #b2b9c5; background: #fff; cursor: pointer; }
+  button:hover { background: #eef4ff; }
+  #error, .bad { color: #b42318; }
+  #banner { display: none; background: #fef3f2; border: 1px solid #fda29b; color: #912018;
+            padding: 8px 12px; border-radius: 8px; margin: 8px 0; white-space: pre-wrap; }
+  #message { min-height: 1.4em; }
+  .legend span { margin-right: 12px; font-size: 12px; }
+  .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px;
+              vertical-align: middle; }
+  .charts { display: flex; gap: 16px; flex-wrap: wrap; }
+  .chart { font-size: 12px; color: #475467; }
+  svg text { font: 10px system-ui, sans-serif; fill: #667085; }
+  .chain { font-family: ui-monospace, monospace; font-size: 12px; }
 </style>
 </head>
 <body>
 <h1>ccswitch</h1>
 <div class="muted">failover router &middot; <span id="updated">loading&hellip;</span>
   <span id="error"></span></div>
+<div id="banner" role="alert"></div>
+<div id="message" class="muted"></div>
 <div id="apps"></div>
-<div class="app"><h2>Recent switches</h2>
+<div class="card"><h2>Recent switches</h2>
   <table><thead><tr><th>time</th><th>app</th><th>from</th><th>to</th><th>reason</th></tr>
   </thead><tbody id="events"></tbody></table></div>
+<div class="card"><h2>Last requests</h2>
+  <table><thead><tr><th>time</th><th>app</th><th>served by</th><th>status</th><th>ms</th>
+  <th>tokens in / out</th><th>attempts</th></tr></thead><tbody id="requests"></tbody></table>
+</div>
+<div class="card"><h2>Tokens by provider and day</h2>
+  <div id="tokens-note" class="muted"></div>
+  <table><thead><tr><th>day</th><th>app</th><th>provider</th><th>requests</th>
+  <th>input tokens</th><th>output tokens</th></tr></thead><tbody id="tokens"></tbody></table>
+</div>
 <script>
 "use strict";
+const TOKEN = document.querySelector('meta[name="ccswitch-token"]').content;
+const BASE = document.querySelector('meta[name="ccswitch-base"]').content;
+const SVG = "http://www.w3.org/2000/svg";
+const STATE_COLOURS = {closed: "#12b76a", open: "#f04438", half_open: "#f79009",
+                       cooldown: "#7a5af8", disabled: "#98a2b3"};
+const LINE_COLOURS = ["#2e90fa", "#f04438", "#12b76a", "#f79009", "#7a5af8", "#667085"];
+const CURRENT_HELP = "current: where requests go first \\u2014 the queue's head, or the " +
+  "provider chosen with Switch. It changes only by hand.";
+const ACTIVE_HELP = "active: the provider that served the last request. It differs from " +
+  "current while the current one is open, cooling down or failing and a backup serves.";
+let history = null;
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
+  return node;
+}
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
   for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
   return node;
@@ -49,45 +112,221 @@ function el(tag, attrs, ...children) {
 function when(t) { return t ? new Date(t * 1000).toLocaleTimeString() : ""; }
 function pct(x) { return x === null || x === undefined ? "-" : (x * 100).toFixed(1) + "%"; }
 function ms(x) { return x === null || x === undefined ? "-" : x + " ms"; }
+
+function reason(p) {
+  switch (p.state) {
+    case "disabled": return "disabled: " + (p.disabled_reason || "no key");
+    case "open": return "opened by " + (p.opened_by || "failures") +
+      (p.opened_at ? " at " + when(p.opened_at) : "") +
+      (p.reopens_at ? "; a probe request may go at " + when(p.reopens_at) : "");
+    case "half_open": return "testing recovery: the next request is a probe" +
+      (p.opened_by ? " (opened by " + p.opened_by + ")" : "");
+    case "cooldown": return "cooling down after " + (p.cooldown_reason || "a rate limit") +
+      " until " + when(p.reopens_at);
+    default:
+      return p.consecutive_failures ? p.consecutive_failures + " failure(s) in a row" : "";
+  }
+}
+
+async function act(action, app, provider) {
+  const message = document.getElementById("message");
+  try {
+    const response = await fetch(BASE + "/" + action, {
+      method: "POST", cache: "no-store",
+      headers: {"content-type": "application/json", "x-ccswitch-token": TOKEN},
+      body: JSON.stringify({app: app, provider: provider}),
+    });
+    const answer = await response.json();
+    message.className = response.ok ? "muted" : "bad";
+    message.textContent = response.ok
+      ? (action === "switch" ? app + " now routes to " + provider + " first"
+                             : app + ": " + provider + " reset")
+      : answer.error;
+  } catch (e) {
+    message.className = "bad";
+    message.textContent = action + " failed: the proxy is not answering";
+  }
+  refresh();
+}
+
+function buttons(name, app, p) {
+  const cell = el("td", {});
+  if (p.id !== app.current && p.state !== "disabled") {
+    const b = el("button", {"data-action": "switch", "data-app": name, "data-provider": p.id,
+                            title: "make " + p.id + " the current provider of " + name}, "Switch");
+    b.addEventListener("click", () => act("switch", name, p.id));
+    cell.append(b);
+  }
+  if (p.state !== "closed" && p.state !== "disabled") {
+    const b = el("button", {"data-action": "reset", "data-app": name, "data-provider": p.id,
+                            title: "close the breaker, clear the cooldown"}, "Reset");
+    b.addEventListener("click", () => act("reset", name, p.id));
+    cell.append(b);
+  }
+  return cell;
+}
+
+function timeline(name, app) {
+  const box = el("div", {class: "timeline"});
+  const data = history && history.apps[name];
+  if (!data) return box;
+  const started = history.started > history.since ? " (since the proxy started at " +
+    when(history.started) + ")" : "";
+  box.append(el("h3", {}, "Last hour" + started));
+  const width = 640, left = 110, row = 18, span = history.now - history.since;
+  const ids = app.queue.map(p => p.id);
+  const height = ids.length * (row + 4) + 16;
+  const x = t => left + (t - history.since) / span * width;
+  const chart = svg("svg", {width: left + width + 10, height: height, "data-timeline": name});
+  ids.forEach((pid, i) => {
+    const y = i * (row + 4);
+    const d = data[pid] || {bands: [], failures: []};
+    chart.append(svg("text", {x: 0, y: y + 13}, pid));
+    chart.append(svg("rect", {x: left, y: y, width: width, height: row, fill: "#f2f4f7"}));
+    for (const b of d.bands) {
+      chart.append(svg("rect", {x: x(b.from), y: y, height: row, "data-band": b.state,
+        width: Math.max(1, x(b.to) - x(b.from)), fill: STATE_COLOURS[b.state] || "#98a2b3"},
+        svg("title", {}, b.state + " " + when(b.from) + "\\u2013" + when(b.to))));
+    }
+    for (const t of d.failures) {
+      chart.append(svg("line", {x1: x(t), x2: x(t), y1: y - 2, y2: y + row + 2,
+                                stroke: "#101828", "stroke-width": 1, "data-tick": pid}));
+    }
+  });
+  const axis = ids.length * (row + 4) + 10;
+  chart.append(svg("text", {x: left, y: axis}, "\\u221260 min"));
+  chart.append(svg("text", {x: left + width / 2 - 14, y: axis}, "\\u221230 min"));
+  chart.append(svg("text", {x: left + width - 18, y: axis}, "now"));
+  box.append(chart);
+  box.append(el("div", {class: "legend"}, ...Object.entries(STATE_COLOURS).map(([s, c]) =>
+    el("span", {}, el("i", {style: "background:" + c}), s.replace("_", "-"))),
+    el("span", {}, el("i", {style: "background:#101828;width:2px"}), "failure")));
+  return box;
+}
+
+function small(title, name, app, key) {
+  const data = history && history.apps[name];
+  const width = 260, height = 70;
+  const chart = svg("svg", {width: width, height: height + 14, "data-chart": key});
+  chart.append(svg("rect", {x: 0, y: 0, width: width, height: height, fill: "#f9fafb",
+                            stroke: "#eaecf0"}));
+  let top = 0;
+  const lines = [];
+  app.queue.forEach((p, i) => {
+    const values = (data && data[p.id] && data[p.id][key]) || [];
+    top = Math.max(top, ...values.map(v => v || 0));
+    lines.push([values, LINE_COLOURS[i % LINE_COLOURS.length], p.id]);
+  });
+  top = top || 1;
+  for (const [values, colour, pid] of lines) {
+    if (!values.length) continue;
+    const step = width / Math.max(1, values.length - 1);
+    const points = values.map((v, i) => (i * step).toFixed(1) + "," +
+      (height - 2 - (v || 0) / top * (height - 6)).toFixed(1)).join(" ");
+    chart.append(svg("polyline", {points: points, fill: "none", stroke: colour,
+                                  "stroke-width": 1.5, "data-series": pid}));
+  }
+  chart.append(svg("text", {x: 2, y: 10}, String(Math.round(top))));
+  chart.append(svg("text", {x: 2, y: height + 12}, "\\u221260 min"));
+  chart.append(svg("text", {x: width - 20, y: height + 12}, "now"));
+  return el("div", {class: "chart"}, el("div", {}, title), chart);
+}
+
 function render(status) {
+  const banner = document.getElementById("banner");
+  if (status.config_error) {
+    banner.style.display = "block";
+    banner.textContent = "providers.yaml was not reloaded (since " +
+      when(status.config_error.since) + "); the previous configuration keeps serving:\\n" +
+      status.config_error.message;
+  } else {
+    banner.style.display = "none";
+    banner.textContent = "";
+  }
   const apps = document.getElementById("apps");
   apps.replaceChildren();
   for (const [name, app] of Object.entries(status.apps)) {
     const rows = app.queue.map((p, i) => {
       const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "");
       const tags = [];
-      if (p.id === app.current) tags.push(el("span", {class: "tag"}, "current"));
-      if (p.id === app.active) tags.push(el("span", {class: "tag"}, "active"));
+      if (p.id === app.current) tags.push(el("span", {class: "tag", title: CURRENT_HELP},
+                                             "current"));
+      if (p.id === app.active) tags.push(el("span", {class: "tag", title: ACTIVE_HELP},
+                                            "active"));
       return el("tr", {"data-provider": p.id},
         el("td", {}, p.in_queue ? String(i + 1) : "-"),
         el("td", {}, el("span", {class: "badge " + p.health, "data-badge": p.health,
                                  title: p.health}), p.name, ...tags),
         el("td", {"data-state": p.state}, state),
+        el("td", {class: "reason", "data-reason": p.id}, reason(p)),
         el("td", {}, p.requests ?? 0), el("td", {}, p.failures ?? 0),
         el("td", {}, pct(p.success_rate)), el("td", {}, ms(p.p50_ms)),
-        el("td", {}, ms(p.p95_ms)));
+        el("td", {}, ms(p.p95_ms)), buttons(name, app, p));
     });
-    apps.append(el("div", {class: "app", "data-app": name},
-      el("h2", {}, name, el("span", {class: "muted"},
-         "  current " + app.current + " \\u00b7 active " + (app.active ?? "-") +
-         (app.failover ? "" : " \\u00b7 failover off"))),
+    apps.append(el("div", {class: "card", "data-app": name},
+      el("h2", {}, name, el("span", {class: "muted"}, "  ",
+         el("span", {class: "help", title: CURRENT_HELP}, "current"), " " + app.current +
+         " \\u00b7 ", el("span", {class: "help", title: ACTIVE_HELP}, "active"),
+         " " + (app.active ?? "-") + (app.failover ? "" : " \\u00b7 failover off"))),
       el("table", {},
-         el("thead", {}, el("tr", {}, ...["#", "provider", "state", "requests", "failures",
-                                          "success", "p50", "p95"].map(h => el("th", {}, h)))),
-         el("tbody", {}, ...rows))));
+         el("thead", {}, el("tr", {}, ...["#", "provider", "state", "why", "requests",
+           "failures", "success", "p50", "p95", ""].map(h => el("th", {}, h)))),
+         el("tbody", {}, ...rows)),
+      timeline(name, app),
+      el("div", {class: "charts"},
+         small("requests / min", name, app, "requests"),
+         small("failures / min", name, app, "failed"),
+         small("p95 latency (ms)", name, app, "p95_ms")),
+      el("div", {class: "legend"}, ...app.queue.map((p, i) => el("span", {},
+         el("i", {style: "background:" + LINE_COLOURS[i % LINE_COLOURS.length]}), p.id)))));
   }
   const events = document.getElementById("events");
-  events.replaceChildren(...status.events.map(e => el("tr", {class: "event"},
+  events.replaceChildren(...orEmpty(status.events.map(e => el("tr", {class: "event"},
     el("td", {}, when(e.time)), el("td", {}, e.app), el("td", {}, e.from ?? "-"),
-    el("td", {}, e.to), el("td", {}, e.reason))));
+    el("td", {}, e.to), el("td", {}, e.reason))), 5, "no switches yet"));
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
-  document.body.setAttribute("data-loaded", "1");
 }
+
+function orEmpty(rows, columns, text) {
+  return rows.length ? rows
+    : [el("tr", {class: "empty"}, el("td", {colspan: columns, class: "muted"}, text))];
+}
+
+function chain(row) {
+  if (!row.chain) return row.attempts > 1 ? row.attempts + " attempts" : "";
+  return row.chain.map(a => a.provider + " " + (a.error || a.status)).join(" \\u2192 ");
+}
+
+function renderLog(requests, tokens) {
+  document.getElementById("requests").replaceChildren(...orEmpty(requests.rows.map(r =>
+    el("tr", {class: "request"}, el("td", {}, when(r.time)), el("td", {}, r.app),
+       el("td", {}, r.provider ?? "-"), el("td", {}, r.error || r.status || "-"),
+       el("td", {}, r.total_ms ?? "-"),
+       el("td", {}, (r.input_tokens ?? "-") + " / " + (r.output_tokens ?? "-")),
+       el("td", {class: "chain"}, chain(r)))), 7, "no requests yet"));
+  document.getElementById("tokens-note").textContent = tokens.note || "";
+  document.getElementById("tokens").replaceChildren(...orEmpty(tokens.rows.map(r =>
+    el("tr", {class: "tokens"}, el("td", {}, r.day), el("td", {}, r.app),
+       el("td", {}, r.provider ?? "-"), el("td", {}, r.requests),
+       el("td", {}, r.input_tokens), el("td", {}, r.output_tokens))), 6,
+    tokens.note ? "" : "no tokens counted yet"));
+}
+
+async function get(path) {
+  const response = await fetch(BASE + path, {cache: "no-store"});
+  if (!response.ok) throw new Error(path + ": " + response.status);
+  return response.json();
+}
+
 async function refresh() {
   try {
-    const response = await fetch("/status", {cache: "no-store"});
-    render(await response.json());
+    const [status, hist, requests, tokens] = await Promise.all(
+      [get("/status"), get("/history"), get("/requests"), get("/tokens")]);
+    history = hist;
+    render(status);
+    renderLog(requests, tokens);
     document.getElementById("error").textContent = "";
+    document.body.setAttribute("data-loaded", "1");
   } catch (e) {
     document.getElementById("error").textContent = " \\u2014 proxy not answering";
   }

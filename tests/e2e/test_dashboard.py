@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from .browser import Browser, loaded_again, need_chromium
 from .fakes import FakeProvider, error
-from .proxy import Proxy
-from .test_routing import claude_config, send, start, status
+from .proxy import Proxy, reverse_request, wait_until
+from .test_routing import BODY, claude_config, provider_status, send, start, status
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +134,217 @@ def test_dashboard_in_a_real_browser_matches_the_status(
     events = status(proxy)["events"]
     assert [row[1:4] for row in page.events] == [[e["app"], e["from"], e["to"]] for e in events]
     assert page.events[0][4] == "after primary: 529"
+
+
+# --- the dashboard that acts and explains, driven in a real Chromium over DevTools ----------
+
+ROWS = "[...document.querySelectorAll('%s')]"
+
+
+def dashboard_url(proxy: Proxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}/__ccswitch/"
+
+
+def open_dashboard(browser: Browser, url: str) -> None:
+    browser.goto(url)
+    browser.wait_for("document.body && document.body.getAttribute('data-loaded') === '1'")
+
+
+def cell(browser: Browser, selector: str) -> str:
+    return str(browser.evaluate(f"document.querySelector({selector!r})?.textContent ?? ''"))
+
+
+def test_screenshots_of_an_empty_a_healthy_and_a_failing_over_state(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    need_chromium()
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=2))
+    assert f"dashboard at {dashboard_url(proxy)}" in proxy.output()  # printed at start
+    with Browser() as browser:  # no proxy setting: the proxy's own address
+        browser.goto(f"http://127.0.0.1:{proxy.port}/")  # redirected to /__ccswitch/
+        browser.wait_for("document.body && document.body.getAttribute('data-loaded') === '1'")
+        assert browser.evaluate("location.pathname") == "/__ccswitch/"
+        browser.screenshot(tmp_path / "empty.png")
+        assert browser.evaluate(ROWS % "tr.request" + ".length") == 0
+        assert browser.evaluate(ROWS % "[data-band]" + ".map(b => b.dataset.band)") == [
+            "closed",
+            "closed",
+        ]
+
+        for _ in range(3):
+            assert send(proxy).status == 200
+        wait_until(lambda: len(rows(proxy.state_path, "SELECT id FROM requests")) == 3)
+        loaded_again(browser)
+        browser.screenshot(tmp_path / "healthy.png")
+        assert browser.evaluate(ROWS % "tr.request" + ".length") == 3
+        assert cell(browser, "tr.request td.chain") == "primary 200"
+        assert browser.evaluate(ROWS % "tr.tokens td" + ".map(td => td.textContent)")[2:4] == [
+            "primary",
+            "3",
+        ]
+        assert "current" in cell(browser, "[data-provider=primary]")
+        tooltip = browser.evaluate("document.querySelector('.tag').title")
+        assert "current: where requests go first" in tooltip
+
+        primary.default = error(529)
+        for _ in range(2):
+            assert send(proxy).headers["x-ccswitch-provider"] == "backup"
+        wait_until(lambda: len(rows(proxy.state_path, "SELECT id FROM requests")) == 5)
+        loaded_again(browser)
+        browser.screenshot(tmp_path / "failing-over.png")
+        why = cell(browser, "[data-reason=primary]")
+        assert why.startswith("opened by 529 at ")
+        assert "a probe request may go at" in why
+        assert "open" in browser.evaluate(ROWS % "[data-band]" + ".map(b => b.dataset.band)")
+        assert browser.evaluate(ROWS % "[data-tick=primary]" + ".length") == 2
+        assert cell(browser, "tr.request td.chain") == "primary 529 → backup 200"
+        assert browser.evaluate(ROWS % "polyline[data-series]" + ".length") == 6  # 3 charts × 2
+        assert cell(browser, "tr.event td:nth-child(5)") == "after primary: 529"
+    for name in ("empty", "healthy", "failing-over"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def test_each_button_changes_the_state(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    need_chromium()
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
+    send(proxy)
+    assert provider_status(proxy, "primary")["state"] == "open"
+    with Browser(proxy=f"http://127.0.0.1:{proxy.port}") as browser:  # through the proxy
+        open_dashboard(browser, "http://ccswitch.local/")
+        browser.evaluate("document.querySelector('button[data-action=switch]"
+                         "[data-provider=backup]').click()")  # fmt: skip
+        wait_until(lambda: status(proxy)["apps"]["claude"]["current"] == "backup", 10, "switch")
+        browser.wait_for("document.getElementById('message').textContent.includes('now routes')")
+        browser.evaluate("document.querySelector('button[data-action=reset]"
+                         "[data-provider=primary]').click()")  # fmt: skip
+        wait_until(lambda: provider_status(proxy, "primary")["state"] == "closed", 10, "reset")
+    assert "switch via the control endpoint" in proxy.output()
+
+
+ATTACKER_PAGE = """<!doctype html><html><body>
+<form id="f" method="POST" enctype="text/plain" target="sink" action="{reset}">
+<input name='{{"app":"claude","provider":"primary","x":"' value='"}}'></form>
+<iframe name="sink"></iframe>
+<script>
+const body = JSON.stringify({{app: "claude", provider: "backup"}});
+const results = {{}};
+async function attempt(name, url, init) {{
+  try {{
+    const r = await fetch(url, init);
+    results[name] = r.type === "opaque" ? "opaque" : String(r.status);
+  }} catch (e) {{ results[name] = "blocked"; }}
+}}
+(async () => {{
+  await attempt("no-cors switch", "{switch}", {{method: "POST", mode: "no-cors", body}});
+  await attempt("no-cors direct", "{direct}", {{method: "POST", mode: "no-cors", body}});
+  await attempt("json switch", "{switch}", {{method: "POST", body,
+    headers: {{"content-type": "application/json", "x-ccswitch-token": "guess"}}}});
+  await attempt("read token", "{token}", {{}});
+  document.getElementById("f").submit();
+  await new Promise(r => setTimeout(r, 500));
+  document.body.setAttribute("data-results", JSON.stringify(results));
+}})();
+</script></body></html>"""
+
+
+def test_a_cross_site_page_cannot_switch_reset_or_read_the_token(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    need_chromium()
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
+    send(proxy)
+    before = status(proxy)["apps"]["claude"]
+    assert (before["current"], before["queue"][0]["state"]) == ("primary", "open")
+    page = ATTACKER_PAGE.format(
+        switch="http://ccswitch.local/switch",
+        reset="http://ccswitch.local/reset",
+        direct=f"http://127.0.0.1:{proxy.port}/__ccswitch/switch",
+        token="http://ccswitch.local/token",
+    ).encode()
+
+    class Attacker(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another loopback origin
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Browser(proxy=f"http://127.0.0.1:{proxy.port}") as browser:
+            browser.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            results = json.loads(
+                browser.wait_for("document.body && document.body.getAttribute('data-results')")
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The browser hides a no-cors answer; the proxy's log shows each was refused.
+    assert results == {
+        "no-cors switch": "opaque",
+        "no-cors direct": "opaque",
+        "json switch": "blocked",  # its preflight is refused
+        "read token": "blocked",  # no CORS header: the page cannot read it
+    }
+    after = status(proxy)["apps"]["claude"]
+    assert (after["current"], after["queue"][0]["state"]) == ("primary", "open")
+    output = proxy.output()
+    refused = re.findall(r"POST http://(?:ccswitch\.local|127\.0\.0\.1:\d+)/(?:__ccswitch/)?"
+                         r"(switch|reset)\s*\n\s*<< 403", output)  # fmt: skip
+    assert sorted(refused) == ["reset", "switch", "switch"], output[-3000:]
+    assert "via the control endpoint" not in output
+
+
+def test_the_dashboard_under_its_prefix_on_a_reverse_listener(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    need_chromium()
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(
+        make_proxy,
+        claude_config(primary.url, backup.url),
+        mode="reverse:https://api.anthropic.com",
+    )
+    assert reverse_request(proxy, "POST", "/v1/messages", json=BODY).status == 200
+    with Browser() as browser:
+        open_dashboard(browser, dashboard_url(proxy))
+        apps = browser.evaluate(ROWS % "div.card[data-app]" + ".map(a => a.dataset.app)")
+        assert apps == ["claude"]
+        browser.evaluate("document.querySelector('button[data-action=switch]"
+                         "[data-provider=backup]').click()")  # fmt: skip
+        wait_until(
+            lambda: (
+                reverse_request(proxy, "GET", "/__ccswitch/status").json()["apps"]["claude"][
+                    "current"
+                ]
+                == "backup"
+            ),
+            10,
+            "the switch through the reverse listener",
+        )
+    assert len(primary.requests) == 1  # nothing under the prefix went to a provider
+    assert len(backup.requests) == 0
+    refused = reverse_request(
+        proxy, "POST", "/__ccswitch/reset", json={"app": "claude", "provider": "primary"}
+    )
+    assert refused.status == 403  # no token

@@ -76,6 +76,18 @@ def status(proxy: Proxy) -> dict[str, Any]:
     return document
 
 
+def control(proxy: Proxy, action: str, app: str, provider: str) -> Any:
+    """POST /switch or /reset as the CLI sends it: with the token from GET /token."""
+    token = request(proxy, "GET", "http://ccswitch.local/token").json()["token"]
+    return request(
+        proxy,
+        "POST",
+        f"http://ccswitch.local/{action}",
+        json={"app": app, "provider": provider},
+        headers={"content-type": "application/json", "x-ccswitch-token": token},
+    )
+
+
 def provider_status(proxy: Proxy, pid: str, app: str = "claude") -> dict[str, Any]:
     entries = status(proxy)["apps"][app]["queue"]
     entry: dict[str, Any] = next(e for e in entries if e["id"] == pid)

@@ -15,7 +15,16 @@ import pytest
 
 from .fakes import FakeProvider, error, ok_json, ok_sse
 from .proxy import Proxy, request, wait_until
-from .test_routing import BACKUP_KEY, BODY, CLIENT_HEADERS, claude_config, send, start, status
+from .test_routing import (
+    BACKUP_KEY,
+    BODY,
+    CLIENT_HEADERS,
+    claude_config,
+    control,
+    send,
+    start,
+    status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -51,15 +60,7 @@ def test_restart_keeps_open_breaker_and_manual_switch(
     config = claude_config(primary.url, backup.url, failure_threshold=1, open_seconds=600)
     proxy = start(make_proxy, config)
     send(proxy)
-    assert (
-        request(
-            proxy,
-            "POST",
-            "http://ccswitch.local/switch",
-            json={"app": "claude", "provider": "backup"},
-        ).status
-        == 200
-    )
+    assert control(proxy, "switch", "claude", "backup").status == 200
     wait_until(
         lambda: rows(proxy.state_path, "SELECT current FROM apps") == [("backup",)],
         10,
@@ -74,15 +75,7 @@ def test_restart_keeps_open_breaker_and_manual_switch(
     states = {entry["id"]: entry["state"] for entry in claude["queue"]}
     assert states == {"primary": "open", "backup": "closed"}
     hits = len(primary.requests)
-    assert (
-        request(
-            proxy,
-            "POST",
-            "http://ccswitch.local/switch",
-            json={"app": "claude", "provider": "primary"},
-        ).status
-        == 200
-    )
+    assert control(proxy, "switch", "claude", "primary").status == 200
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"  # primary stays skipped
     assert len(primary.requests) == hits
 
@@ -344,5 +337,8 @@ def test_dashboard_served(
     assert page.status == 200
     assert page.headers["content-type"].startswith("text/html")
     assert b"<script" in page.body
-    assert b"http://" not in page.body.replace(b"http://ccswitch.local", b"")  # no external assets
+    # No external assets; the SVG namespace is a name, never fetched.
+    local = page.body.replace(b"http://ccswitch.local", b"")
+    assert b"http://" not in local.replace(b'"http://www.w3.org/2000/svg"', b"")
+    assert b"https://" not in page.body
     assert BODY  # keeps the shared helpers in use
