@@ -81,7 +81,8 @@ def check_grammar(found: list[Event]) -> None:
     if "message_stop" in names:
         assert names[-2:] == ["message_delta", "message_stop"]
     if "error" in names:
-        assert names[-1] == "error" and "message_stop" not in names
+        assert names[-1] == "error"
+        assert "message_stop" not in names
 
 
 def blocks(found: list[Event]) -> list[dict[str, Any]]:
@@ -124,12 +125,14 @@ def test_finish_reason_and_usage_in_separate_chunks() -> None:
     )
     found, machine = translate(raw)
     names = [n for n, _ in found]
-    assert names.count("message_delta") == 1 and names.count("message_stop") == 1
+    assert names.count("message_delta") == 1
+    assert names.count("message_stop") == 1
     delta = final(found)
     assert delta["delta"]["stop_reason"] == "tool_use"
     assert delta["usage"]["output_tokens"] == 79
     assert delta["usage"]["input_tokens"] == 13312
-    assert machine.finished and machine.failure is None
+    assert machine.finished
+    assert machine.failure is None
 
 
 def test_two_finish_reason_chunks_give_one_message_delta_with_the_later_usage() -> None:
@@ -221,7 +224,8 @@ def test_reasoning_then_text_then_late_reasoning() -> None:
 def test_a_stream_cut_with_no_finish_reason_is_a_failure() -> None:
     found, machine = translate(sse(chunk({"content": "Hel"}), chunk({"content": "lo"}), done=False))
     names = [n for n, _ in found]
-    assert "message_delta" not in names and "message_stop" not in names
+    assert "message_delta" not in names
+    assert "message_stop" not in names
     assert names[-1] == "error"
     assert found[-1][1]["error"]["type"] == "api_error"
     assert machine.failure == "the stream ended without a finish_reason"
@@ -340,7 +344,8 @@ def test_an_error_chunk_becomes_an_error_event_and_a_null_error_is_ignored() -> 
     found, machine = translate(raw)
     assert [n for n, _ in found][-1] == "error"
     assert "upstream overloaded" in found[-1][1]["error"]["message"]
-    assert machine.failure is not None and "upstream overloaded" in machine.failure
+    assert machine.failure is not None
+    assert "upstream overloaded" in machine.failure
 
 
 def test_tool_calls_that_never_get_a_name_fail_the_stream() -> None:
@@ -359,11 +364,9 @@ def test_a_tool_without_an_id_gets_one_at_the_finish() -> None:
         )
     )
     (block,) = blocks(found)
-    assert (
-        block["name"] == "Read"
-        and block["id"].startswith("toolu_")
-        and block["input"] == {"path": "/a"}
-    )
+    assert block["name"] == "Read"
+    assert block["id"].startswith("toolu_")
+    assert block["input"] == {"path": "/a"}
 
 
 def test_shortened_tool_names_are_restored() -> None:
@@ -389,5 +392,7 @@ def test_crlf_streams_and_comments() -> None:
 def test_message_start_carries_id_model_and_zero_output() -> None:
     found, _ = translate(sse(chunk({"content": "x"}), chunk(finish="stop")))
     start = found[0][1]["message"]
-    assert start["id"] == "msg_c1" and start["model"] == "deepseek-chat"
-    assert start["usage"]["output_tokens"] == 0 and start["role"] == "assistant"
+    assert start["id"] == "msg_c1"
+    assert start["model"] == "deepseek-chat"
+    assert start["usage"]["output_tokens"] == 0
+    assert start["role"] == "assistant"
