@@ -16,6 +16,7 @@ from typing import Any
 
 from ccswitch_addon.wire.translate.anthropic_chat import stop_reason
 from ccswitch_addon.wire.translate.common import (
+    SHAPE_ERRORS,
     ChatUsage,
     JsonObject,
     ThinkSplitter,
@@ -107,7 +108,10 @@ class ChatToAnthropicStream:
             message, _ = error_message(data.encode())
             self.fail(f"the provider reported an error: {message}")
             return
-        self.on_chunk(chunk)
+        try:
+            self.on_chunk(chunk)
+        except SHAPE_ERRORS as e:
+            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
 
     # --- one method per incoming kind ------------------------------------------------------
 

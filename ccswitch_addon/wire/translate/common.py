@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "SHAPE_ERRORS",
     "BadAnswer",
     "ChatUsage",
     "ThinkSplitter",
@@ -20,6 +22,7 @@ __all__ = [
     "error_message",
     "loads_object",
     "parse_arguments",
+    "shape_errors",
     "token_limit_field",
 ]
 
@@ -40,6 +43,19 @@ class UntranslatableRequest(TranslationError):
 
 class BadAnswer(TranslationError):
     """The provider's answer cannot be turned into a valid answer for the tool (a failure)."""
+
+
+# What reading a JSON document of an unexpected shape raises (a list where a dict was due, …).
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError)
+
+
+@contextmanager
+def shape_errors(error: type[TranslationError], what: str) -> Iterator[None]:
+    """Turn a surprise in a document's shape into one clear TranslationError."""
+    try:
+        yield
+    except SHAPE_ERRORS as e:
+        raise error(f"{what} has an unexpected shape ({type(e).__name__}: {e})") from e
 
 
 def dumps(value: Any) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccswitch_addon.wire.translate.common import (
+    SHAPE_ERRORS,
     BadAnswer,
     ChatUsage,
     JsonObject,
@@ -121,7 +122,10 @@ class ChatToResponsesStream:
             message, _ = error_message(data.encode())
             self.fail(f"the provider reported an error: {message}")
             return
-        self.on_chunk(chunk)
+        try:
+            self.on_chunk(chunk)
+        except SHAPE_ERRORS as e:
+            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
 
     # --- one method per incoming kind ------------------------------------------------------
 

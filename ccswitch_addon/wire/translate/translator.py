@@ -18,6 +18,7 @@ from ccswitch_addon.wire.translate.common import (
     UntranslatableRequest,
     dumps,
     loads_object,
+    shape_errors,
 )
 from ccswitch_addon.wire.translate.count_tokens import estimate_tokens
 from ccswitch_addon.wire.translate.formats import (
@@ -122,9 +123,10 @@ class AnthropicToChat(Translator):
         if _route(path).endswith("/count_tokens"):
             raise UntranslatableRequest("count_tokens is answered locally (see local())")
         document = loads_object(body, "the request")
-        chat = anthropic_chat.request_to_chat(
-            document, self.names, replay_reasoning=self.replay_reasoning
-        )
+        with shape_errors(UntranslatableRequest, "the request"):
+            chat = anthropic_chat.request_to_chat(
+                document, self.names, replay_reasoning=self.replay_reasoning
+            )
         return PROVIDER_PATHS[self.provider], dumps(chat).encode()
 
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
@@ -135,7 +137,8 @@ class AnthropicToChat(Translator):
         document = _json_answer(body)
         if document.get("error") and not document.get("choices"):
             return dumps(anthropic_chat.error_to_anthropic(502, body)).encode()
-        return dumps(anthropic_chat.answer_to_anthropic(document, self.names)).encode()
+        with shape_errors(BadAnswer, "the provider's answer"):
+            return dumps(anthropic_chat.answer_to_anthropic(document, self.names)).encode()
 
     def stream(self) -> ChatToAnthropicStream:
         return ChatToAnthropicStream(self.names)
@@ -183,9 +186,10 @@ class ResponsesToChat(Translator):
                     "send the whole conversation",
                     code="previous_response_not_found",
                 )
-        chat = responses_chat.request_to_chat(
-            document, self.tools, history, replay_reasoning=self.replay_reasoning
-        )
+        with shape_errors(UntranslatableRequest, "the request"):
+            chat = responses_chat.request_to_chat(
+                document, self.tools, history, replay_reasoning=self.replay_reasoning
+            )
         self._previous = str(previous) if previous else None
         self._input = responses_chat.input_items(document)
         self._store = self.memory is not None and document.get("store") is not False
@@ -200,12 +204,13 @@ class ResponsesToChat(Translator):
         if document.get("error") and not document.get("choices"):
             return dumps(responses_chat.error_to_responses(502, body)).encode()
         created = document.get("created")
-        response = responses_chat.answer_to_responses(
-            document,
-            self.tools,
-            f"resp_{document.get('id') or 'ccswitch'}",
-            created if isinstance(created, int) else int(self.clock()),
-        )
+        with shape_errors(BadAnswer, "the provider's answer"):
+            response = responses_chat.answer_to_responses(
+                document,
+                self.tools,
+                f"resp_{document.get('id') or 'ccswitch'}",
+                created if isinstance(created, int) else int(self.clock()),
+            )
         self._remember(response)
         return dumps(response).encode()
 
