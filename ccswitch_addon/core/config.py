@@ -203,7 +203,7 @@ class ProviderConfig:
     rules: tuple[Rule, ...] = ()
     probe: Probe | None = None
     line: int = 0  # of base_url in the file, for messages about it
-    # the provider's wire format; the default passes every request of the app through as is
+    # the provider's wire format; default_format(app api) when the file names none
     format: Format = Format.ANTHROPIC
 
 
