@@ -121,6 +121,24 @@ def test_strict_turns_a_disabled_provider_into_an_error(
     assert "DISABLED" not in capsys.readouterr().out
 
 
+def test_check_shows_each_providers_format(
+    tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.replace(
+        "        base_url: https://openrouter.ai/api\n",
+        "        base_url: https://openrouter.ai/api\n        format: openai_chat\n",
+    )
+    assert main(["check", str(write(tmp_path, text))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    backup, primary, official = (
+        next(line for line in lines if f" {pid} " in line)
+        for pid in ("backup", "primary", "official")
+    )
+    assert "key sk-o…2222  format openai_chat" in backup
+    assert "format anthropic" in primary
+    assert "format gemini" in official
+
+
 def test_check_without_a_file_reads_providers_yaml_here(
     tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

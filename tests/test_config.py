@@ -12,6 +12,7 @@ from ccswitch_addon.core.config import (
     BreakerConfig,
     ConfigError,
     ConfigErrors,
+    Format,
     load_config,
     parse_config,
 )
@@ -707,3 +708,74 @@ def test_an_app_whose_every_provider_is_disabled_is_flagged() -> None:
     ]
     config = parse_config(text, "p.yaml", env={"NOPE_B": "sk-now-set-1234"})
     assert not [w for w in config.warnings if w.unusable]
+
+
+# --- provider format ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        ("claude", Format.ANTHROPIC),
+        ("codex", Format.OPENAI_RESPONSES),
+        ("gemini", Format.GEMINI),
+    ],
+)
+def test_the_default_format_is_the_apps_own(app: str, expected: Format) -> None:
+    provider = parse_config(one_app(app), "p.yaml", env={}).apps[app].providers["a"]
+    assert provider.format is expected
+
+
+def test_a_custom_openai_app_defaults_to_responses_which_passes_chat_through() -> None:
+    text = one_app("mytool").replace(
+        "    queue:", "    hosts: [t.example]\n    paths: /v1\n    queue:"
+    )
+    provider = parse_config(text, "p.yaml", env={}).apps["mytool"].providers["a"]
+    assert provider.format is Format.OPENAI_RESPONSES
+
+
+def test_a_chat_provider_for_claude_gets_bearer_auth_and_the_openai_probe() -> None:
+    text = one_app(
+        "claude",
+        "{base_url: 'https://api.deepseek.com/v1', format: openai_chat, api_key: '${K}', "
+        "probe: true}",
+    )
+    provider = parse_config(text, "p.yaml", env={"K": "k1"}).apps["claude"].providers["a"]
+    assert provider.format is Format.OPENAI_CHAT
+    assert provider.auth is Auth.BEARER
+    assert provider.probe is not None
+    assert (provider.probe.method, provider.probe.path) == ("GET", "/v1/models")
+
+
+def test_a_chat_provider_for_codex() -> None:
+    text = one_app(
+        "codex", "{base_url: 'https://x.example', format: openai_chat, auth: passthrough}"
+    )
+    provider = parse_config(text, "p.yaml", env={}).apps["codex"].providers["a"]
+    assert provider.format is Format.OPENAI_CHAT
+
+
+@pytest.mark.parametrize(
+    ("app", "fmt", "supported"),
+    [
+        ("claude", "gemini", "anthropic, openai_chat"),
+        ("claude", "openai_responses", "anthropic, openai_chat"),
+        ("codex", "anthropic", "openai_chat, openai_responses"),
+        ("gemini", "openai_chat", "gemini"),
+    ],
+)
+def test_an_unsupported_pair_names_the_supported_ones(app: str, fmt: str, supported: str) -> None:
+    text = one_app(app, f"{{base_url: 'https://x.example', format: {fmt}, auth: passthrough}}")
+    api = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}[app]
+    assert error_of(text) == (
+        f"p.yaml:5: apps.{app}.providers.a.format: a {app} provider (api {api}) "
+        f"cannot use format {fmt}; supported: {supported}"
+    )
+
+
+def test_an_unknown_format_lists_the_formats() -> None:
+    text = one_app("claude", "{base_url: 'https://x.example', format: chat, auth: passthrough}")
+    assert error_of(text) == (
+        "p.yaml:5: apps.claude.providers.a.format: unknown format 'chat'; "
+        "one of: anthropic, openai_chat, openai_responses, gemini"
+    )

@@ -68,6 +68,7 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         line = f"  {place:3} {pid:16} {p.base_url}  auth {p.auth.value}"
         if p.api_key:
             line += f"  key {mask(p.api_key)}"
+        line += f"  format {p.format.value}"
         if p.models:
             line += "  models " + ", ".join(f"{k} → {v}" for k, v in p.models.items())
         if p.rules:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
+from ccswitch_addon.wire.translate.formats import FORMAT_API, Format, provider_formats
 
 __all__ = [
     "BREAKER_FIELDS",
@@ -24,10 +25,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigErrors",
+    "Format",
     "Probe",
     "ProviderConfig",
     "WebSocket",
     "check_self_loop",
+    "default_format",
     "load_config",
     "parse_config",
 ]
@@ -178,7 +181,17 @@ APP_KEYS = (
     "rules",
     "providers",
 )
-PROVIDER_KEYS = ("name", "base_url", "auth", "api_key", "models", "headers", "rules", "probe")
+PROVIDER_KEYS = (
+    "name",
+    "base_url",
+    "format",
+    "auth",
+    "api_key",
+    "models",
+    "headers",
+    "rules",
+    "probe",
+)
 PROBE_KEYS = ("method", "path", "body", "interval_seconds")
 
 
@@ -225,6 +238,8 @@ class ProviderConfig:
     rules: tuple[Rule, ...] = ()
     probe: Probe | None = None
     line: int = 0  # of base_url in the file, for messages about it
+    # the provider's wire format; default_format(app api) when the file names none
+    format: Format = Format.ANTHROPIC
 
 
 @dataclass(frozen=True)
@@ -292,13 +307,45 @@ def _parse_base_url(node: Node, text: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/")
 
 
+def default_format(api: Api) -> Format:
+    """A provider's format when the file says none: the app's own, so nothing is translated.
+
+    For an OpenAI app that is ``openai_responses``: a Responses request is then identity and
+    a Chat Completions request passes through as well (an OpenAI server answers both).
+    """
+    return {
+        Api.ANTHROPIC: Format.ANTHROPIC,
+        Api.OPENAI: Format.OPENAI_RESPONSES,
+        Api.GEMINI: Format.GEMINI,
+    }[api]
+
+
+def _parse_format(node: Node, api: Api, app: str) -> Format:
+    chosen = node.choice(Format, "format")
+    usable = provider_formats(api)
+    if chosen not in usable:
+        raise node.error(
+            f"a {app} provider (api {api.value}) cannot use format {chosen.value}; "
+            f"supported: {', '.join(f.value for f in usable)}"
+        )
+    return chosen
+
+
 def _parse_provider(
-    pid: str, node: Node, api: Api, env: Mapping[str, str], warnings: list[ConfigError]
+    pid: str,
+    node: Node,
+    api: Api,
+    env: Mapping[str, str],
+    warnings: list[ConfigError],
+    app: str = "",
 ) -> ProviderConfig:
     entries = node.mapping(PROVIDER_KEYS)
     if "base_url" not in entries:
         raise node.error("base_url is required")
-    auth_default = DEFAULT_AUTH[api]
+    fmt = _parse_format(entries["format"], api, app) if "format" in entries else default_format(api)
+    # a translated provider is reached with its own API's credentials and probe
+    own_api = FORMAT_API[fmt]
+    auth_default = DEFAULT_AUTH[own_api]
     auth = entries["auth"].choice(Auth, "auth") if "auth" in entries else auth_default
     unset: list[_Unset] = []
 
@@ -353,7 +400,7 @@ def _parse_provider(
                 )
             )
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
-    probe = _parse_probe(entries["probe"], api) if "probe" in entries else None
+    probe = _parse_probe(entries["probe"], own_api) if "probe" in entries else None
     return ProviderConfig(
         id=pid,
         name=values.get("name", pid),
@@ -371,6 +418,7 @@ def _parse_provider(
         rules=rules,
         probe=probe,
         line=base_node.line,
+        format=fmt,
     )
 
 
@@ -465,7 +513,7 @@ def _parse_app(
         try:
             if not _ID.match(pid):
                 raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
-            providers[pid] = _parse_provider(pid, pnode, api, env, warnings)
+            providers[pid] = _parse_provider(pid, pnode, api, env, warnings, name)
         except ConfigError as e:
             mistakes.record(e)
             broken.add(pid)

@@ -1,0 +1,285 @@
+"""A Chat Completions stream as the Anthropic Messages stream Claude Code reads.
+
+The grammar sent: one ``message_start``, then blocks (``content_block_start``, deltas,
+``content_block_stop``; never a delta before a block's start or after its stop), then one
+``message_delta`` with the stop reason and usage, then ``message_stop``. A stream that
+fails (an error chunk, or the end without a ``finish_reason``) ends with an ``error`` event
+instead, never with fake success terminals.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccswitch_addon.wire.translate.anthropic_chat import stop_reason
+from ccswitch_addon.wire.translate.common import (
+    SHAPE_ERRORS,
+    ChatUsage,
+    JsonObject,
+    ThinkSplitter,
+    ToolNames,
+    dumps,
+    error_message,
+)
+from ccswitch_addon.wire.translate.sse import SseEvent, SseParser, encode_event
+
+__all__ = ["ChatToAnthropicStream", "State"]
+
+
+class State(enum.Enum):
+    START = "start"  # nothing sent yet
+    MESSAGE = "message"  # message_start sent, content flowing
+    FINISHING = "finishing"  # finish_reason seen, blocks closed; waiting for usage and the end
+    DONE = "done"  # message_delta and message_stop sent
+    FAILED = "failed"  # an error event sent
+
+
+@dataclass(slots=True)
+class _Tool:
+    id: str = ""
+    name: str = ""
+    held: list[str] = field(default_factory=list)  # arguments seen before the block started
+    block: int | None = None  # the Anthropic block index, once started
+    open: bool = False
+
+
+class ChatToAnthropicStream:
+    """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream."""
+
+    def __init__(self, names: ToolNames | None = None) -> None:
+        self.names = names or ToolNames()
+        self.state = State.START
+        self.failure: str | None = None  # why the stream failed, once it has
+        self._parser = SseParser()
+        self._out: list[bytes] = []
+        self._next_block = 0
+        self._open: tuple[str, int] | None = None  # the open thinking or text block
+        self._visible = False  # visible output began: later reasoning is dropped
+        self._think = ThinkSplitter()
+        self._tools: dict[int, _Tool] = {}
+        self._finish: Any = None
+        self._usage = ChatUsage()
+        self._message_id = "msg_ccswitch"
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended properly: the client got ``message_stop``."""
+        return self.state is State.DONE
+
+    # --- bytes at the edge --------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            self._event(event)
+        return self._flush()
+
+    def close(self) -> bytes:
+        for event in self._parser.close():
+            self._event(event)
+        self.on_end()
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _send(self, kind: str, data: JsonObject) -> None:
+        self._out.append(encode_event(kind, dumps({"type": kind, **data})))
+
+    def _event(self, event: SseEvent) -> None:
+        if self.state in (State.DONE, State.FAILED):
+            return
+        data = event.data.strip()
+        if data == "[DONE]":
+            self.on_done()
+            return
+        if not data:
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return  # a provider's non-JSON keep-alive
+        if not isinstance(chunk, dict):
+            return
+        if chunk.get("error"):  # "error": null is a placeholder some gateways send
+            message, _ = error_message(data.encode())
+            self.fail(f"the provider reported an error: {message}")
+            return
+        try:
+            self.on_chunk(chunk)
+        except SHAPE_ERRORS as e:
+            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
+
+    # --- one method per incoming kind ------------------------------------------------------
+
+    def on_chunk(self, chunk: JsonObject) -> None:
+        if chunk.get("usage"):
+            self._usage = ChatUsage.of(chunk["usage"])
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return  # a usage-only chunk
+        if self.state is State.START:
+            self.on_first(chunk)
+        if self.state is not State.MESSAGE:
+            return  # after the first finish_reason only usage counts
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.on_reasoning(reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            thinking, text = self._think.feed(content)
+            if thinking:
+                self.on_reasoning(thinking)
+            if text:
+                self.on_text(text)
+        for position, call in enumerate(delta.get("tool_calls") or []):
+            if isinstance(call, dict):
+                self.on_tool_call(call, position)
+        if choice.get("finish_reason"):
+            self.on_finish(choice["finish_reason"])
+
+    def on_first(self, chunk: JsonObject) -> None:
+        self._message_id = f"msg_{chunk.get('id') or 'ccswitch'}"
+        usage = self._usage.anthropic()
+        usage["output_tokens"] = 0
+        message = {
+            "id": self._message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.get("model", ""),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        self._send("message_start", {"message": message})
+        self.state = State.MESSAGE
+
+    def on_reasoning(self, text: str) -> None:
+        if self._visible:
+            return  # late reasoning would split the text into fragments
+        self._block("thinking")
+        self._delta({"type": "thinking_delta", "thinking": text})
+
+    def on_text(self, text: str) -> None:
+        self._visible = True
+        self._block("text")
+        self._delta({"type": "text_delta", "text": text})
+
+    def on_tool_call(self, call: JsonObject, position: int) -> None:
+        index = call.get("index", position)
+        tool = self._tools.setdefault(index if isinstance(index, int) else position, _Tool())
+        if call.get("id") and not tool.id:
+            tool.id = str(call["id"])
+        function = call.get("function") or {}
+        if function.get("name") and not tool.name:
+            tool.name = str(function["name"])
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            if tool.open:
+                self._tool_delta(tool, arguments)
+            else:
+                tool.held.append(arguments)
+        if tool.block is None and tool.id and tool.name:
+            self._start_tool(tool)
+
+    def on_finish(self, reason: Any) -> None:
+        """The first finish_reason wins; message_delta waits for usage and the end."""
+        thinking, text = self._think.flush()
+        if thinking:
+            self.on_reasoning(thinking)
+        if text:
+            self.on_text(text)
+        for position, tool in sorted(self._tools.items()):
+            if tool.block is None and tool.name:
+                tool.id = tool.id or f"toolu_{self._message_id}_{position}"
+                self._start_tool(tool)
+        self._close_open()
+        if self._tools and not any(tool.block is not None for tool in self._tools.values()):
+            self.fail("every tool call came without a name")
+            return
+        for tool in sorted(self._tools.values(), key=lambda t: t.block or 0):
+            if tool.open:
+                self._send("content_block_stop", {"index": tool.block})
+                tool.open = False
+        started = any(tool.block is not None for tool in self._tools.values())
+        self._finish = stop_reason(reason, started)
+        self.state = State.FINISHING
+
+    def on_done(self) -> None:
+        self.on_end()
+
+    def on_end(self) -> None:
+        if self.state is State.MESSAGE:
+            # the held text of an unfinished <think> is lost with the stream anyway
+            self.fail("the stream ended without a finish_reason")
+        elif self.state is State.START:
+            self.fail("the stream ended before any answer")
+        elif self.state is State.FINISHING:
+            self._send(
+                "message_delta",
+                {
+                    "delta": {"stop_reason": self._finish, "stop_sequence": None},
+                    "usage": self._usage.anthropic(),
+                },
+            )
+            self._send("message_stop", {})
+            self.state = State.DONE
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        self._send("error", {"error": {"type": "api_error", "message": f"ccswitch: {why}"}})
+        self.state = State.FAILED
+
+    # --- blocks -----------------------------------------------------------------------
+
+    def _block(self, kind: str) -> None:
+        if self._open is not None and self._open[0] == kind:
+            return
+        self._close_open()
+        start: JsonObject = (
+            {"type": "text", "text": ""}
+            if kind == "text"
+            else {"type": "thinking", "thinking": "", "signature": ""}
+        )
+        self._send("content_block_start", {"index": self._next_block, "content_block": start})
+        self._open = (kind, self._next_block)
+        self._next_block += 1
+
+    def _delta(self, delta: JsonObject) -> None:
+        assert self._open is not None
+        self._send("content_block_delta", {"index": self._open[1], "delta": delta})
+
+    def _close_open(self) -> None:
+        if self._open is None:
+            return
+        self._send("content_block_stop", {"index": self._open[1]})
+        self._open = None
+
+    def _start_tool(self, tool: _Tool) -> None:
+        self._close_open()
+        self._visible = True
+        tool.block = self._next_block
+        self._next_block += 1
+        tool.open = True
+        block = {
+            "type": "tool_use",
+            "id": tool.id,
+            "name": self.names.restore(tool.name),
+            "input": {},
+        }
+        self._send("content_block_start", {"index": tool.block, "content_block": block})
+        if tool.held:
+            self._tool_delta(tool, "".join(tool.held))
+            tool.held = []
+
+    def _tool_delta(self, tool: _Tool, fragment: str) -> None:
+        self._send(
+            "content_block_delta",
+            {"index": tool.block, "delta": {"type": "input_json_delta", "partial_json": fragment}},
+        )

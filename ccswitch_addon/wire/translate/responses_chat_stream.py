@@ -1,0 +1,332 @@
+"""A Chat Completions stream as the Responses event sequence Codex CLI reads.
+
+Sent: ``response.created``, ``response.in_progress``; a reasoning item (summary part and
+text deltas) and a message item (content part and text deltas) as they stream; tool calls
+buffered whole and sent at the finish (added, arguments delta and done, item done), custom
+tools as ``custom_tool_call`` items; then ``response.completed``, ``response.incomplete``
+(length, content filter) or ``response.failed``. A turn whose tool calls all lack a name
+fails: "completed" without a call would silently stop Codex's agent loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccswitch_addon.wire.translate.common import (
+    SHAPE_ERRORS,
+    BadAnswer,
+    ChatUsage,
+    JsonObject,
+    ThinkSplitter,
+    dumps,
+    error_message,
+)
+from ccswitch_addon.wire.translate.responses_chat import ResponsesTools, finish_status
+from ccswitch_addon.wire.translate.sse import SseEvent, SseParser, encode_event
+
+__all__ = ["ChatToResponsesStream", "State"]
+
+
+class State(enum.Enum):
+    START = "start"  # nothing sent yet
+    STREAMING = "streaming"  # response.created sent, output flowing
+    FINISHING = "finishing"  # finish_reason seen, items done; waiting for usage and the end
+    DONE = "done"  # response.completed or response.incomplete sent
+    FAILED = "failed"  # response.failed sent
+
+
+@dataclass(slots=True)
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class ChatToResponsesStream:
+    """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream.
+
+    ``on_complete(response)`` is called with the final response object (for the
+    conversation memory) when the stream completes.
+    """
+
+    def __init__(
+        self,
+        tools: ResponsesTools | None = None,
+        *,
+        created_at: int = 0,
+        on_complete: Callable[[JsonObject], None] | None = None,
+    ) -> None:
+        self.tools = tools or ResponsesTools()
+        self.state = State.START
+        self.failure: str | None = None
+        self._created_at = created_at
+        self._on_complete = on_complete
+        self._parser = SseParser()
+        self._out: list[bytes] = []
+        self._sequence = 0
+        self._response: JsonObject = {}
+        self._output: list[JsonObject] = []  # finished items
+        self._open: JsonObject | None = None  # the streaming reasoning or message item
+        self._open_text: list[str] = []
+        self._visible = False
+        self._think = ThinkSplitter()
+        self._calls: dict[int, _Call] = {}
+        self._status: tuple[str, str | None] = ("completed", None)
+        self._usage = ChatUsage()
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended properly (completed or incomplete)."""
+        return self.state is State.DONE
+
+    # --- bytes at the edge --------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            self._event(event)
+        return self._flush()
+
+    def close(self) -> bytes:
+        for event in self._parser.close():
+            self._event(event)
+        self.on_end()
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _send(self, kind: str, data: JsonObject) -> None:
+        payload = {"type": kind, "sequence_number": self._sequence, **data}
+        self._sequence += 1
+        self._out.append(encode_event(kind, dumps(payload)))
+
+    def _event(self, event: SseEvent) -> None:
+        if self.state in (State.DONE, State.FAILED):
+            return
+        data = event.data.strip()
+        if data == "[DONE]":
+            self.on_end()
+            return
+        try:
+            chunk = json.loads(data) if data else None
+        except ValueError:
+            return
+        if not isinstance(chunk, dict):
+            return
+        if chunk.get("error"):
+            message, _ = error_message(data.encode())
+            self.fail(f"the provider reported an error: {message}")
+            return
+        try:
+            self.on_chunk(chunk)
+        except SHAPE_ERRORS as e:
+            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
+
+    # --- one method per incoming kind ------------------------------------------------------
+
+    def on_chunk(self, chunk: JsonObject) -> None:
+        if chunk.get("usage"):
+            self._usage = ChatUsage.of(chunk["usage"])
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return
+        if self.state is State.START:
+            self.on_first(chunk)
+        if self.state is not State.STREAMING:
+            return
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.on_reasoning(reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            thinking, text = self._think.feed(content)
+            if thinking:
+                self.on_reasoning(thinking)
+            if text:
+                self.on_text(text)
+        for position, call in enumerate(delta.get("tool_calls") or []):
+            if isinstance(call, dict):
+                self.on_tool_call(call, position)
+        if choice.get("finish_reason"):
+            self.on_finish(choice["finish_reason"])
+
+    def on_first(self, chunk: JsonObject) -> None:
+        rid = f"resp_{chunk.get('id') or 'ccswitch'}"
+        created = chunk.get("created")
+        self._response = {
+            "id": rid,
+            "object": "response",
+            "created_at": created if isinstance(created, int) else self._created_at,
+            "status": "in_progress",
+            "error": None,
+            "incomplete_details": None,
+            "model": chunk.get("model", ""),
+            "output": [],
+        }
+        self._send("response.created", {"response": self._response})
+        self._send("response.in_progress", {"response": self._response})
+        self.state = State.STREAMING
+
+    def on_reasoning(self, text: str) -> None:
+        if self._visible:
+            return  # late reasoning would split the answer
+        if self._open is None:
+            item = {"id": f"rs_{self._response['id']}", "type": "reasoning", "summary": []}
+            self._open_item(item)
+            self._send(
+                "response.reasoning_summary_part.added",
+                {**self._where(), "summary_index": 0, "part": {"type": "summary_text", "text": ""}},
+            )
+        self._open_text.append(text)
+        self._send(
+            "response.reasoning_summary_text.delta",
+            {**self._where(), "summary_index": 0, "delta": text},
+        )
+
+    def on_text(self, text: str) -> None:
+        self._visible = True
+        if self._open is not None and self._open["type"] != "message":
+            self._close_item()
+        if self._open is None:
+            item = {
+                "id": f"msg_{self._response['id']}_{len(self._output)}",
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            self._open_item(item)
+            self._send(
+                "response.content_part.added",
+                {
+                    **self._where(),
+                    "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []},
+                },
+            )
+        self._open_text.append(text)
+        self._send(
+            "response.output_text.delta", {**self._where(), "content_index": 0, "delta": text}
+        )
+
+    def on_tool_call(self, call: JsonObject, position: int) -> None:
+        index = call.get("index", position)
+        entry = self._calls.setdefault(index if isinstance(index, int) else position, _Call())
+        if call.get("id") and not entry.id:
+            entry.id = str(call["id"])
+        function = call.get("function") or {}
+        if function.get("name") and not entry.name:
+            entry.name = str(function["name"])
+        if isinstance(function.get("arguments"), str):
+            entry.arguments.append(function["arguments"])
+
+    def on_finish(self, reason: Any) -> None:
+        thinking, text = self._think.flush()
+        if thinking:
+            self.on_reasoning(thinking)
+        if text:
+            self.on_text(text)
+        self._close_item()
+        named = [(i, c) for i, c in sorted(self._calls.items()) if c.name]
+        if self._calls and not named:
+            self.fail("every tool call came without a name")
+            return
+        for index, call in named:
+            call_id = call.id or f"call_{self._response['id']}_{index}"
+            try:
+                item = self.tools.call_item(
+                    call_id, call.name, "".join(call.arguments), f"fc_{call_id}"
+                )
+            except BadAnswer as e:
+                self.fail(str(e))
+                return
+            self._tool_item(item)
+        self._status = finish_status(reason)
+        self.state = State.FINISHING
+
+    def on_end(self) -> None:
+        if self.state is State.STREAMING:
+            self.fail("the stream ended without a finish_reason")
+        elif self.state is State.START:
+            self.fail("the stream ended before any answer")
+        elif self.state is State.FINISHING:
+            status, reason = self._status
+            response = {
+                **self._response,
+                "status": status,
+                "incomplete_details": {"reason": reason} if reason else None,
+                "output": self._output,
+                "usage": self._usage.responses(),
+            }
+            kind = "response.completed" if status == "completed" else "response.incomplete"
+            self._send(kind, {"response": response})
+            self.state = State.DONE
+            if self._on_complete is not None:
+                self._on_complete(response)
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        error = {"code": "server_error", "message": f"ccswitch: {why}"}
+        response = {**self._response, "status": "failed", "error": error, "output": self._output}
+        self._send("response.failed", {"response": response})
+        self.state = State.FAILED
+
+    # --- items ------------------------------------------------------------------------
+
+    def _where(self) -> JsonObject:
+        assert self._open is not None
+        return {"item_id": self._open["id"], "output_index": len(self._output)}
+
+    def _open_item(self, item: JsonObject) -> None:
+        self._open = item
+        self._open_text = []
+        self._send("response.output_item.added", {"output_index": len(self._output), "item": item})
+
+    def _close_item(self) -> None:
+        item, text = self._open, "".join(self._open_text)
+        if item is None:
+            return
+        where = self._where()
+        part: JsonObject
+        if item["type"] == "reasoning":
+            part = {"type": "summary_text", "text": text}
+            self._send(
+                "response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text}
+            )
+            self._send(
+                "response.reasoning_summary_part.done", {**where, "summary_index": 0, "part": part}
+            )
+            done = {**item, "summary": [part]}
+        else:
+            part = {"type": "output_text", "text": text, "annotations": []}
+            self._send("response.output_text.done", {**where, "content_index": 0, "text": text})
+            self._send("response.content_part.done", {**where, "content_index": 0, "part": part})
+            done = {**item, "status": "completed", "content": [part]}
+        self._send(
+            "response.output_item.done", {"output_index": where["output_index"], "item": done}
+        )
+        self._output.append(done)
+        self._open = None
+
+    def _tool_item(self, item: JsonObject) -> None:
+        index = len(self._output)
+        custom = item["type"] == "custom_tool_call"
+        value = item["input"] if custom else item["arguments"]
+        key = "input" if custom else "arguments"
+        prefix = "response.custom_tool_call_input" if custom else "response.function_call_arguments"
+        where = {"item_id": item["id"], "output_index": index}
+        self._send(
+            "response.output_item.added",
+            {"output_index": index, "item": {**item, "status": "in_progress", key: ""}},
+        )
+        self._send(f"{prefix}.delta", {**where, "delta": value})
+        self._send(f"{prefix}.done", {**where, key: value})
+        self._send("response.output_item.done", {"output_index": index, "item": item})
+        self._output.append(item)
