@@ -23,6 +23,7 @@ __all__ = [
     "BreakerConfig",
     "Config",
     "ConfigError",
+    "Endpoint",
     "Probe",
     "ProviderConfig",
     "check_self_loop",
@@ -104,26 +105,55 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A routed path, matched by whole segments: ``{model}`` stands for one model name, and a
+    path ending in ``/`` also covers the segments below it."""
+
+    path: str
+    health: bool = True  # its answers move the breaker; count_tokens' do not
+    optional: bool = False  # not every provider has it: a 404 is remembered per provider
+
+
+@dataclass(frozen=True)
 class KnownApp:
     api: Api
     hosts: tuple[str, ...]
-    paths: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...]
     breaker: BreakerConfig
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(endpoint.path for endpoint in self.endpoints)
+
+
+def _gemini(version: str) -> tuple[Endpoint, ...]:
+    return tuple(
+        Endpoint(f"/{version}/models/{{model}}:{method}")
+        for method in ("generateContent", "streamGenerateContent")
+    )
 
 
 _QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60)
 KNOWN_APPS: Mapping[str, KnownApp] = {
-    "claude": KnownApp(Api.ANTHROPIC, ("api.anthropic.com",), ("/v1/messages",), BreakerConfig()),
+    "claude": KnownApp(
+        Api.ANTHROPIC,
+        ("api.anthropic.com",),
+        (
+            Endpoint("/v1/messages"),
+            Endpoint("/v1/messages/count_tokens", health=False, optional=True),
+        ),
+        BreakerConfig(),
+    ),
     "codex": KnownApp(
         Api.OPENAI,
         ("api.openai.com",),
-        ("/v1/responses", "/v1/chat/completions", "/v1/completions"),
+        tuple(Endpoint(p) for p in ("/v1/responses", "/v1/chat/completions", "/v1/completions")),
         _QUICK,
     ),
     "gemini": KnownApp(
         Api.GEMINI,
         ("generativelanguage.googleapis.com",),
-        ("/v1beta/models/", "/v1/models/"),
+        (*_gemini("v1beta"), *_gemini("v1")),
         _QUICK,
     ),
 }
@@ -205,6 +235,7 @@ class AppConfig:
     breaker: BreakerConfig
     providers: Mapping[str, ProviderConfig]
     rules: tuple[Rule, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()  # what paths says, with each endpoint's kind
 
     def rules_for(self, provider: ProviderConfig) -> tuple[Rule, ...]:
         """The provider's own rules first, then the app's."""
@@ -413,8 +444,10 @@ def _parse_app(
         for text, item in _items(entries["paths"]):
             if not text.startswith("/"):
                 raise item.error(f"a path prefix starts with '/', got {text!r}")
+        endpoints = tuple(Endpoint(path) for path in paths)
     else:
-        paths = known.paths if known else ()
+        endpoints = known.endpoints if known else ()
+        paths = tuple(endpoint.path for endpoint in endpoints)
     if "providers" not in entries:
         raise node.error("providers is required")
     providers: dict[str, ProviderConfig] = {}
@@ -441,7 +474,7 @@ def _parse_app(
     breaker = _parse_breaker(entries.get("breaker"), defaults)
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
     return AppConfig(
-        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules
+        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules, endpoints
     )
 
 
