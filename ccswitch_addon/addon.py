@@ -26,6 +26,7 @@ from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.log import ALERT
 from mitmproxy.utils import asyncio_utils
 
+from ccswitch_addon import guard
 from ccswitch_addon.attempts import Attempts
 from ccswitch_addon.core.config import (
     AppConfig,
@@ -36,7 +37,7 @@ from ccswitch_addon.core.config import (
     check_self_loop,
     load_config,
 )
-from ccswitch_addon.core.paths import default_config_path, default_state_path
+from ccswitch_addon.core.paths import default_config_path
 from ccswitch_addon.core.router import Selection, UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine, Finished
@@ -59,6 +60,7 @@ from ccswitch_addon.flows import (
     watch_body,
 )
 from ccswitch_addon.notify import Notifier
+from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.web.dashboard import PAGE
 from ccswitch_addon.wire.replies import api_error, unavailable
@@ -95,47 +97,34 @@ class CcSwitch:
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
         self.attempts: Attempts | None = None  # with the engine
+        self.settings = Settings()
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "ccswitch_config",
-            str,
-            "",
-            "providers.yaml; default ./providers.yaml, else ~/.ccswitch/providers.yaml",
-        )
-        loader.add_option(
-            "ccswitch_state",
-            str,
-            str(default_state_path()),
-            "SQLite state file; empty to keep state in memory only",
-        )
-        loader.add_option("ccswitch_log_days", int, 30, "days of request log to keep")
-        loader.add_option(
-            "ccswitch_notify",
-            str,
-            "",
-            "shell command run on each switch event, the event as JSON on stdin",
-        )
-        loader.add_option(
-            "ccswitch_allow_remote",
-            bool,
-            False,
-            "route (and spend API keys) for clients that are not on loopback",
-        )
+        for option in OPTIONS:
+            loader.add_option(option.name, str, option.default, option.help)
 
     def configure(self, updated: set[str]) -> None:
         if "connection_strategy" in updated:
             self._force_lazy()
-        if "ccswitch_log_days" in updated and ctx.options.ccswitch_log_days < 1:
-            raise exceptions.OptionsError("ccswitch_log_days must be at least 1")
+        if updated & NAMES:
+            try:
+                settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
+            except ValueError as e:
+                if self._running:
+                    raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
+                logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
+                return
+            previous, self.settings = self.settings, settings
+        else:
+            previous = self.settings
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
         if "ccswitch_config" in updated:
             self._load()  # the first load also opens the state file
-        if started and updated & {"ccswitch_state", "ccswitch_log_days"}:
+        if started and ("ccswitch_state" in updated or previous.log_days != self.settings.log_days):
             self._open_store()
 
     def running(self) -> None:
@@ -143,9 +132,9 @@ class CcSwitch:
         self._force_lazy()
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
-                "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
-                "unless proxyauth or ccswitch_allow_remote is set",
+                "ccswitch: listening on %s, beyond loopback; %s",
                 ctx.options.listen_host or "every interface",
+                guard.remote_policy(self.settings),
             )
         if not self._tasks:
             self._tasks = [
@@ -208,7 +197,7 @@ class CcSwitch:
         if not option:
             return
         try:
-            store = Store(Path(option).expanduser(), ctx.options.ccswitch_log_days)
+            store = Store(Path(option).expanduser(), self.settings.log_days)
         except StoreError as e:
             logger.log(ALERT, "ccswitch: %s; routing goes on with state in memory only", e)
             return
@@ -278,6 +267,12 @@ class CcSwitch:
 
     # --- request ------------------------------------------------------------------------
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        guard.refuse_remote(flow, self.settings)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        guard.refuse_remote(flow, self.settings)
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -286,12 +281,14 @@ class CcSwitch:
             self._control(flow)
             return
         attempts = self.attempts
-        if is_internal(flow) or self.engine is None or attempts is None or request.method != "POST":
+        if is_internal(flow) or self.engine is None or attempts is None:
             return
         router = self.engine.router
-        app = router.match(request.host, request.path.partition("?")[0])
-        if app is None:
+        match = guard.admit(flow, router, self.settings)
+        if match is None or not match.endpoint.health:
+            # count_tokens passes through until the provider side routes it without the breaker
             return
+        app = match.app
         if not self._may_route(flow):
             flow.response = to_response(
                 api_error(
@@ -334,7 +331,7 @@ class CcSwitch:
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
             is_loopback(flow.client_conn.peername)
-            or ctx.options.ccswitch_allow_remote
+            or self.settings.allow_remote
             or bool(getattr(ctx.options, "proxyauth", None))
         )
 
