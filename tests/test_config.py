@@ -605,3 +605,31 @@ def test_load_config_reads_the_file_and_names_it(tmp_path: Path) -> None:
     path.write_bytes(b"apps: \xff\xfe\n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(path, env={})
+
+
+def test_header_values_from_the_environment_are_secrets() -> None:
+    text = one_app(
+        "claude",
+        "{base_url: 'https://x.example', api_key: '${K}',"
+        " headers: {X-Org: '${ORG}', X-Title: plain, X-Mixed: 'org-${ORG}'}}",
+    )
+    provider = (
+        parse_config(text, "p.yaml", env={"K": "k1", "ORG": "s3cret-org"})
+        .apps["claude"]
+        .providers["a"]
+    )
+    assert provider.secret_headers == frozenset({"x-org", "x-mixed"})
+    assert "s3cret-org" not in repr(provider)
+
+
+@pytest.mark.parametrize("value", ["a\\r\\nX-Evil: 1", "a\\nb"])
+def test_a_header_value_with_a_line_break_is_refused_without_showing_it(value: str) -> None:
+    text = one_app(
+        "claude", "{base_url: 'https://x.example', api_key: '${K}', headers: {X-Org: '${ORG}'}}"
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            text, "p.yaml", env={"K": "k1", "ORG": value.encode().decode("unicode_escape")}
+        )
+    assert "line break" in str(raised.value)
+    assert "X-Evil" not in str(raised.value)

@@ -200,6 +200,8 @@ DEFAULT_PROBES: Mapping[Api, Probe] = {
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,9 @@ class ProviderConfig:
     auth: Auth
     api_key: str | None = field(default=None, repr=False)
     models: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Lower-case names of the headers whose values came from ${VAR}: secrets like the key.
+    secret_headers: frozenset[str] = frozenset()
     disabled: str | None = None  # why the provider is not routed to
     literal_key: bool = False  # the key is written in the file, not taken from ${VAR}
     rules: tuple[Rule, ...] = ()
@@ -271,6 +275,11 @@ def _expand(node: Node, env: Mapping[str, str]) -> str:
 
 def _parse_base_url(node: Node, text: str) -> tuple[str, str, int, str]:
     parts = urlsplit(text)
+    if "@" in parts.netloc:  # checked first: no message below may show the password
+        raise node.error(
+            "a base URL takes no user:password@ (it would not be sent); "
+            "put the credential in api_key or headers, from ${VAR}"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise node.error(f"expected an http:// or https:// URL, got {text!r}")
     if parts.query or parts.fragment:
@@ -307,11 +316,14 @@ def _parse_provider(
         if "models" in entries
         else {}
     )
-    headers = (
-        {k: expand(v) for k, v in entries["headers"].mapping().items()}
-        if "headers" in entries
-        else {}
-    )
+    header_nodes = entries["headers"].mapping() if "headers" in entries else {}
+    headers = {k: expand(v) for k, v in header_nodes.items()}
+    secret_headers = frozenset(k.lower() for k, v in header_nodes.items() if _VAR.search(v.text()))
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise header_nodes[name].error(f"{name!r} is not a valid header name")
+        if _CONTROL.search(value):  # the value may be a secret: it is not shown
+            raise header_nodes[name].error("the value holds a line break or control character")
     disabled: str | None = None
     if unset:
         first = unset[0]
@@ -356,6 +368,7 @@ def _parse_provider(
         api_key=values.get("api_key") if auth is not Auth.PASSTHROUGH else None,
         models=models,
         headers=headers,
+        secret_headers=secret_headers,
         disabled=disabled,
         literal_key=literal,
         rules=rules,

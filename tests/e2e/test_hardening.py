@@ -316,3 +316,24 @@ def test_a_bad_option_value_stops_the_start_with_one_line(
     output = proxy.output()
     assert message in output
     assert "Traceback" not in output
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def test_a_base_url_with_a_password_is_refused_at_start_without_showing_it(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    with_password = backup.url.replace("http://", "http://user:hunter2-pass@")
+    config = claude_config(primary.url, with_password)
+    proxy = start_proxy(make_proxy, config, start=False)
+    proxy.start(expect_exit=True)
+    assert proxy.wait_exit() != 0
+    output = proxy.output()
+    assert "hunter2" not in output
+    assert "apps.claude.providers.backup.base_url: a base URL takes no user:password@" in output
+    assert (
+        f"providers.yaml:{config.splitlines().index(f'        base_url: {with_password}/v1') + 1}:"
+        in output
+    )
