@@ -39,6 +39,7 @@ from ccswitch_addon.core.config import (
 )
 from ccswitch_addon.core.paths import default_config_path
 from ccswitch_addon.core.router import Selection, UnknownName
+from ccswitch_addon.core.status import printable
 from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine, Finished
 from ccswitch_addon.flows import (
@@ -462,7 +463,7 @@ class CcSwitch:
 
     @staticmethod
     def _announce(event: SwitchEvent) -> None:
-        logger.log(ALERT, "ccswitch switch: %s", event.describe())
+        logger.log(ALERT, "ccswitch switch: %s", printable(event.describe()))
 
     # --- control: commands and the ccswitch.local host -------------------------------------
 

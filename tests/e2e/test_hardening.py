@@ -6,9 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from .fakes import FakeProvider, error, ok_json
 from .proxy import Proxy, request
 from .test_routing import BODY, CLIENT_HEADERS, claude_config, provider_status, send
 from .test_routing import start as start_proxy
+from .test_state import CCSWITCH
 
 pytestmark = pytest.mark.e2e
 
@@ -337,3 +341,44 @@ def test_a_base_url_with_a_password_is_refused_at_start_without_showing_it(
         f"providers.yaml:{config.splitlines().index(f'        base_url: {with_password}/v1') + 1}:"
         in output
     )
+
+
+# --- provider text in the log --------------------------------------------------------------------
+
+
+class EscapingError:
+    """A 200 stream whose error event's message holds terminal escapes and a line break."""
+
+    MESSAGE = "boom\x1b[2J\x1b]0;pwned\x07\nFAKE ROW\u202e"
+
+    def run(self, h: Any, received: Any) -> None:
+        event = {"type": "error", "error": {"type": "api_error", "message": self.MESSAGE}}
+        h.start_chunked(200, {"content-type": "text/event-stream"})
+        h.send_chunk(b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n")
+        h.end_chunked()
+
+
+def test_provider_text_is_printed_escaped_by_ccswitch_log(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.queue(EscapingError())
+    proxy = start(make_proxy, primary, backup)
+    send(proxy, body={**BODY, "stream": True})
+    proxy.stop()  # the writer flushes the log at shutdown
+
+    result = subprocess.run(
+        [CCSWITCH, "log", "--since", "1h", "--state", str(proxy.state_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(proxy.tmp_path / "home")},
+        cwd=proxy.tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "boom\\u001b[2J\\u001b]0;pwned\\u0007\\nFAKE ROW\\u202e" in result.stdout
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert len(result.stdout.splitlines()) == 2  # the header and one row
+    stored = sqlite3.connect(proxy.state_path).execute("SELECT error FROM requests").fetchone()
+    assert EscapingError.MESSAGE in stored[0]  # kept as data, escaped when printed
