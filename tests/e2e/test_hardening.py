@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +383,99 @@ def test_provider_text_is_printed_escaped_by_ccswitch_log(
     assert len(result.stdout.splitlines()) == 2  # the header and one row
     stored = sqlite3.connect(proxy.state_path).execute("SELECT error FROM requests").fetchone()
     assert EscapingError.MESSAGE in stored[0]  # kept as data, escaped when printed
+
+
+# --- the state file ------------------------------------------------------------------------------
+
+
+def damage(path: Path, table: str) -> None:
+    """Overwrite the root page of one table with garbage."""
+    db = sqlite3.connect(path)
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    db.close()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xde\xad\xbe\xef" * (size // 4))
+
+
+def test_a_state_file_with_one_damaged_page_is_reported_and_routing_goes_on(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.queue(error(529))
+    proxy = start(make_proxy, primary, backup)
+    send(proxy)  # a switch event, breaker rows, a log row
+    proxy.stop()
+    damage(proxy.state_path, "breakers")
+    before = proxy.state_path.read_bytes()
+
+    proxy.start()
+
+    line = proxy.wait_for_output("cannot use the state file")
+    assert "damaged" in line
+    assert "routing goes on with state in memory only" in line
+    assert proxy.running
+    assert send(proxy).status == 200
+    proxy.stop()
+    assert proxy.output().count("cannot use the state file") == 1
+    assert "Traceback" not in proxy.output()
+    assert proxy.state_path.read_bytes() == before  # never written
+
+
+@pytest.fixture
+def immutable() -> Iterator[Callable[[Path], None]]:
+    """chattr +i: read-only even for root; undone at teardown."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+            pytest.skip("this filesystem has no immutable attribute")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_a_read_only_state_file_is_reported_at_start(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    immutable: Callable[[Path], None],
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(make_proxy, primary, backup)
+    proxy.stop()
+    immutable(proxy.state_path)
+    proxy.start()
+    line = proxy.wait_for_output("cannot use the state file")
+    assert "the file is read-only" in line
+    assert send(proxy).status == 200
+
+
+def test_an_unwritable_shm_file_costs_no_sigbus_and_state_is_kept(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    immutable: Callable[[Path], None],
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    proxy = start(make_proxy, primary, backup)
+    proxy.stop()
+    shm = proxy.state_path.with_name(proxy.state_path.name + "-shm")
+    shm.write_bytes(b"\0" * 100)  # a stale WAL index too short to map, that cannot grow
+    immutable(shm)
+
+    proxy.start()
+    proxy.wait_for_output("state.db-shm is not writable")
+    for _ in range(3):
+        assert send(proxy).status == 200
+    proxy.stop()
+
+    assert proxy.returncode == 0
+    db = sqlite3.connect(proxy.state_path)
+    assert db.execute("SELECT count(*) FROM requests").fetchone() == (3,)
+    assert db.execute("SELECT active FROM apps WHERE app = 'claude'").fetchone() == ("backup",)
+    db.close()
