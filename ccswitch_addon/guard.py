@@ -26,7 +26,10 @@ __all__ = ["admit", "path_trick", "refuse_remote", "remote_policy"]
 logger = logging.getLogger(__name__)
 
 # Sent by browsers (fetch, forms, navigation), never by Claude Code, Codex CLI or Gemini CLI.
-BROWSER_HEADERS = frozenset({b"origin", b"sec-fetch-site", b"sec-fetch-mode"})
+# Node's own fetch (undici) sends ``sec-fetch-mode: cors`` on every request, with neither of
+# the others: that value alone is not a browser (a browser's cors request carries Origin).
+BROWSER_HEADERS = frozenset({b"origin", b"sec-fetch-site"})
+NODE_FETCH_MODE = b"cors"
 # `.`/`..` segments, and encoded dots, slashes and backslashes a server may decode into them.
 _TRICK = re.compile(r"(?:^|/)\.\.?(?:/|$)|%2e|%2f|%5c|\\", re.I)
 
@@ -113,7 +116,9 @@ def _header_facts(request: http.Request) -> tuple[str | None, str]:
     browser, encoding = None, ""
     for name, value in request.headers.fields:
         lower = name.lower()
-        if lower in BROWSER_HEADERS:
+        if lower in BROWSER_HEADERS or (
+            lower == b"sec-fetch-mode" and value.strip().lower() != NODE_FETCH_MODE
+        ):
             browser = browser or lower.decode()
         elif lower == b"content-encoding":
             encoding = value.decode("latin-1")

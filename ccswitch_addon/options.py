@@ -52,7 +52,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "ccswitch_allow_browsers",
         "false",
-        "true: route requests that carry browser-only headers (Origin, Sec-Fetch-*)",
+        "true: route requests that carry browser-only headers (Origin, Sec-Fetch-Site, …)",
     ),
     Option(
         "ccswitch_body_limit",

@@ -65,6 +65,17 @@ def test_a_request_with_browser_headers_is_refused_without_a_key(
     nothing_upstream(primary, backup)
 
 
+def test_node_fetchs_own_sec_fetch_mode_is_not_a_browser(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(make_proxy, primary, backup)
+    # What Node's built-in fetch (undici) sends, as a Node CLI using it would.
+    reply = send(proxy, headers={**CLIENT_HEADERS, "Sec-Fetch-Mode": "cors", "User-Agent": "node"})
+    assert reply.status == 200
+    assert len(primary.requests) == 1
+
+
 def test_browsers_are_allowed_by_option(
     fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
 ) -> None:
