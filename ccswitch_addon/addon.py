@@ -25,6 +25,7 @@ from mitmproxy.log import ALERT
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import asyncio_utils
 
+from ccswitch_addon import guard
 from ccswitch_addon.core.config import (
     AppConfig,
     Config,
@@ -34,8 +35,9 @@ from ccswitch_addon.core.config import (
     check_self_loop,
     load_config,
 )
-from ccswitch_addon.core.paths import default_config_path, default_state_path
+from ccswitch_addon.core.paths import default_config_path
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
+from ccswitch_addon.core.status import printable
 from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import (
@@ -51,6 +53,7 @@ from ccswitch_addon.flows import (
     to_response,
 )
 from ccswitch_addon.notify import Notifier
+from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.upstream.client import new_session
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
@@ -99,48 +102,34 @@ class CcSwitch:
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
+        self.settings = Settings()
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "ccswitch_config",
-            str,
-            "",
-            "providers.yaml; default $CCSWITCH_CONFIG, else ./providers.yaml, "
-            "else ~/.ccswitch/providers.yaml",
-        )
-        loader.add_option(
-            "ccswitch_state",
-            str,
-            str(default_state_path()),
-            "SQLite state file; empty to keep state in memory only",
-        )
-        loader.add_option("ccswitch_log_days", int, 30, "days of request log to keep")
-        loader.add_option(
-            "ccswitch_notify",
-            str,
-            "",
-            "shell command run on each switch event, the event as JSON on stdin",
-        )
-        loader.add_option(
-            "ccswitch_allow_remote",
-            bool,
-            False,
-            "route (and spend API keys) for clients that are not on loopback",
-        )
+        for option in OPTIONS:
+            loader.add_option(option.name, str, option.default, option.help)
 
     def configure(self, updated: set[str]) -> None:
         if "connection_strategy" in updated:
             self._force_lazy()
-        if "ccswitch_log_days" in updated and ctx.options.ccswitch_log_days < 1:
-            raise exceptions.OptionsError("ccswitch_log_days must be at least 1")
+        if updated & NAMES:
+            try:
+                settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
+            except ValueError as e:
+                if self._running:
+                    raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
+                logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
+                return
+            previous, self.settings = self.settings, settings
+        else:
+            previous = self.settings
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
         if "ccswitch_config" in updated:
             self._load()  # the first load also opens the state file
-        if started and updated & {"ccswitch_state", "ccswitch_log_days"}:
+        if started and ("ccswitch_state" in updated or previous.log_days != self.settings.log_days):
             self._open_store()
 
     async def running(self) -> None:
@@ -149,9 +138,9 @@ class CcSwitch:
         await self._start_relay()
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
-                "ccswitch: listening on %s, beyond loopback; remote clients get 403 "
-                "unless proxyauth or ccswitch_allow_remote is set",
+                "ccswitch: listening on %s, beyond loopback; %s",
                 ctx.options.listen_host or "every interface",
+                guard.remote_policy(self.settings),
             )
         server = ctx.master.addons.get("proxyserver")
         for url in dashboard_urls([a[:2] for a in server.listen_addrs()] if server else []):
@@ -234,7 +223,7 @@ class CcSwitch:
         if not option:
             return
         try:
-            store = Store(Path(option).expanduser(), ctx.options.ccswitch_log_days)
+            store = Store(Path(option).expanduser(), self.settings.log_days)
         except StoreError as e:
             logger.log(ALERT, "ccswitch: %s; routing goes on with state in memory only", e)
             return
@@ -292,6 +281,12 @@ class CcSwitch:
 
     # --- request ------------------------------------------------------------------------
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        guard.refuse_remote(flow, self.settings)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        guard.refuse_remote(flow, self.settings)
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -301,14 +296,14 @@ class CcSwitch:
         engine = self.engine
         if engine is None or is_internal(flow):
             return
-        method = request.method
-        if method != "POST":
-            if method == "GET":
-                self._websocket(flow, engine)
+        if request.method == "GET":
+            self._websocket(flow, engine)
+            if flow.response is not None:
+                return
+        match = guard.admit(flow, engine.router, self.settings)
+        if match is None:
             return
-        app = engine.router.match(request.host, request.path.partition("?")[0])
-        if app is None:
-            return
+        app = match.app
         if not self._may_route(flow):
             flow.response = to_response(
                 api_error(
@@ -326,7 +321,7 @@ class CcSwitch:
             relay = self.relay
             if relay is None or flow.error is not None:
                 return
-        exchange = exchange_of(request, app)
+        exchange = exchange_of(request, app, match.endpoint)
         self._routed[flow.id] = (exchange, Original.of(request))
         relay.add(flow.id, exchange)
         point_at_relay(request, relay.port, relay.token, flow.id)
@@ -337,9 +332,10 @@ class CcSwitch:
         request = flow.request
         if request.headers.get("upgrade", "").lower() != "websocket":
             return
-        app = engine.router.match(request.host, request.path.partition("?")[0])
-        if app is None or app.websocket is WebSocket.PASSTHROUGH:
+        match = engine.router.match(request.host, request.path.partition("?")[0])
+        if match is None or match.app.websocket is WebSocket.PASSTHROUGH:
             return
+        app = match.app
         flow.response = http.Response.make(
             426,
             b'{"error":{"message":"ccswitch routes this API over HTTP only; use HTTP",'
@@ -351,7 +347,7 @@ class CcSwitch:
     def _may_route(self, flow: http.HTTPFlow) -> bool:
         return (
             is_loopback(flow.client_conn.peername)
-            or ctx.options.ccswitch_allow_remote
+            or self.settings.allow_remote
             or bool(getattr(ctx.options, "proxyauth", None))
         )
 
@@ -417,7 +413,7 @@ class CcSwitch:
 
     @staticmethod
     def _announce(event: SwitchEvent) -> None:
-        logger.log(ALERT, "ccswitch switch: %s", event.describe())
+        logger.log(ALERT, "ccswitch switch: %s", printable(event.describe()))
 
     # --- control: commands; the endpoints are in web/control.py ----------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 from mitmproxy import connection, http
 from mitmproxy.flow import Error
 
+from ccswitch_addon.core.config import AppConfig, Endpoint
 from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 from ccswitch_addon.wire.replies import Reply
@@ -78,10 +79,11 @@ def point_at_relay(request: http.Request, port: int, token: str, job: str) -> No
     data.content = b""
 
 
-def exchange_of(request: http.Request, app: Any) -> Exchange:
+def exchange_of(request: http.Request, app: AppConfig, endpoint: Endpoint) -> Exchange:
     data = request.data
     return Exchange(
         app=app,
+        endpoint=endpoint,
         method=request.method,
         path=data.path.decode("utf-8", "surrogateescape"),
         headers=data.headers.fields,

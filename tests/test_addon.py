@@ -195,7 +195,7 @@ async def test_remote_client_allowed_by_option(addon: tuple[CcSwitch, Path]) -> 
     cc, _ = addon
     from mitmproxy import ctx
 
-    ctx.options.update(ccswitch_allow_remote=True)
+    ctx.options.update(ccswitch_allow_remote="true")
     f = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
     await cc.request(f)
     assert f.response is None

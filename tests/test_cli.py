@@ -272,3 +272,37 @@ def test_the_console_script_checks_the_shipped_example() -> None:
     )
     assert strict.returncode == 2
     assert "Traceback" not in strict.stderr
+
+
+SECRET_HEADER = "org-secret-value-0123456789"
+
+
+def test_check_masks_header_values_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("CCSW_TEST_ORG", SECRET_HEADER)
+    text = GOOD.replace(
+        '        models: {"*": anthropic/claude-sonnet-4.5}\n',
+        '        models: {"*": anthropic/claude-sonnet-4.5}\n'
+        '        headers: {X-Org-Token: "${CCSW_TEST_ORG}", X-Title: ccswitch}\n',
+    )
+    assert main(["check", str(write(tmp_path, text))]) == 0
+    out, err = capsys.readouterr()
+    assert SECRET_HEADER not in out + err
+    assert "X-Org-Token: org-…6789" in out
+    assert "X-Title: ccswitch" in out  # written in the file: not a secret
+
+
+def test_check_refuses_a_base_url_with_a_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("CCSW_TEST_URL", "https://user:hunter2-password@proxy.example/v1")
+    for base in ("https://user:hunter2-password@proxy.example/v1", "${CCSW_TEST_URL}"):
+        text = GOOD.replace("base_url: https://openrouter.ai/api", f"base_url: {base}")
+        path = write(tmp_path, text)
+        assert main(["check", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert "hunter2" not in out + err
+        [line] = err.splitlines()
+        assert line.startswith(f"{path}:10: apps.claude.providers.backup.base_url: ")
+        assert "put the credential in api_key or headers" in line

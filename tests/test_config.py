@@ -62,7 +62,7 @@ def one_app(app: str, provider: str = "{base_url: 'https://x.example', auth: pas
             "claude",
             Api.ANTHROPIC,
             ("api.anthropic.com",),
-            ("/v1/messages",),
+            ("/v1/messages", "/v1/messages/count_tokens"),
             Auth.X_API_KEY,
             (8, 3, 90, 0.7, 15, 120),
         ),
@@ -78,7 +78,12 @@ def one_app(app: str, provider: str = "{base_url: 'https://x.example', auth: pas
             "gemini",
             Api.GEMINI,
             ("generativelanguage.googleapis.com",),
-            ("/v1beta/models/", "/v1/models/"),
+            (
+                "/v1beta/models/{model}:generateContent",
+                "/v1beta/models/{model}:streamGenerateContent",
+                "/v1/models/{model}:generateContent",
+                "/v1/models/{model}:streamGenerateContent",
+            ),
             Auth.X_GOOG_API_KEY,
             (4, 2, 60, 0.6, 10, 120),
         ),
@@ -779,3 +784,31 @@ def test_an_unknown_format_lists_the_formats() -> None:
         "p.yaml:5: apps.claude.providers.a.format: unknown format 'chat'; "
         "one of: anthropic, openai_chat, openai_responses, gemini"
     )
+
+
+def test_header_values_from_the_environment_are_secrets() -> None:
+    text = one_app(
+        "claude",
+        "{base_url: 'https://x.example', api_key: '${K}',"
+        " headers: {X-Org: '${ORG}', X-Title: plain, X-Mixed: 'org-${ORG}'}}",
+    )
+    provider = (
+        parse_config(text, "p.yaml", env={"K": "k1", "ORG": "s3cret-org"})
+        .apps["claude"]
+        .providers["a"]
+    )
+    assert provider.secret_headers == frozenset({"x-org", "x-mixed"})
+    assert "s3cret-org" not in repr(provider)
+
+
+@pytest.mark.parametrize("value", ["a\\r\\nX-Evil: 1", "a\\nb"])
+def test_a_header_value_with_a_line_break_is_refused_without_showing_it(value: str) -> None:
+    text = one_app(
+        "claude", "{base_url: 'https://x.example', api_key: '${K}', headers: {X-Org: '${ORG}'}}"
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            text, "p.yaml", env={"K": "k1", "ORG": value.encode().decode("unicode_escape")}
+        )
+    assert "line break" in str(raised.value)
+    assert "X-Evil" not in str(raised.value)

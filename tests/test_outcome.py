@@ -94,8 +94,8 @@ def test_cap_is_an_hour() -> None:
     assert COOLDOWN_CAP_SECONDS == 3600
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_retry_after_on_429_and_503_sets_a_cooldown(status: int) -> None:
+@pytest.mark.parametrize("status", [429, 503, 529, 500, 502, 401])
+def test_retry_after_on_any_failure_sets_a_cooldown(status: int) -> None:
     outcome = classify_status(status, "45", NOW)
     assert outcome.cooldown_until == NOW + 45
     assert outcome.cooldown_reason == "Retry-After"
@@ -108,8 +108,8 @@ def test_retry_after_on_429_and_503_sets_a_cooldown(status: int) -> None:
     assert garbage.effect is Effect.FAILURE
 
 
-@pytest.mark.parametrize("status", [200, 400, 401, 500, 502, 529])
-def test_retry_after_is_ignored_on_other_statuses(status: int) -> None:
+@pytest.mark.parametrize("status", [200, 304, 400, 413, 422])
+def test_retry_after_is_ignored_where_the_provider_is_not_at_fault(status: int) -> None:
     outcome = classify_status(status, "45", NOW)
     assert outcome.cooldown_until is None
     assert outcome.cooldown_reason is None

@@ -8,7 +8,7 @@ from conftest import FakeClock
 from ccswitch_addon.core.breaker import State
 from ccswitch_addon.core.config import Config, parse_config
 from ccswitch_addon.core.outcome import ErrorKind, classify_error, classify_status
-from ccswitch_addon.core.router import Router, UnknownName
+from ccswitch_addon.core.router import MISSING_SECONDS, Router, UnknownName
 
 CONFIG = """\
 apps:
@@ -265,13 +265,74 @@ def test_reload_keeps_a_manual_switch_that_still_exists(router: Router) -> None:
         ("api.anthropic.com.evil.example", "/v1/messages", None),
         ("example.com", "/v1/messages", None),
         ("generativelanguage.googleapis.com", "/v1beta/models", None),
+        # whole segments, not raw prefixes
+        ("api.anthropic.com", "/v1/messagesXYZ", None),
+        ("api.anthropic.com", "/v1/messages/batches", None),
+        ("api.anthropic.com", "/v1/messages/", None),
+        ("api.anthropic.com", "/v1/messages/count_tokens/x", None),
+        ("api.openai.com", "/v1/responses/resp_1/cancel", None),
+        ("api.openai.com", "/v1/completionsX", None),
+        ("generativelanguage.googleapis.com", "/v1beta/models/gemini-2.5-pro:countTokens", None),
+        ("generativelanguage.googleapis.com", "/v1beta/models/a/b:generateContent", None),
+        ("generativelanguage.googleapis.com", "/v1beta/models/:generateContent", None),
     ],
 )
-def test_match_by_host_and_path_prefix(
+def test_match_by_host_and_whole_path_segments(
     router: Router, host: str, path: str, app: str | None
 ) -> None:
     matched = router.match(host, path)
-    assert (matched.name if matched else None) == app
+    assert (matched.app.name if matched else None) == app
+
+
+def test_the_match_says_which_endpoint_and_whether_it_is_a_health_signal(
+    router: Router,
+) -> None:
+    messages = router.match("api.anthropic.com", "/v1/messages")
+    count = router.match("api.anthropic.com", "/v1/messages/count_tokens")
+    gemini = router.match("generativelanguage.googleapis.com", "/v1/models/g-1:generateContent")
+    assert messages is not None
+    assert count is not None
+    assert gemini is not None
+    assert (messages.endpoint.path, messages.endpoint.health) == ("/v1/messages", True)
+    assert (count.endpoint.path, count.endpoint.health) == ("/v1/messages/count_tokens", False)
+    assert count.endpoint.optional
+    assert not messages.endpoint.optional
+    assert gemini.endpoint.path == "/v1/models/{model}:generateContent"
+    assert gemini.endpoint.health
+
+
+def test_a_provider_that_lacks_an_endpoint_is_left_out_for_it_only(
+    router: Router, clock: FakeClock
+) -> None:
+    count = "/v1/messages/count_tokens"
+    router.mark_missing("claude", "a", count)
+    assert [p.id for p in router.select_providers("claude", count).providers] == ["b", "c"]
+    assert next(p.id for p in router.select_providers("claude", "/v1/messages").providers) == "a"
+    assert next(p.id for p in router.select_providers("claude").providers) == "a"
+    assert router.breaker("claude", "a").state is State.CLOSED
+    clock.advance(MISSING_SECONDS + 1)  # believed for a while, then tried again
+    assert next(p.id for p in router.select_providers("claude", count).providers) == "a"
+
+
+def test_every_provider_lacking_the_endpoint_is_its_own_reason(router: Router) -> None:
+    count = "/v1/messages/count_tokens"
+    for pid in ("a", "b", "c"):
+        router.mark_missing("claude", pid, count)
+    selection = router.select_providers("claude", count)
+    assert (selection.providers, selection.reason) == ((), "endpoint_missing")
+    router.reset("claude", "b")  # a reset forgets it too
+    assert [p.id for p in router.select_providers("claude", count).providers] == ["b"]
+
+
+def test_the_missing_endpoint_memory_survives_a_reload_but_not_a_new_base_url(
+    router: Router,
+) -> None:
+    count = "/v1/messages/count_tokens"
+    router.mark_missing("claude", "a", count)
+    router.mark_missing("claude", "b", count)
+    router.reload(config(CONFIG.replace("https://b.example", "https://b2.example")))
+    assert router.lacks("claude", "a", count)
+    assert not router.lacks("claude", "b", count)
 
 
 def test_match_a_custom_app(clock: FakeClock) -> None:
@@ -287,8 +348,9 @@ apps:
     router = Router(config(text), clock)
     matched = router.match("llm.internal", "/api/generate")
     assert matched is not None
-    assert matched.name == "mytool"
+    assert matched.app.name == "mytool"
     assert router.match("llm.internal", "/api/tags") is None
+    assert router.match("llm.internal", "/api/generate/x") is None
     assert router.match("api.anthropic.com", "/v1/messages") is None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,128 @@ def test_readonly_open_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no state file"), open_readonly(tmp_path / "none.db"):
         pass
     assert not (tmp_path / "none.db").exists()
+
+
+def _page_of(path: Path, table: str) -> tuple[int, int]:
+    """(page size, root page number) of a table, to damage exactly that page."""
+    db = sqlite3.connect(path)
+    try:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+        ).fetchone()
+    finally:
+        db.close()
+    return size, root
+
+
+def damage(path: Path, table: str) -> None:
+    size, root = _page_of(path, table)
+    with path.open("r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xde\xad\xbe\xef" * (size // 4))
+
+
+def saved_store(path: Path) -> None:
+    store = Store(path, clock=lambda: 1000.0)
+    store.save_app("claude", "backup", "backup")
+    store.save_breaker(BreakerRow("claude", "primary", State.OPEN, 2000.0, 0.0))
+    store.add_event(999.0, "claude", "primary", "backup", "after primary: 529")
+    store.flush()
+    store.close()
+
+
+@pytest.mark.parametrize("table", ["apps", "breakers", "events", "requests"])
+def test_a_damaged_page_is_refused_at_open_and_the_file_left_alone(
+    tmp_path: Path, table: str
+) -> None:
+    path = tmp_path / "state.db"
+    saved_store(path)
+    damage(path, table)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"state\.db: cannot use the state file: .*damaged"):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+@pytest.fixture
+def immutable() -> Iterator[Callable[[Path], None]]:
+    """chattr +i: read-only even for root (tests here run as root); undone at teardown."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+            pytest.skip("this filesystem has no immutable attribute")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_a_read_only_file_is_reported_at_open(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    path = tmp_path / "state.db"
+    saved_store(path)
+    immutable(path)
+    with pytest.raises(
+        StoreError, match=r"state\.db: cannot use the state file: the file is read-only"
+    ):
+        Store(path)
+
+
+def test_a_read_only_directory_is_reported_at_open(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    path = tmp_path / "sub" / "state.db"
+    saved_store(path)
+    immutable(path.parent)
+    with pytest.raises(StoreError, match=r"directory .* is read-only"):
+        Store(path)
+
+
+def test_an_unwritable_shm_falls_back_to_a_rollback_journal(
+    tmp_path: Path, immutable: Callable[[Path], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.db"
+    saved_store(path)
+    shm = tmp_path / "state.db-shm"
+    shm.write_bytes(b"\0" * 100)  # too short for a WAL index, and it cannot be grown
+    immutable(shm)
+    store = Store(path, clock=lambda: 1000.0)
+    assert not store.wal
+    assert "state.db-shm is not writable" in caplog.text
+    assert store.apps() == {"claude": ("backup", "backup")}
+    store.save_app("codex", "a", "a")
+    store.flush()
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert db.execute("SELECT current FROM apps WHERE app = 'codex'").fetchone() == ("a",)
+    db.close()
+
+
+def test_a_write_that_fails_later_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    other = sqlite3.connect(path)
+    other.execute("DROP TABLE events")  # every batch with an event fails from now on
+    other.close()
+    for n in range(3):
+        store.add_event(float(n), "claude", "a", "b", "x")
+        store.flush()
+    assert caplog.text.count("state file writes fail") == 1
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, time REAL, app TEXT,"
+                  " from_provider TEXT, to_provider TEXT, reason TEXT)")  # fmt: skip
+    other.commit()
+    other.close()
+    store.add_event(9.0, "claude", "a", "b", "x")
+    store.flush()
+    store.close()
+    assert "state file writes work again" in caplog.text

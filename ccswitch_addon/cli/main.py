@@ -71,6 +71,11 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         line += f"  format {p.format.value}"
         if p.models:
             line += "  models " + ", ".join(f"{k} → {v}" for k, v in p.models.items())
+        if p.headers:
+            line += "  headers " + ", ".join(
+                f"{k}: {mask(v) if k.lower() in p.secret_headers else v}"
+                for k, v in p.headers.items()
+            )
         if p.rules:
             line += f"  rules {len(p.rules)}"
         if p.probe:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ccswitch_addon.core.config import Config
+from ccswitch_addon.core.status import printable
 
 __all__ = [
     "STATUS_EXPLAINS",
@@ -51,7 +52,8 @@ def parse_since(text: str) -> float:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    # Cells hold provider text (error messages): never let it drive the terminal.
+    cells = [[("-" if v is None else printable(str(v))) for v in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
     ]
@@ -126,8 +128,10 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
         for event in events[:10]:
             stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
             out.append(
-                f"  {stamp}  {event['app']}: {event['from'] or '-'} → {event['to']}"
-                f" ({event['reason']})"
+                printable(
+                    f"  {stamp}  {event['app']}: {event['from'] or '-'} → {event['to']}"
+                    f" ({event['reason']})"
+                )
             )
     return "\n".join(out)
 

@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigErrors",
+    "Endpoint",
     "Format",
     "Probe",
     "ProviderConfig",
@@ -140,26 +141,55 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A routed path, matched by whole segments: ``{model}`` stands for one model name, and a
+    path ending in ``/`` also covers the segments below it."""
+
+    path: str
+    health: bool = True  # its answers move the breaker; count_tokens' do not
+    optional: bool = False  # not every provider has it: a 404 is remembered per provider
+
+
+@dataclass(frozen=True)
 class KnownApp:
     api: Api
     hosts: tuple[str, ...]
-    paths: tuple[str, ...]
+    endpoints: tuple[Endpoint, ...]
     breaker: BreakerConfig
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(endpoint.path for endpoint in self.endpoints)
+
+
+def _gemini(version: str) -> tuple[Endpoint, ...]:
+    return tuple(
+        Endpoint(f"/{version}/models/{{model}}:{method}")
+        for method in ("generateContent", "streamGenerateContent")
+    )
 
 
 _QUICK = BreakerConfig(4, 2, 60, 0.6, 10, 120, first_byte_seconds=60, stream_idle_seconds=120)
 KNOWN_APPS: Mapping[str, KnownApp] = {
-    "claude": KnownApp(Api.ANTHROPIC, ("api.anthropic.com",), ("/v1/messages",), BreakerConfig()),
+    "claude": KnownApp(
+        Api.ANTHROPIC,
+        ("api.anthropic.com",),
+        (
+            Endpoint("/v1/messages"),
+            Endpoint("/v1/messages/count_tokens", health=False, optional=True),
+        ),
+        BreakerConfig(),
+    ),
     "codex": KnownApp(
         Api.OPENAI,
         ("api.openai.com",),
-        ("/v1/responses", "/v1/chat/completions", "/v1/completions"),
+        tuple(Endpoint(p) for p in ("/v1/responses", "/v1/chat/completions", "/v1/completions")),
         _QUICK,
     ),
     "gemini": KnownApp(
         Api.GEMINI,
         ("generativelanguage.googleapis.com",),
-        ("/v1beta/models/", "/v1/models/"),
+        (*_gemini("v1beta"), *_gemini("v1")),
         _QUICK,
     ),
 }
@@ -218,6 +248,8 @@ DEFAULT_PROBES: Mapping[Api, Probe] = {
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # $VAR: meant as ${VAR}, taken literally
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -232,7 +264,9 @@ class ProviderConfig:
     auth: Auth
     api_key: str | None = field(default=None, repr=False)
     models: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Lower-case names of the headers whose values came from ${VAR}: secrets like the key.
+    secret_headers: frozenset[str] = frozenset()
     disabled: str | None = None  # why the provider is not routed to
     literal_key: bool = False  # the key is written in the file, not taken from ${VAR}
     rules: tuple[Rule, ...] = ()
@@ -255,6 +289,7 @@ class AppConfig:
     breaker: BreakerConfig
     providers: Mapping[str, ProviderConfig]
     rules: tuple[Rule, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()  # what paths says, with each endpoint's kind
     websocket: WebSocket = field(default_factory=lambda: WebSocket.REFUSE)
 
     def rules_for(self, provider: ProviderConfig) -> tuple[Rule, ...]:
@@ -296,6 +331,11 @@ def _expand(node: Node, env: Mapping[str, str]) -> str:
 
 def _parse_base_url(node: Node, text: str) -> tuple[str, str, int, str]:
     parts = urlsplit(text)
+    if "@" in parts.netloc:  # checked first: no message below may show the password
+        raise node.error(
+            "a base URL takes no user:password@ (it would not be sent); "
+            "put the credential in api_key or headers, from ${VAR}"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise node.error(f"expected an http:// or https:// URL, got {text!r}")
     if parts.query or parts.fragment:
@@ -364,11 +404,14 @@ def _parse_provider(
         if "models" in entries
         else {}
     )
-    headers = (
-        {k: expand(v) for k, v in entries["headers"].mapping().items()}
-        if "headers" in entries
-        else {}
-    )
+    header_nodes = entries["headers"].mapping() if "headers" in entries else {}
+    headers = {k: expand(v) for k, v in header_nodes.items()}
+    secret_headers = frozenset(k.lower() for k, v in header_nodes.items() if _VAR.search(v.text()))
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise header_nodes[name].error(f"{name!r} is not a valid header name")
+        if _CONTROL.search(value):  # the value may be a secret: it is not shown
+            raise header_nodes[name].error("the value holds a line break or control character")
     disabled: str | None = None
     if unset:
         first = unset[0]
@@ -413,6 +456,7 @@ def _parse_provider(
         api_key=values.get("api_key") if auth is not Auth.PASSTHROUGH else None,
         models=models,
         headers=headers,
+        secret_headers=secret_headers,
         disabled=disabled,
         literal_key=literal,
         rules=rules,
@@ -502,8 +546,10 @@ def _parse_app(
         for text, item in _items(entries["paths"]):
             if not text.startswith("/"):
                 raise item.error(f"a path prefix starts with '/', got {text!r}")
+        endpoints = tuple(Endpoint(path) for path in paths)
     else:
-        paths = known.paths if known else ()
+        endpoints = known.endpoints if known else ()
+        paths = tuple(endpoint.path for endpoint in endpoints)
     if "providers" not in entries:
         raise node.error("providers is required")
     providers: dict[str, ProviderConfig] = {}
@@ -554,7 +600,18 @@ def _parse_app(
         else WebSocket.REFUSE
     )
     return AppConfig(
-        name, api, queue, failover, max_attempts, hosts, paths, breaker, providers, rules, websocket
+        name,
+        api,
+        queue,
+        failover,
+        max_attempts,
+        hosts,
+        paths,
+        breaker,
+        providers,
+        rules,
+        endpoints,
+        websocket,
     )
 
 

@@ -77,7 +77,9 @@ def classify_status(status: int, retry_after: str | None = None, now: float = 0.
     reason = str(status)
     if status in CLIENT_FAULT:
         return Outcome(Effect.NEUTRAL, retry=False, reason=reason)
-    cooldown = parse_retry_after(retry_after, now) if status in (429, 503) else None
+    # Whatever the status (529, 500, 429, …), a provider that says when to come back is
+    # believed, within the cap.
+    cooldown = parse_retry_after(retry_after, now)
     return Outcome(
         Effect.FAILURE,
         retry=True,

@@ -103,7 +103,7 @@ def rewrite_body_model(body: bytes, models: Mapping[str, str]) -> tuple[bytes | 
     try:
         text = body.decode("utf-8")
         found = _top_level_model(text)
-    except ValueError:  # not UTF-8 or not JSON: the provider will say what is wrong with it
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, too deep: checked before
         return None, None
     if found is None or not isinstance(found[2], str):
         return None, None

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
-from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
+from ccswitch_addon.core.config import AppConfig, Config, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Outcome
 
-__all__ = ["Router", "Selection", "SwitchRefused", "UnknownName"]
+__all__ = ["MISSING_SECONDS", "Match", "Router", "Selection", "SwitchRefused", "UnknownName"]
+
+# How long "this provider has no such endpoint" (learnt from a 404) is believed.
+MISSING_SECONDS = 3600.0
 
 StateListener = Callable[[str, str, State, State], None]  # app, provider, old, new
 
@@ -36,6 +40,22 @@ class Selection:
     retry_at: float | None = None  # with all_unavailable: when the first one is allowed again
 
 
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A routed request: its app and which of the app's endpoints it asks for."""
+
+    app: AppConfig
+    endpoint: Endpoint
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    """Whole segments: ``/v1/messages`` is not ``/v1/messagesX`` nor ``/v1/messages/x``."""
+    pattern = re.escape(path).replace(re.escape("{model}"), r"[^/:]+")
+    if path.endswith("/"):
+        pattern += r"[^/]+(?:/[^/]+)*"
+    return re.compile(pattern)
+
+
 class Router:
     def __init__(
         self,
@@ -48,6 +68,9 @@ class Router:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._current: dict[str, str] = {}
         self._by_host: dict[str, tuple[AppConfig, ...]] = {}
+        self._exact: dict[tuple[str, str], Match] = {}  # (app, path) of endpoints without {model}
+        self._patterns: dict[str, tuple[tuple[re.Pattern[str], Match], ...]] = {}
+        self._missing: dict[tuple[str, str, str], float] = {}  # (app, provider, path): until
         self.config = config
         self.reload(config)
 
@@ -75,8 +98,26 @@ class Router:
             for name, pid in self._current.items()
             if name in config.apps and pid in config.apps[name].providers
         }
+        exact: dict[tuple[str, str], Match] = {}
+        patterns: dict[str, tuple[tuple[re.Pattern[str], Match], ...]] = {}
+        for app in config.apps.values():
+            for endpoint in app.endpoints:
+                if "{model}" not in endpoint.path and not endpoint.path.endswith("/"):
+                    exact[(app.name, endpoint.path)] = Match(app, endpoint)
+            patterns[app.name] = tuple(
+                (_pattern(endpoint.path), Match(app, endpoint)) for endpoint in app.endpoints
+            )
+        missing = {
+            key: until
+            for key, until in self._missing.items()
+            if key[0] in config.apps
+            and key[1] in config.apps[key[0]].providers
+            and config.apps[key[0]].providers[key[1]].base_url
+            == self.config.apps[key[0]].providers[key[1]].base_url
+        }
         self.config, self._breakers, self._current = config, breakers, current
         self._by_host = {host: tuple(apps) for host, apps in by_host.items()}
+        self._exact, self._patterns, self._missing = exact, patterns, missing
 
     def _listener(self, app: str, pid: str) -> Callable[[CircuitBreaker, State, State], None]:
         def changed(_: CircuitBreaker, old: State, new: State) -> None:
@@ -109,14 +150,38 @@ class Router:
             raise UnknownName(f"no breaker for {app}:{pid}")
         return breaker
 
-    def match(self, host: str, path: str) -> AppConfig | None:
-        """The app whose host and routed path prefix this request has, if any."""
+    def match(self, host: str, path: str) -> Match | None:
+        """The app and endpoint this request's host and path (without the query) ask for."""
         apps = self._by_host.get(host.lower())
         if apps:
             for app in apps:
-                if path.startswith(app.paths):
-                    return app
+                found = self._exact.get((app.name, path))
+                if found is not None:
+                    return found
+                for pattern, match in self._patterns[app.name]:
+                    if pattern.fullmatch(path):
+                        return match
         return None
+
+    def host_app(self, host: str) -> AppConfig | None:
+        """The first app routing this host, whatever the path (for the shape of an error)."""
+        apps = self._by_host.get(host.lower())
+        return apps[0] if apps else None
+
+    # --- endpoints a provider lacks -----------------------------------------------------------
+
+    def mark_missing(self, app: str, pid: str, endpoint: str) -> None:
+        """The provider answered 404 for this optional endpoint: leave it out for a while."""
+        self._missing[(app, pid, endpoint)] = self._clock() + MISSING_SECONDS
+
+    def lacks(self, app: str, pid: str, endpoint: str) -> bool:
+        until = self._missing.get((app, pid, endpoint))
+        if until is None:
+            return False
+        if until <= self._clock():
+            del self._missing[(app, pid, endpoint)]
+            return False
+        return True
 
     def current(self, app: str) -> str:
         """The manually chosen provider, else the head of the queue."""
@@ -128,7 +193,8 @@ class Router:
 
     # --- routing ------------------------------------------------------------------------------
 
-    def select_providers(self, app: str) -> Selection:
+    def select_providers(self, app: str, endpoint: str | None = None) -> Selection:
+        """The providers to try, in order; with ``endpoint``, not those known to lack it."""
         config = self.app(app)
         current = self.current_of(config)
         ordered = (
@@ -143,9 +209,13 @@ class Router:
             return Selection(config, (head,))
         chosen: list[ProviderConfig] = []
         waits: list[float] = []
+        lacking = 0
         for pid in ordered:
             provider = config.providers[pid]
             if provider.disabled:
+                continue
+            if endpoint is not None and self._missing and self.lacks(app, pid, endpoint):
+                lacking += 1
                 continue
             breaker = self._breakers[(app, pid)]
             if breaker.available():
@@ -156,7 +226,7 @@ class Router:
         if chosen:
             return Selection(config, tuple(chosen[: config.max_attempts]))
         if not waits:
-            return Selection(config, (), "none_configured")
+            return Selection(config, (), "endpoint_missing" if lacking else "none_configured")
         return Selection(config, (), "all_unavailable", min(waits))
 
     def acquire(self, app: str, pid: str, hold: bool = True) -> Permit | None:
@@ -215,3 +285,5 @@ class Router:
 
     def reset(self, app: str, pid: str) -> None:
         self.breaker(app, pid).reset()
+        for key in [key for key in self._missing if key[:2] == (app, pid)]:
+            del self._missing[key]

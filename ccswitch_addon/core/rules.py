@@ -179,7 +179,7 @@ def _gemini_retry_delay(body: str) -> float | None:
         return None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # a provider's body nested past the limit too
         return None
     error = document.get("error") if isinstance(document, dict) else None
     details = error.get("details") if isinstance(error, dict) else None

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ccswitch_addon.core.router import Router
 from ccswitch_addon.core.switch import SwitchManager
 
-__all__ = ["build_status"]
+__all__ = ["build_status", "printable"]
+
+# C0 controls (escape sequences, line breaks, backspace), DEL, C1 controls, and the
+# bidirectional overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """Text from a provider, safe for a terminal: control characters shown escaped."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
 
 
 def build_status(router: Router, switches: SwitchManager) -> dict[str, Any]:

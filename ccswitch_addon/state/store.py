@@ -3,11 +3,17 @@
 Writes never happen on mitmproxy's event loop: they are queued to one writer thread that
 commits a batch at least every ``FLUSH_SECONDS``, so a crash loses at most the last second
 of rows, and WAL mode keeps the file consistent whatever happens.
+
+A file that cannot be used (damaged, read-only, in a read-only directory) is refused at open
+with a StoreError saying why, and never written; a write that fails later is reported once.
+WAL maps the ``-shm`` file into memory, and a mapped file that cannot be written or grown
+kills the process with SIGBUS: when it is not writable, a rollback journal is used instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -72,11 +78,43 @@ class BreakerRow:
     cooldown_until: float
 
 
-def _connect(path: Path, timeout: float = 2.0) -> sqlite3.Connection:
+def _connect(path: Path, wal: bool = True, timeout: float = 2.0) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+    if wal:
+        connection.execute("PRAGMA journal_mode=WAL")
+    else:
+        # Exclusive locking before the first access keeps SQLite off the -shm file while it
+        # leaves WAL mode (it keeps the WAL index on the heap instead).
+        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+        connection.execute("PRAGMA journal_mode=DELETE")
+        connection.execute("PRAGMA locking_mode=NORMAL")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # releases it
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
+
+
+def _writable(path: Path) -> bool:
+    """Whether the state file can use WAL; StoreError when it cannot be written at all."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError("the file is read-only")
+    if not os.access(path.parent, os.W_OK):
+        raise StoreError(
+            f"its directory {path.parent} is read-only (SQLite keeps its journal beside it)"
+        )
+    shm = path.with_name(path.name + "-shm")
+    return not shm.exists() or os.access(shm, os.W_OK)
+
+
+def _check(connection: sqlite3.Connection) -> None:
+    """StoreError when a page of the file is damaged (read before anything is written)."""
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+    except sqlite3.OperationalError:
+        raise  # locked, or cannot be read at all: said as it is
+    except sqlite3.DatabaseError as e:  # a page that is not a page
+        problems = [str(e)]
+    if problems != ["ok"]:
+        raise StoreError(f"the file is damaged ({'; '.join(problems)}); it is left as it is")
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
@@ -99,12 +137,24 @@ class Store:
         self.path = path
         self.log_days = log_days
         self._clock = clock
+        self._failing = False  # the last batch failed: said once, until a batch succeeds
+        self._db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(path)
+            self.wal = _writable(path)
+            if not self.wal:
+                logger.warning(
+                    "ccswitch: %s-shm is not writable; the state file uses a rollback journal "
+                    "instead of WAL",
+                    path,
+                )
+            self._db = _connect(path, self.wal)
+            _check(self._db)
             _migrate(self._db)
-            self._db.execute("SELECT count(*) FROM apps").fetchone()
+            self._saved = (self._read_apps(), self._read_breakers(), self._read_events())
         except (sqlite3.Error, OSError, StoreError) as e:
+            if self._db is not None:
+                self._db.close()
             raise StoreError(f"{path}: cannot use the state file: {e}") from None
         self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
         self._flush_now = threading.Event()  # flush() and close() need not wait out a batch
@@ -112,13 +162,24 @@ class Store:
         self._thread.start()
         self._prune()
 
-    # --- reads (at start) ---------------------------------------------------------------
+    # --- reads (at open: a damaged page is found before the proxy relies on the file) -------
 
     def apps(self) -> dict[str, tuple[str | None, str | None]]:
+        return dict(self._saved[0])
+
+    def breakers(self) -> list[BreakerRow]:
+        return list(self._saved[1])
+
+    def events(self, limit: int = 50) -> list[tuple[float, str, str | None, str, str]]:
+        return self._saved[2][-limit:]
+
+    def _read_apps(self) -> dict[str, tuple[str | None, str | None]]:
+        assert self._db is not None
         rows = self._db.execute("SELECT app, current, active FROM apps").fetchall()
         return {app: (current, active) for app, current, active in rows}
 
-    def breakers(self) -> list[BreakerRow]:
+    def _read_breakers(self) -> list[BreakerRow]:
+        assert self._db is not None
         rows = self._db.execute(
             "SELECT app, provider, state, open_until, cooldown_until FROM breakers"
         ).fetchall()
@@ -134,7 +195,8 @@ class Store:
                 continue  # an unknown state from a future version: start closed
         return result
 
-    def events(self, limit: int = 50) -> list[tuple[float, str, str | None, str, str]]:
+    def _read_events(self, limit: int = 50) -> list[tuple[float, str, str | None, str, str]]:
+        assert self._db is not None
         rows = self._db.execute(
             "SELECT time, app, from_provider, to_provider, reason FROM events"
             " ORDER BY time DESC LIMIT ?",
@@ -191,7 +253,8 @@ class Store:
             self._queue.put(None)
             self._flush_now.set()
             self._thread.join(5.0)
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
     def _put(self, sql: str, args: tuple[Any, ...]) -> None:
         self._queue.put((sql, args))
@@ -202,7 +265,12 @@ class Store:
         self._put("DELETE FROM events WHERE time < ?", (cutoff,))
 
     def _write_loop(self) -> None:
-        writer = _connect(self.path)
+        try:
+            writer = _connect(self.path, self.wal)
+        except sqlite3.Error as e:
+            logger.warning("ccswitch: %s: state file writes stopped: %s", self.path, e)
+            self._drain()
+            return
         last_prune = time.monotonic()
         try:
             while True:
@@ -225,9 +293,14 @@ class Store:
         finally:
             writer.close()
 
-    @staticmethod
+    def _drain(self) -> None:
+        """Without a writer: take rows off the queue so that flush() and close() return."""
+        while (item := self._queue.get()) is not None:
+            if item[0] == "__flush__":
+                item[1][0].set()
+
     def _commit(
-        writer: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]] | None]
+        self, writer: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]] | None]
     ) -> bool:
         """Write one batch in one transaction; False when told to stop."""
         waiting: list[threading.Event] = []
@@ -247,8 +320,20 @@ class Store:
                 for sql, rows in runs:
                     writer.executemany(sql, rows)
         except sqlite3.Error as e:
-            # The proxy keeps routing; losing log rows beats stopping the writer.
-            logger.warning("ccswitch: state file write failed: %s", e)
+            # The proxy keeps routing; losing log rows beats stopping the writer. Said once,
+            # not per batch: a full disk would otherwise write a line every half second.
+            if not self._failing:
+                logger.warning(
+                    "ccswitch: %s: state file writes fail (%s); routing goes on, state is "
+                    "kept in memory until writes work again",
+                    self.path,
+                    e,
+                )
+            self._failing = True
+        else:
+            if self._failing:
+                logger.warning("ccswitch: %s: state file writes work again", self.path)
+            self._failing = False
         for event in waiting:
             event.set()
         return keep_going

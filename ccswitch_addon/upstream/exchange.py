@@ -23,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ccswitch_addon.core.breaker import Permit
-from ccswitch_addon.core.config import AppConfig, ProviderConfig
+from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
@@ -84,6 +84,7 @@ class Exchange:
     """What the provider side keeps about one client request while it is served."""
 
     app: AppConfig  # the configuration the request started with, kept through a reload
+    endpoint: Endpoint  # which of the app's endpoints; count_tokens is no health signal
     method: str
     path: str  # as the client sent it, with its query
     headers: tuple[tuple[bytes, bytes], ...]
@@ -144,7 +145,8 @@ class Upstream:
         """Try the providers in order; answer the client with the first that serves, the last
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
-        selection = self.router.select_providers(app.name)
+        optional = ex.endpoint.path if ex.endpoint.optional else None
+        selection = self.router.select_providers(app.name, optional)
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
         for provider in selection.providers:
@@ -423,6 +425,12 @@ class Upstream:
         slow: bool = False,
     ) -> None:
         app, pid = ex.app.name, provider.id
+        if not ex.endpoint.health:
+            # count_tokens and the like tell nothing about the provider's health: the breaker
+            # only gets its permit back; a 404 means the provider lacks the endpoint.
+            if status == 404 and ex.endpoint.optional:
+                self.router.mark_missing(app, pid, ex.endpoint.path)
+            outcome = Outcome(Effect.NEUTRAL, outcome.retry, outcome.reason)
         self.router.record_result(app, pid, outcome, permit, slow)
         self.admission.wake(app, pid)
         error = (

@@ -19,16 +19,38 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
 
 
+# Error types by status, as each API names them.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    529: "overloaded_error",
+}
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    503: "service_unavailable",
+}
+
+
 def api_error(api: Api, status: int, message: str, kind: str = "") -> Reply:
     """An error body as the API itself would send it."""
     if api is Api.ANTHROPIC:
-        error_type = kind or ("overloaded_error" if status == 529 else "permission_error")
+        error_type = kind or _ANTHROPIC_TYPES.get(status, "permission_error")
         body: object = {"type": "error", "error": {"type": error_type, "message": message}}
     elif api is Api.GEMINI:
-        status_name = {403: "PERMISSION_DENIED", 503: "UNAVAILABLE"}.get(status, "UNAVAILABLE")
+        status_name = _GEMINI_STATUS.get(status, "UNAVAILABLE")
         body = {"error": {"code": status, "message": message, "status": status_name}}
     else:
-        error_type = kind or ("service_unavailable" if status == 503 else "permission_denied")
+        error_type = kind or _OPENAI_TYPES.get(status, "permission_denied")
         body = {"error": {"message": message, "type": error_type, "code": error_type}}
     return Reply(status, json.dumps(body).encode())
 
@@ -38,6 +60,8 @@ def unavailable(
 ) -> Reply:
     """No provider can take the request: say why and when to come back, without contacting any."""
     now = time.time() if now is None else now
+    if reason == "endpoint_missing":
+        return api_error(api, 404, f"ccswitch: no provider for {app} has this endpoint")
     if reason == "none_configured":
         message = (
             f"ccswitch: no provider is configured for {app} "

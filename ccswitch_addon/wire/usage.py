@@ -161,7 +161,7 @@ class BodyWatch:
     def _document(self, data: bytes) -> None:
         try:
             document = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # a provider's JSON nested past the limit too
             return
         if isinstance(document, dict):
             self._read(document)
@@ -178,7 +178,7 @@ class BodyWatch:
     def _document_of_json(self, body: bytes) -> None:
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(document, dict):
             self.ended = True
