@@ -303,6 +303,7 @@ def test_check_refuses_a_base_url_with_a_password(
         assert main(["check", str(path)]) == 2
         out, err = capsys.readouterr()
         assert "hunter2" not in out + err
-        [line] = err.splitlines()
+        config_line, line = err.splitlines()
+        assert config_line.startswith("config: ")
         assert line.startswith(f"{path}:10: apps.claude.providers.backup.base_url: ")
         assert "put the credential in api_key or headers" in line

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ccswitch_addon.core.bodies import inflate
 from ccswitch_addon.core.config import AppConfig, Auth, ProviderConfig
 from ccswitch_addon.core.rewrite import (
     CLIENT_CREDENTIAL_HEADERS,
@@ -42,6 +45,8 @@ _DROP = frozenset(
 )
 _CREDENTIALS = frozenset(name.encode() for name in CLIENT_CREDENTIAL_HEADERS)
 _ACCEPT_ENCODING = ("accept-encoding", "gzip, deflate")
+# The request hook's guard has already refused a body that inflates past ccswitch_body_limit.
+INFLATE_LIMIT = 1 << 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +77,18 @@ def build(
     if app.api is Api.GEMINI:
         path, requested, sent = rewrite_gemini_path(path, provider.models)
     elif provider.models:
-        rewritten, requested = rewrite_body_model(body or b"", provider.models)
+        encoding = _content_encoding(client_headers)
+        plain = inflate(body or b"", encoding, INFLATE_LIMIT) if encoding else body or b""
+        rewritten, requested = rewrite_body_model(plain, provider.models)
         sent = requested
         if rewritten is not None:
-            body = rewritten
+            body = _encode(rewritten, encoding) if encoding else rewritten
+            if encoding and body is rewritten:  # sent as it is now: say so
+                client_headers = [
+                    (name, value)
+                    for name, value in client_headers
+                    if name.lower() != b"content-encoding"
+                ]
             sent = provider.models.get(requested or "") or provider.models.get("*")
     else:
         requested = sent = peek_model(body)
@@ -119,6 +132,23 @@ def shown_headers(outgoing: Outgoing) -> list[tuple[str, str]]:
             value = f"{scheme} {mask(token)}" if token and scheme == "Bearer" else mask(value)
         shown.append((name, value))
     return shown
+
+
+def _content_encoding(headers: Sequence[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name.lower() == b"content-encoding":
+            coding = value.decode("latin-1").strip().lower()
+            return "" if coding in ("identity", "none") else coding
+    return ""
+
+
+def _encode(body: bytes, coding: str) -> bytes:
+    """The rewritten body in the client's own encoding where that is cheap to make again."""
+    if coding in ("gzip", "x-gzip"):
+        return gzip.compress(body, compresslevel=1)
+    if coding == "deflate":
+        return zlib.compress(body, 1)
+    return body  # br, zstd: sent as identity
 
 
 def _authority(provider: ProviderConfig) -> str:

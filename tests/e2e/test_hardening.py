@@ -374,7 +374,10 @@ def test_provider_text_is_printed_escaped_by_ccswitch_log(
     fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
 ) -> None:
     primary, backup = fakes("primary"), fakes("backup")
+    # Both break before their first token: the client gets the last one's stream, and the
+    # log row carries its error text.
     primary.queue(EscapingError())
+    backup.queue(EscapingError())
     proxy = start(make_proxy, primary, backup)
     send(proxy, body={**BODY, "stream": True})
     proxy.stop()  # the writer flushes the log at shutdown
