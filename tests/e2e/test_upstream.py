@@ -342,7 +342,7 @@ def test_count_tokens_404s_leave_the_backup_closed_and_serving(
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
     assert send(proxy).headers["x-ccswitch-provider"] == "backup"  # the primary is open now
     count = "https://api.anthropic.com/v1/messages/count_tokens"
-    backup.queue(error(404), error(404), error(404))
+    backup.queue(error(404))
 
     first = send(proxy, url=count)
     assert first.status == 404
