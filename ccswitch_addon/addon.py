@@ -59,6 +59,7 @@ from ccswitch_addon.flows import (
     watch_body,
 )
 from ccswitch_addon.notify import Notifier
+from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.web.dashboard import PAGE
 from ccswitch_addon.wire.replies import api_error, unavailable
@@ -95,6 +96,7 @@ class CcSwitch:
         self._tasks: list[asyncio.Task[None]] = []
         self._config_stamp: tuple[float, int] | None = None
         self.attempts: Attempts | None = None  # with the engine
+        self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -124,12 +126,37 @@ class CcSwitch:
             False,
             "route (and spend API keys) for clients that are not on loopback",
         )
+        # Team gateway (state/shared.py); read once, at start.
+        loader.add_option(
+            "ccswitch_redis",
+            str,
+            "",
+            "redis://, rediss:// or unix:// URL of a Redis shared with other instances "
+            "(breakers, active provider, switch events); empty: this instance alone",
+        )
+        loader.add_option(
+            "ccswitch_redis_prefix", str, "ccsw", "prefix of the keys in ccswitch_redis"
+        )
+        loader.add_option(
+            "ccswitch_redis_down",
+            str,
+            DOWN_POLICIES[0],
+            "Redis unreachable: a breaker open from shared state stays open until its time "
+            "runs out (keep_open), or this instance trusts its own breakers (local)",
+            choices=DOWN_POLICIES,
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "connection_strategy" in updated:
             self._force_lazy()
         if "ccswitch_log_days" in updated and ctx.options.ccswitch_log_days < 1:
             raise exceptions.OptionsError("ccswitch_log_days must be at least 1")
+        if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
+            scheme = ctx.options.ccswitch_redis.partition("://")[0]
+            if scheme not in ("redis", "rediss", "unix"):
+                raise exceptions.OptionsError(
+                    "ccswitch_redis: a redis://, rediss:// or unix:// URL"
+                )
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
@@ -152,6 +179,16 @@ class CcSwitch:
                 asyncio_utils.create_task(self._watch_config(), name="ccswitch config watcher"),
                 asyncio_utils.create_task(self._tick(), name="ccswitch timers and probes"),
             ]
+            if ctx.options.ccswitch_redis and self.engine is not None:
+                self.gateway = SharedState(
+                    self.engine,
+                    ctx.options.ccswitch_redis,
+                    ctx.options.ccswitch_redis_prefix,
+                    ctx.options.ccswitch_redis_down,
+                )
+                self._tasks.append(
+                    asyncio_utils.create_task(self.gateway.run(), name="ccswitch team gateway")
+                )
 
     def done(self) -> None:
         for task in self._tasks:
@@ -308,6 +345,7 @@ class CcSwitch:
             permit = router.acquire(app.name, provider.id)
             if permit is None and router.held(app.name, provider.id):
                 permit = await attempts.acquire(routed, provider)
+            permit = await self.engine.admit(app.name, provider.id, permit)  # team gateway
             if permit is not None:
                 routed.provider, routed.permit = provider, permit
                 break

@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.breaker import Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.router import Router, UnknownName
 from ccswitch_addon.core.stats import Stats
@@ -24,7 +24,7 @@ from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
 from ccswitch_addon.wire.replies import Reply
 from ccswitch_addon.wire.usage import Usage
 
-__all__ = ["Attempt", "Engine", "Finished"]
+__all__ = ["Attempt", "Engine", "Finished", "Gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,19 @@ class Finished:
         return f"{self.app} → {self.served}" + (f" (after {', '.join(why)})" if why else "")
 
 
+class Gateway(Protocol):
+    """State shared with other instances (state/shared.py: Redis). Besides these hooks it
+    is the router's observer (confirm, record_result, reset)."""
+
+    async def admit(self, app: str, pid: str, permit: Permit) -> Permit | None: ...
+
+    def served(self, app: str, pid: str, reason: Callable[[], str], baseline: str) -> bool: ...
+
+    def probe_ok(self, app: str, pid: str) -> None: ...
+
+    def annotate(self, status: dict[str, Any]) -> None: ...
+
+
 class Engine:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -88,6 +101,14 @@ class Engine:
         self.state_listeners: list[Callable[[str, str, State, State], None]] = []
         self._last_probe: dict[tuple[str, str], float] = {}
         self._probing: set[tuple[str, str]] = set()
+        self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
+
+    async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
+        """The fleet's leave for a permit the router gave (a half-open probe, an unproven
+        provider's request); without a gateway, or for a proven provider, the permit as is."""
+        if permit is None or self.gateway is None:
+            return permit
+        return await self.gateway.admit(app, pid, permit)
 
     # --- state file ---------------------------------------------------------------------
 
@@ -164,6 +185,8 @@ class Engine:
                 return "manual switch"
             return "recovered"
 
+        if self.gateway is not None and self.gateway.served(done.app, done.served, reason, current):
+            return None  # the shared store decides; its event comes back through adopt()
         event = self.switches.served(done.app, done.served, reason, baseline=current)
         if self.store is not None and previous != done.served:
             self.store.save_app(done.app, current, done.served)
@@ -224,6 +247,8 @@ class Engine:
             return
         if ok:
             breaker.probe_succeeded()
+            if self.gateway is not None:
+                self.gateway.probe_ok(app, pid)
         logger.info("ccswitch probe %s:%s %s (%s)", app, pid, "ok" if ok else "failed", detail)
 
     # --- control ----------------------------------------------------------------------------
@@ -244,6 +269,8 @@ class Engine:
                 entry.update(self.stats.summary(name, entry["id"]))
                 entry["health"] = _health(entry)
         status["state_file"] = str(self.store.path) if self.store else None
+        if self.gateway is not None:
+            self.gateway.annotate(status)
         return status
 
     def control(self, method: str, path: str, body: bytes) -> Reply:

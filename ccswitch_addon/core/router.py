@@ -5,14 +5,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.outcome import Outcome
 
-__all__ = ["Router", "Selection", "UnknownName"]
+__all__ = ["Observer", "Router", "Selection", "UnknownName"]
 
 StateListener = Callable[[str, str, State, State], None]  # app, provider, old, new
+
+
+class Observer(Protocol):
+    """Told of what the router learns, after its own breakers took it (a shared store:
+    state/shared.py). Synchronous, on the request path: schedule, never wait."""
+
+    def confirmed(self, app: str, pid: str, permit: Permit) -> None: ...
+
+    def result(
+        self, app: str, pid: str, outcome: Outcome, permit: Permit | None, slow: bool
+    ) -> None: ...
+
+    def reset(self, app: str, pid: str) -> None: ...
 
 
 class UnknownName(KeyError):
@@ -44,6 +58,7 @@ class Router:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._current: dict[str, str] = {}
         self._by_host: dict[str, tuple[AppConfig, ...]] = {}
+        self.observer: Observer | None = None
         self.config = config
         self.reload(config)
 
@@ -179,6 +194,8 @@ class Router:
         breaker = self._breakers.get((app, pid))
         if breaker is not None and permit is not None:
             breaker.confirm(permit)
+            if self.observer is not None:
+                self.observer.confirmed(app, pid, permit)
 
     def record_result(
         self,
@@ -192,6 +209,8 @@ class Router:
         if breaker is None:  # the provider went away in a reload while the request was in flight
             return
         breaker.release(permit or breaker.bypass(), outcome, slow)
+        if self.observer is not None:
+            self.observer.result(app, pid, outcome, permit, slow)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -202,3 +221,5 @@ class Router:
 
     def reset(self, app: str, pid: str) -> None:
         self.breaker(app, pid).reset()
+        if self.observer is not None:
+            self.observer.reset(app, pid)
