@@ -266,10 +266,9 @@ class SharedState:
         if event.get("type") != "switch" or event["app"] not in self.engine.router.config.apps:
             return
         app, gen = event["app"], int(float(event["gen"]))
-        if gen <= self._active_gen.get(app, 0):
-            return
-        self._active_gen[app] = gen
-        self._active[app] = event["to"]
+        if gen >= self._active_gen.get(app, 0):  # else a newer snapshot came first
+            self._active_gen[app] = gen
+            self._active[app] = event["to"]
         switch = SwitchEvent(
             self._local(float(event["ts"])),
             app,
@@ -277,7 +276,8 @@ class SharedState:
             event["to"],
             f"{event.get('reason') or 'switch'}; by {event.get('by')}",
         )
-        self.engine.switches.adopt(app, event["to"], switch if announce else None)
+        # Announced once: the stream id orders and de-duplicates events.
+        self.engine.switches.adopt(app, self._active[app], switch if announce else None)
 
     async def _catch_up(self) -> None:
         """Events since the last one seen, in order, each once: pub/sub only says when."""
