@@ -153,7 +153,12 @@ def _report(
         print(f"ccswitch: {e}", file=err)
         return EXIT_FAILED
     print(format_table(headers, rows) if rows else empty, file=out)
+    print(PER_INSTANCE.format(args.state), file=err)
     return EXIT_OK
+
+
+# The request log and usage stay per instance with a team gateway (ccswitch_redis).
+PER_INSTANCE = "(this instance's log, {}; each instance of a team gateway keeps its own)"
 
 
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -286,13 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
         control.add_argument("provider")
         proxy_options(control)
         control.set_defaults(handler=cmd_control)
-    log = sub.add_parser("log", help="recent requests, or switch events with --failovers")
+    log = sub.add_parser(
+        "log", help="recent requests, or switch events with --failovers (this instance's)"
+    )
     state_option(log)
     log.add_argument("--app")
     log.add_argument("--since", default="1h", help="like 30m, 1h, 7d (default 1h)")
     log.add_argument("--failovers", action="store_true", help="switch events instead")
     log.set_defaults(handler=cmd_log)
-    usage = sub.add_parser("usage", help="requests, failures and tokens per provider and day")
+    usage = sub.add_parser(
+        "usage", help="requests, failures and tokens per provider and day (this instance's)"
+    )
     state_option(usage)
     usage.add_argument("--by", choices=("day", "provider"), default="day")
     usage.set_defaults(handler=cmd_usage)

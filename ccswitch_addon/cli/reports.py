@@ -56,6 +56,13 @@ def _pct(value: float | None) -> str | None:
 def status_table(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     out = []
+    gateway = status.get("redis")
+    if gateway:  # a team gateway: which instance this is, and its Redis
+        seen = "reachable" if gateway["reachable"] else "UNREACHABLE, on local breakers"
+        out.append(
+            f"instance {status.get('instance')}, Redis {gateway['url']} ({seen}),"
+            f" prefix {gateway['prefix']}"
+        )
     for name, app in status["apps"].items():
         mode = "" if app.get("failover", True) else ", failover off"
         out.append(f"{name}: current {app['current']}, active {app.get('active') or '-'}{mode}")
@@ -73,6 +80,7 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                     entry.get("p50_ms"),
                     entry.get("p95_ms"),
                 ]
+                + ([entry.get("changed_by") or "-"] if gateway else [])
             )
         table = format_table(
             [
@@ -85,7 +93,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 "success",
                 "p50 ms",
                 "p95 ms",
-            ],
+            ]
+            + (["changed by"] if gateway else []),
             rows,
         )
         out.append("  " + table.replace("\n", "\n  "))

@@ -33,7 +33,7 @@ PAGE = b"""<!doctype html>
 <body>
 <h1>ccswitch</h1>
 <div class="muted">failover router &middot; <span id="updated">loading&hellip;</span>
-  <span id="error"></span></div>
+  <span id="error"></span> <span id="gateway"></span></div>
 <div id="apps"></div>
 <div class="app"><h2>Recent switches</h2>
   <table><thead><tr><th>time</th><th>app</th><th>from</th><th>to</th><th>reason</th></tr>
@@ -54,7 +54,8 @@ function render(status) {
   apps.replaceChildren();
   for (const [name, app] of Object.entries(status.apps)) {
     const rows = app.queue.map((p, i) => {
-      const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "");
+      const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "") +
+                    (p.changed_by ? " \u00b7 by " + p.changed_by : "");
       const tags = [];
       if (p.id === app.current) tags.push(el("span", {class: "tag"}, "current"));
       if (p.id === app.active) tags.push(el("span", {class: "tag"}, "active"));
@@ -76,6 +77,10 @@ function render(status) {
                                           "success", "p50", "p95"].map(h => el("th", {}, h)))),
          el("tbody", {}, ...rows))));
   }
+  const redis = status.redis;  // a team gateway
+  document.getElementById("gateway").textContent = redis ? "\u00b7 instance " +
+    status.instance + " \u00b7 Redis " + (redis.reachable ? "reachable" :
+    "UNREACHABLE, on local breakers") : "";
   const events = document.getElementById("events");
   events.replaceChildren(...status.events.map(e => el("tr", {class: "event"},
     el("td", {}, when(e.time)), el("td", {}, e.app), el("td", {}, e.from ?? "-"),
