@@ -120,3 +120,15 @@ def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
     stdout = bench("hooks.py", "--requests", "200", *flags)
     micros = float(stdout.split(" µs per request")[0].split()[-1])
     assert 0 < micros < 100_000
+
+
+@pytest.mark.e2e
+def test_gateway_bench_reports_latency_commands_and_spread() -> None:
+    data = json.loads(bench("gateway.py", "--requests", "200", "--trips", "2"))
+    for name in ("off", "on", "added"):
+        assert _number(_dig(data, "latency", name, "p50_ms"))
+        assert _number(_dig(data, "latency", name, "p99_ms"))
+    assert _dig(data, "latency", "redis", "evalsha_per_request") == 1.0  # one round trip
+    assert _number(_dig(data, "latency", "redis", "commands_per_request"))
+    assert _dig(data, "publish_to_seen", "trips") == 2
+    assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000

@@ -22,6 +22,19 @@ local function load(key)
   return b
 end
 
+local function copy(b)
+  local c = {}
+  for k, v in pairs(b) do c[k] = v end
+  return c
+end
+
+local function differs(b, before)
+  for k, v in pairs(b) do
+    if before[k] ~= v then return true end
+  end
+  return false
+end
+
 -- Every write renews the key's life: removed providers' keys expire on their own.
 local function save(key, b, now, keep_ms)
   local args = {}

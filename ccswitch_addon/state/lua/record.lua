@@ -14,20 +14,18 @@ local slow_rate, cooldown_ms, cooldown_reason = tonumber(ARGV[16]), tonumber(ARG
 local keep, jitter, wprefix = tonumber(ARGV[19]), tonumber(ARGV[20]), ARGV[21]
 
 local now = now_ms()
-redis.call('ZREM', KEYS[2], token)
+if token ~= '' then redis.call('ZREM', KEYS[2], token) end
 local b = load(KEYS[1])
+local before = copy(b)
 local old = b.state
-local dirty = false
-local is_probe = b.state == 'half_open' and b.probe_owner == token
+local is_probe = token ~= '' and b.state == 'half_open' and b.probe_owner == token
 if is_probe then
   b.probe_owner, b.probe_until = '', 0
-  dirty = true
 end
 if cooldown_ms > 0 and now + cooldown_ms > b.cool_until then
   b.cool_until, b.cool_reason = now + cooldown_ms, cooldown_reason
   b.by, b.changed = me, now
   b.gen = math.max(b.gen + 1, now)
-  dirty = true
 end
 
 local function trip()
@@ -43,16 +41,16 @@ end
 
 if effect ~= 'neutral' then
   local failed = effect == 'failure'
-  dirty = true
   -- about a dozen buckets cover the window, whatever its length
   local bucket_ms = math.max(1000, math.ceil(window_ms / 12000) * 1000)
   local epoch = wprefix .. b.closed_since .. ':'
   local current = math.floor(now / bucket_ms)
   local wkey = epoch .. current
-  redis.call('HINCRBY', wkey, 'n', 1)
+  if redis.call('HINCRBY', wkey, 'n', 1) == 1 then  -- a new bucket
+    redis.call('PEXPIRE', wkey, window_ms + bucket_ms)
+  end
   if failed then redis.call('HINCRBY', wkey, 'f', 1) end
   if slow then redis.call('HINCRBY', wkey, 's', 1) end
-  redis.call('PEXPIRE', wkey, window_ms + bucket_ms)
   local function counts()
     local n, f, s = 0, 0, 0
     for k = math.floor((now - window_ms) / bucket_ms) + 1, current do
@@ -86,7 +84,8 @@ if effect ~= 'neutral' then
     end
   end
 end
-if dirty then save(KEYS[1], b, now, keep) end
+-- A success on a healthy provider changes nothing here: no write (the common case).
+if differs(b, before) then save(KEYS[1], b, now, keep) end
 if b.state ~= old then
   emit(KEYS[3], channel, breaker_event(app, pid, old, b, now))
 end
