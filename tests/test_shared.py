@@ -70,6 +70,13 @@ class Instance:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+def served(instance: Instance, pid: str) -> None:
+    """A request of claude served by pid, after the primary was skipped."""
+    instance.engine.request_done(
+        Finished("claude", pid, [], skipped=["primary: open"], total_ms=1.0)
+    )
+
+
 @pytest.fixture
 async def pair(redis_server: RedisServer) -> AsyncIterator[tuple[Instance, Instance]]:
     a = Instance(redis_server.url, "a")
@@ -128,17 +135,12 @@ async def test_exactly_one_probe_across_instances(
 async def test_one_switch_event_reaches_each_instance_once(pair: tuple[Instance, Instance]) -> None:
     a, b = pair
 
-    def served(instance: Instance) -> None:
-        instance.engine.request_done(
-            Finished("claude", "backup", [], skipped=["primary: open"], total_ms=1.0)
-        )
-
-    served(a)
-    served(b)  # before or after a's switch arrives: never a second event
+    served(a, "backup")
+    served(b, "backup")  # before or after a's switch arrives: never a second event
     await until(lambda: a.announced and b.announced, "the event at both")
     await a.shared.drain()
     await b.shared.drain()
-    served(b)
+    served(b, "backup")
     await b.shared.refresh()
     assert len(a.announced) == len(b.announced) == 1
     assert a.announced[0].to == "backup"
@@ -155,6 +157,8 @@ async def test_redis_killed_and_back(
     a, b = pair
     caplog.set_level(logging.WARNING, "ccswitch_addon.state.shared")
     await a.send("primary", FAIL)
+    served(a, "backup")
+    await until(lambda: len(a.announced) == len(b.announced) == 1, "a switch at both")
     redis_server.kill()
     await until(
         lambda: not a.shared.reachable and not b.shared.reachable, "both to notice", timeout=10
@@ -173,6 +177,11 @@ async def test_redis_killed_and_back(
     for _ in range(3):
         await b.send("primary", FAIL)
     await until(lambda: a.state() is b.state() is State.OPEN, "shared again")
+    # Switches too, though the empty Redis starts their generation over.
+    served(b, "primary")
+    await b.shared.drain()
+    served(a, "backup")
+    await until(lambda: len(a.announced) == len(b.announced) == 2, "a new switch at both")
 
 
 async def test_a_late_instance_picks_up_an_open_breaker(redis_server: RedisServer) -> None:

@@ -318,6 +318,9 @@ class SharedState:
         for app, a in zip(apps, replies[1 + len(names) :], strict=True):
             if a:
                 self._adopt_active(app, a["provider"], int(float(a["gen"])))
+            else:  # none yet, or a Redis that came back empty: the baseline, generation 0
+                self._active_gen[app] = 0
+                self._active.pop(app, None)
         if force and not self.synced_once:
             await self._late_join()
         await self._catch_up()
@@ -465,7 +468,10 @@ class SharedState:
                 ],
             )
             if reply is not None and not reply["switched"]:
+                # Read just now, atomically: newer than this instance's view, whatever the
+                # generation says (a Redis that restarted empty starts over at 0).
                 active = reply["active"]
+                self._active_gen[app] = -1
                 self._adopt_active(app, active["provider"], int(float(active["gen"])))
             # a switch comes back through the stream, like everyone else's
         finally:
