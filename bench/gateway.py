@@ -8,7 +8,8 @@ mitmdump (reverse mode, plain HTTP, one kept-alive client connection):
 - latency per request through mitmdump + addon without Redis and with ``ccswitch_redis``
   (rounds interleaved; p50 and p99 of each, and their difference);
 - Redis commands per request: the scripts' calls (EVALSHA) and every command Redis ran,
-  the instance's idle background (one re-read a second) measured apart and subtracted;
+  the instance's idle background (one re-read a second) measured apart and subtracted
+  (a healthy provider's successes are added up and sent once a second, so both are near 0);
 - publish to seen: a breaker opened through instance A, until instance B logs the change
   (B's log line time minus the event's Redis time; same host clock).
 """

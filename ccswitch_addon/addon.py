@@ -143,7 +143,7 @@ class CcSwitch:
             DOWN_POLICIES[0],
             "Redis unreachable: a breaker open from shared state stays open until its time "
             "runs out (keep_open), or this instance trusts its own breakers (local)",
-            choices=DOWN_POLICIES,
+            DOWN_POLICIES,  # the choices (positional: the README test's loader takes no keywords)
         )
 
     def configure(self, updated: set[str]) -> None:

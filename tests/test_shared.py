@@ -216,3 +216,24 @@ async def test_redis_down_local_policy_forgets_what_others_opened(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_healthy_providers_successes_are_added_up_once_a_second(
+    pair: tuple[Instance, Instance], redis_server: RedisServer
+) -> None:
+    a, _ = pair
+    client = redis_server.client()
+    await a.send("backup")  # proves it: recorded at once
+    assert client.hget(key("t", "cb", "claude", "backup"), "proven") == "1"
+    before = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    for _ in range(20):
+        await a.send("backup")
+    # Not one script call each: at most the once-a-second flush ran in between.
+    assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) <= before + 1
+    window = key("t", "w", "claude", "backup")
+
+    def counted() -> int:
+        return sum(int(client.hget(k, "n") or 0) for k in client.scan_iter(window + "*"))
+
+    await until(lambda: counted() == 21, "the successes in the shared window", timeout=5)
+    client.close()

@@ -30,7 +30,7 @@ class Scripts:
         self.me = me
         self.s = {
             n: client.register_script(_script(n))
-            for n in ("acquire", "confirm", "record", "reset", "served")
+            for n in ("acquire", "confirm", "record", "reset", "served", "tally")
         }
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
@@ -64,6 +64,9 @@ class Scripts:
             key(P, "w", APP, PID),
         ]  # fmt: skip
         return self._run("record", [CB, INFLIGHT, EVENTS], args)
+
+    def tally(self, successes: int) -> dict[str, Any]:
+        return self._run("tally", [CB], [key(P, "w", APP, PID), 120_000, successes])
 
     def reset(self, mode: str = "reset") -> dict[str, Any]:
         return self._run(
@@ -248,3 +251,12 @@ def test_switch_is_compare_and_set_on_its_generation(client: redis.Redis) -> Non
     assert back["switched"] is True
     switches = [(e["from"], e["to"], e["by"]) for e in events(client)]
     assert switches == [("primary", "backup", "a"), ("backup", "primary", "b")]
+
+
+def test_tallied_successes_count_in_the_shared_window(client: redis.Redis) -> None:
+    a, b = Scripts(client, "a"), Scripts(client, "b")
+    kw: dict[str, Any] = {"threshold": 100, "rate": 0.5, "min_requests": 4}
+    a.tally(3)  # three successes of a healthy provider, added up by a
+    assert b.record("failure", **kw)["b"]["state"] == "closed"  # 1 of 4
+    assert b.record("failure", **kw)["b"]["state"] == "closed"  # 2 of 5
+    assert b.record("failure", **kw)["b"]["state"] == "open"  # 3 of 6

@@ -150,6 +150,11 @@ class CircuitBreaker:
         return self._consecutive
 
     @property
+    def proven(self) -> bool:
+        """It has answered with a success since it started or last failed."""
+        return self._proven
+
+    @property
     def trips(self) -> int:
         return self._trips
 

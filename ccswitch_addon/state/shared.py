@@ -141,7 +141,7 @@ class SharedState:
         )
         self.scripts = {
             name: self.client.register_script(_script(name))
-            for name in ("acquire", "confirm", "record", "reset", "served")
+            for name in ("acquire", "confirm", "record", "reset", "served", "tally")
         }
         self.reachable = False
         self.synced_once = False
@@ -155,6 +155,7 @@ class SharedState:
         self._skew = 0.0  # local clock − Redis clock, seconds
         self._tasks: set[asyncio.Task[Any]] = set()
         self._switching: set[str] = set()
+        self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
         self._wake = asyncio.Event()
         engine.gateway = self
         engine.router.observer = self
@@ -368,6 +369,7 @@ class SharedState:
                         )
                         if message is not None:
                             await self._catch_up()
+                    await self.flush()
                     await self.refresh()
                 except _RetryErrors as e:
                     self._lost(e)
@@ -510,6 +512,12 @@ class SharedState:
         if not self.reachable or outcome is _SKIPPED:
             return
         config = self.engine.router.app(app).breaker
+        slow = slow and config.slow_ms > 0
+        if self._healthy_success(app, pid, token, outcome, slow):
+            # It changes nothing but the shared window: counted here, added in Redis once
+            # a second (flush()).
+            self._tally[(app, pid)] = self._tally.get((app, pid), 0) + 1
+            return
         cooldown_ms = 0
         if outcome.cooldown_until is not None:
             until = self.engine.router.breaker(app, pid).cooldown_until  # capped already
@@ -523,7 +531,7 @@ class SharedState:
                     token,
                     outcome.effect.value,
                     1 if outcome.opens_now else 0,
-                    1 if slow and config.slow_ms > 0 else 0,
+                    1 if slow else 0,
                     config.failure_threshold,
                     config.success_threshold,
                     int(config.open_seconds * 1000),
@@ -540,6 +548,25 @@ class SharedState:
                 ],
             )
         )
+
+    def _healthy_success(
+        self, app: str, pid: str, token: str, outcome: Outcome, slow: bool
+    ) -> bool:
+        if token or slow or outcome.effect is not Effect.SUCCESS or outcome.cooldown_until:
+            return False
+        breaker = self.engine.router.breaker(app, pid)
+        return breaker.state is State.CLOSED and breaker.proven and not breaker.consecutive_failures
+
+    async def flush(self) -> None:
+        """Add the successes counted since the last flush to the shared windows."""
+        tallies, self._tally = self._tally, {}
+        for (app, pid), successes in tallies.items():
+            try:
+                window = self.engine.router.app(app).breaker.window_seconds
+            except UnknownName:
+                continue
+            args = [key(self.prefix, "w", app, pid), int(window * 1000), successes]
+            await self._call("tally", [key(self.prefix, "cb", app, pid)], args)
 
     async def _record(self, app: str, pid: str, args: list[Any]) -> None:
         reply = await self._call("record", self._keys(app, pid), args)

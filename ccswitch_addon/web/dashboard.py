@@ -55,7 +55,7 @@ function render(status) {
   for (const [name, app] of Object.entries(status.apps)) {
     const rows = app.queue.map((p, i) => {
       const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "") +
-                    (p.changed_by ? " \u00b7 by " + p.changed_by : "");
+                    (p.changed_by ? " \\u00b7 by " + p.changed_by : "");
       const tags = [];
       if (p.id === app.current) tags.push(el("span", {class: "tag"}, "current"));
       if (p.id === app.active) tags.push(el("span", {class: "tag"}, "active"));
@@ -78,8 +78,8 @@ function render(status) {
          el("tbody", {}, ...rows))));
   }
   const redis = status.redis;  // a team gateway
-  document.getElementById("gateway").textContent = redis ? "\u00b7 instance " +
-    status.instance + " \u00b7 Redis " + (redis.reachable ? "reachable" :
+  document.getElementById("gateway").textContent = redis ? "\\u00b7 instance " +
+    status.instance + " \\u00b7 Redis " + (redis.reachable ? "reachable" :
     "UNREACHABLE, on local breakers") : "";
   const events = document.getElementById("events");
   events.replaceChildren(...status.events.map(e => el("tr", {class: "event"},
