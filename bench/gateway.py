@@ -10,6 +10,9 @@ mitmdump (reverse mode, plain HTTP, one kept-alive client connection):
 - Redis commands per request: the scripts' calls (EVALSHA) and every command Redis ran,
   the instance's idle background (one re-read a second) measured apart and subtracted
   (a healthy provider's successes are added up and sent once a second, so both are near 0);
+- CPU per request of the engine's request path in process, with and without the gateway
+  (steadier than the proxies' latency on a shared machine; ``--same`` runs the proxies
+  A/A to show how far two identical ones differ);
 - publish to seen: a breaker opened through instance A, until instance B logs the change
   (B's log line time minus the event's Redis time; same host clock).
 """
@@ -17,6 +20,7 @@ mitmdump (reverse mode, plain HTTP, one kept-alive client connection):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import re
@@ -33,6 +37,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from e2e.fakes import FakeProvider, error, ok_json  # noqa: E402
 from e2e.proxy import Proxy, Session, request, wait_until  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+
+from ccswitch_addon.core.config import parse_config  # noqa: E402
+from ccswitch_addon.core.outcome import SUCCESS  # noqa: E402
+from ccswitch_addon.engine import Engine, Finished  # noqa: E402
+from ccswitch_addon.state.shared import SharedState  # noqa: E402
 
 CONFIG = """\
 apps:
@@ -89,7 +98,8 @@ def latency(
     args: argparse.Namespace, tmp: Path, config: str, server: RedisServer
 ) -> dict[str, Any]:
     off = proxy(tmp, config, "off", None)
-    on = proxy(tmp, config, "on", server.url)
+    # --same: both without Redis, to see how far two identical proxies differ on this machine
+    on = proxy(tmp, config, "on", None if args.same else server.url)
     client = server.client()
     times: dict[str, list[float]] = {"off": [], "on": []}
     sessions = {"off": Session(None, off.url), "on": Session(None, on.url)}
@@ -173,10 +183,51 @@ def publish_to_seen(
     }
 
 
+async def _engine_loop(engine: Any, n: int) -> float:
+    """CPU µs per request of the engine's request path: select, acquire, admit, confirm,
+    record, done — what the proxy's hooks call, without the proxy."""
+    router = engine.router
+    started = time.process_time()
+    for _ in range(n):
+        pid = router.select_providers("claude").providers[0].id
+        permit = await engine.admit("claude", pid, router.acquire("claude", pid))
+        router.confirm("claude", pid, permit)
+        router.record_result("claude", pid, SUCCESS, permit)
+        engine.request_done(Finished("claude", pid, [], total_ms=1.0))
+        await asyncio.sleep(0)  # let the gateway's tasks run, as the proxy's loop would
+    return (time.process_time() - started) / n * 1e6
+
+
+async def in_process(server: RedisServer, config: str, n: int = 5000) -> dict[str, Any]:
+    """The same request path with and without the gateway, in one process, interleaved."""
+    plain = Engine(parse_config(config, "p.yaml", env={}))
+    shared = Engine(parse_config(config, "p.yaml", env={}))
+    gateway = SharedState(shared, server.url)
+    task = asyncio.get_running_loop().create_task(gateway.run())
+    deadline = time.monotonic() + 10
+    while not gateway.reachable:
+        assert time.monotonic() < deadline, "the gateway did not reach Redis"
+        await asyncio.sleep(0.01)
+    off, on = [], []
+    for _ in range(5):
+        off.append(await _engine_loop(plain, n))
+        on.append(await _engine_loop(shared, n))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return {
+        "off_us": round(statistics.median(off), 1),
+        "on_us": round(statistics.median(on), 1),
+        "added_us": round(statistics.median(b - a for a, b in zip(off, on, strict=True)), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per proxy (default 2000)")
     parser.add_argument("--trips", type=int, default=20, help="breaker openings timed")
+    parser.add_argument(
+        "--same", action="store_true", help="latency only, both proxies without Redis (A/A)"
+    )
     args = parser.parse_args(argv)
     server = RedisServer().start()
     primary, backup = FakeProvider("primary").start(), FakeProvider("backup").start()
@@ -186,8 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             config = CONFIG.format(primary=primary.url, backup=backup.url)
             primary.default = ok_json()
             results = {"latency": latency(args, tmp, config, server)}
+            if not args.same:
+                results["engine_cpu_per_request"] = asyncio.run(in_process(server, config))
             primary.default = error(529)
-            results["publish_to_seen"] = publish_to_seen(args, tmp, config, server)
+            if not args.same:
+                results["publish_to_seen"] = publish_to_seen(args, tmp, config, server)
     finally:
         primary.stop()
         backup.stop()

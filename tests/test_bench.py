@@ -131,5 +131,6 @@ def test_gateway_bench_reports_latency_commands_and_spread() -> None:
     # A healthy provider's successes are added up once a second, not sent one by one.
     assert _dig(data, "latency", "redis", "evalsha_per_request") < 0.2
     assert _number(_dig(data, "latency", "redis", "commands_per_request"))
+    assert _number(_dig(data, "engine_cpu_per_request", "added_us"))
     assert _dig(data, "publish_to_seen", "trips") == 2
     assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000
