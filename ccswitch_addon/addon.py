@@ -157,6 +157,8 @@ class CcSwitch:
                 raise exceptions.OptionsError(
                     "ccswitch_redis: a redis://, rediss:// or unix:// URL"
                 )
+        if ctx.options.ccswitch_redis_down not in DOWN_POLICIES:
+            raise exceptions.OptionsError(f"ccswitch_redis_down: one of {', '.join(DOWN_POLICIES)}")
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
