@@ -237,3 +237,19 @@ async def test_a_healthy_providers_successes_are_added_up_once_a_second(
 
     await until(lambda: counted() == 21, "the successes in the shared window", timeout=5)
     client.close()
+
+
+async def test_no_switch_is_tried_within_the_hold_down(
+    pair: tuple[Instance, Instance], redis_server: RedisServer
+) -> None:
+    a, b = pair
+    served(a, "backup")
+    await until(lambda: a.announced and b.announced, "the switch at both")
+    client = redis_server.client()
+    before = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    for _ in range(5):
+        served(b, "primary")  # within 5 s of the switch: held back, not even asked
+    await b.shared.drain()
+    assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) == before
+    assert b.engine.switches.active("claude") == "backup"
+    client.close()

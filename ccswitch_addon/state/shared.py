@@ -155,6 +155,7 @@ class SharedState:
         self._skew = 0.0  # local clock − Redis clock, seconds
         self._tasks: set[asyncio.Task[Any]] = set()
         self._switching: set[str] = set()
+        self._hold_until: dict[str, float] = {}  # no switch of the app before (local clock)
         self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
         self._wake = asyncio.Event()
         engine.gateway = self
@@ -270,6 +271,7 @@ class SharedState:
         if gen >= self._active_gen.get(app, 0):  # else a newer snapshot came first
             self._active_gen[app] = gen
             self._active[app] = event["to"]
+            self._hold_until[app] = self._local(float(event["ts"]) + SWITCH_MIN_INTERVAL_MS)
         switch = SwitchEvent(
             self._local(float(event["ts"])),
             app,
@@ -322,6 +324,7 @@ class SharedState:
             else:  # none yet, or a Redis that came back empty: the baseline, generation 0
                 self._active_gen[app] = 0
                 self._active.pop(app, None)
+                self._hold_until.pop(app, None)
         if force and not self.synced_once:
             await self._late_join()
         await self._catch_up()
@@ -449,6 +452,8 @@ class SharedState:
             return False
         if pid == self._active.get(app, baseline) or app in self._switching:
             return True
+        if time.time() < self._hold_until.get(app, 0.0):
+            return True  # held back after the last switch; a request after it tries again
         self._switching.add(app)
         self._spawn(self._served(app, pid, reason(), baseline))
         return True
@@ -469,6 +474,9 @@ class SharedState:
                     SWITCH_MIN_INTERVAL_MS,
                 ],
             )
+            if reply is not None:
+                since = float(reply["active"]["since"])
+                self._hold_until[app] = self._local(since + SWITCH_MIN_INTERVAL_MS)
             if reply is not None and not reply["switched"]:
                 # Read just now, atomically: newer than this instance's view, whatever the
                 # generation says (a Redis that restarted empty starts over at 0).
