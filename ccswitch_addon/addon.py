@@ -54,6 +54,7 @@ from ccswitch_addon.flows import (
 )
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
+from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.upstream.client import new_session
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
@@ -103,12 +104,32 @@ class CcSwitch:
         self._relay_ready: asyncio.Event | None = None
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
         self.settings = Settings()
+        self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
         for option in OPTIONS:
             loader.add_option(option.name, str, option.default, option.help)
+        # Team gateway (state/shared.py); read once, at start.
+        loader.add_option(
+            "ccswitch_redis",
+            str,
+            "",
+            "redis://, rediss:// or unix:// URL of a Redis shared with other instances "
+            "(breakers, active provider, switch events); empty: this instance alone",
+        )
+        loader.add_option(
+            "ccswitch_redis_prefix", str, "ccsw", "prefix of the keys in ccswitch_redis"
+        )
+        loader.add_option(
+            "ccswitch_redis_down",
+            str,
+            DOWN_POLICIES[0],
+            "Redis unreachable: a breaker open from shared state stays open until its time "
+            "runs out (keep_open), or this instance trusts its own breakers (local)",
+            DOWN_POLICIES,  # the choices (positional: the README test's loader takes no keywords)
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "connection_strategy" in updated:
@@ -124,6 +145,14 @@ class CcSwitch:
             previous, self.settings = self.settings, settings
         else:
             previous = self.settings
+        if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
+            scheme = ctx.options.ccswitch_redis.partition("://")[0]
+            if scheme not in ("redis", "rediss", "unix"):
+                raise exceptions.OptionsError(
+                    "ccswitch_redis: a redis://, rediss:// or unix:// URL"
+                )
+        if ctx.options.ccswitch_redis_down not in DOWN_POLICIES:
+            raise exceptions.OptionsError(f"ccswitch_redis_down: one of {', '.join(DOWN_POLICIES)}")
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
@@ -152,6 +181,16 @@ class CcSwitch:
                 asyncio_utils.create_task(self._watch_config(), name="ccswitch config watcher"),
                 asyncio_utils.create_task(self._tick(), name="ccswitch timers and probes"),
             ]
+            if ctx.options.ccswitch_redis and self.engine is not None:
+                self.gateway = SharedState(
+                    self.engine,
+                    ctx.options.ccswitch_redis,
+                    ctx.options.ccswitch_redis_prefix,
+                    ctx.options.ccswitch_redis_down,
+                )
+                self._tasks.append(
+                    asyncio_utils.create_task(self.gateway.run(), name="ccswitch team gateway")
+                )
 
     async def done(self) -> None:
         for task in self._tasks:
@@ -170,7 +209,11 @@ class CcSwitch:
         ready = self._relay_ready = self._relay_ready or asyncio.Event()
         engine = self.engine
         upstream = Upstream(
-            engine.router, new_session(), engine.request_done, engine.remember_breaker
+            engine.router,
+            new_session(),
+            engine.request_done,
+            engine.remember_breaker,
+            engine.admit,
         )
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.breaker import Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, UnknownName
@@ -22,9 +22,22 @@ from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
 from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
 from ccswitch_addon.web.history import History
 
-__all__ = ["Attempt", "Engine", "Finished"]  # Attempt and Finished: from core.record
+__all__ = ["Attempt", "Engine", "Finished", "Gateway"]  # Attempt, Finished: core.record
 
 logger = logging.getLogger(__name__)
+
+
+class Gateway(Protocol):
+    """State shared with other instances (state/shared.py: Redis). Besides these hooks it
+    is the router's observer (confirm, record_result, reset)."""
+
+    async def admit(self, app: str, pid: str, permit: Permit) -> Permit | None: ...
+
+    def served(self, app: str, pid: str, reason: Callable[[], str], baseline: str) -> bool: ...
+
+    def probe_ok(self, app: str, pid: str) -> None: ...
+
+    def annotate(self, status: dict[str, Any]) -> None: ...
 
 
 class Engine:
@@ -42,6 +55,14 @@ class Engine:
         self.config_error: dict[str, Any] | None = None
         self.history = History(clock)  # what the dashboard draws over the last hour
         self.state_listeners.append(self.history.transition)
+        self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
+
+    async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
+        """The fleet's leave for a permit the router gave (a half-open probe, an unproven
+        provider's request); without a gateway, or for a proven provider, the permit as is."""
+        if permit is None or self.gateway is None:
+            return permit
+        return await self.gateway.admit(app, pid, permit)
 
     # --- state file ---------------------------------------------------------------------
 
@@ -125,6 +146,8 @@ class Engine:
                 return "manual switch"
             return "recovered"
 
+        if self.gateway is not None and self.gateway.served(done.app, done.served, reason, current):
+            return None  # the shared store decides; its event comes back through adopt()
         event = self.switches.served(done.app, done.served, reason, baseline=current)
         if self.store is not None and previous != done.served:
             self.store.save_app(done.app, current, done.served)
@@ -186,6 +209,8 @@ class Engine:
             return
         if ok:
             breaker.probe_succeeded()
+            if self.gateway is not None:
+                self.gateway.probe_ok(app, pid)
         logger.info("ccswitch probe %s:%s %s (%s)", app, pid, "ok" if ok else "failed", detail)
 
     # --- control ----------------------------------------------------------------------------
@@ -221,6 +246,8 @@ class Engine:
                 entry["health"] = _health(entry)
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
+        if self.gateway is not None:
+            self.gateway.annotate(status)
         return status
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from redis_server import RedisServer
 
 
 class FakeClock:
@@ -22,3 +25,13 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, on a temporary port and socket."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

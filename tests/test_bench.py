@@ -120,3 +120,17 @@ def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
     stdout = bench("hooks.py", "--requests", "200", *flags)
     micros = float(stdout.split(" µs per request")[0].split()[-1])
     assert 0 < micros < 100_000
+
+
+@pytest.mark.e2e
+def test_gateway_bench_reports_latency_commands_and_spread() -> None:
+    data = json.loads(bench("gateway.py", "--requests", "200", "--trips", "2"))
+    for name in ("off", "on", "added"):
+        assert _number(_dig(data, "latency", name, "p50_ms"))
+        assert _number(_dig(data, "latency", name, "p99_ms"))
+    # A healthy provider's successes are added up once a second, not sent one by one.
+    assert _dig(data, "latency", "redis", "evalsha_per_request") < 0.2
+    assert _number(_dig(data, "latency", "redis", "commands_per_request"))
+    assert _number(_dig(data, "engine_cpu_per_request", "added_us"))
+    assert _dig(data, "publish_to_seen", "trips") == 2
+    assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000

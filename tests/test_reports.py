@@ -191,3 +191,31 @@ def test_status_table_shows_reopen_time() -> None:
         "events": [],
     }
     assert "in 30s" in status_table(status, now=1000.0)
+
+
+def test_status_table_of_a_team_gateway_instance() -> None:
+    status = {
+        "instance": "gw1:4242",
+        "redis": {"url": "redis://:***@r:6379", "prefix": "ccsw", "reachable": False},
+        "apps": {
+            "claude": {
+                "current": "primary",
+                "active": "backup",
+                "queue": [{"id": "primary", "state": "open", "changed_by": "gw2:77"}],
+            }
+        },
+    }
+    table = status_table(status, now=1000.0)
+    assert table.splitlines()[0] == (
+        "instance gw1:4242, Redis redis://:***@r:6379 (UNREACHABLE, on local breakers), prefix ccsw"
+    )
+    assert "changed by" in table
+    assert "gw2:77" in table
+
+
+def test_log_and_usage_say_the_log_is_this_instances(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("log", "usage"):
+        assert main([command, "--state", str(state)]) == 0
+        assert "each instance of a team gateway keeps its own" in capsys.readouterr().err

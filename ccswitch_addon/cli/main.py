@@ -170,7 +170,12 @@ def _report(
         print(f"ccswitch: {e}", file=err)
         return EXIT_FAILED
     print(format_table(headers, rows) if rows else empty, file=out)
+    print(PER_INSTANCE.format(args.state), file=err)
     return EXIT_OK
+
+
+# The request log and usage stay per instance with a team gateway (ccswitch_redis).
+PER_INSTANCE = "(this instance's log, {}; each instance of a team gateway keeps its own)"
 
 
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -422,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         proxy_option(control)
         control.set_defaults(handler=cmd_control)
 
-    log = command("log", "recent requests from the state file, or switch events")
+    log = command("log", "recent requests from this instance's state file, or switch events")
     state_option(log)
     config_option(log, "providers.yaml, for the app names --app accepts")
     log.add_argument("--app", help="only this app")
@@ -432,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     log.set_defaults(handler=cmd_log)
 
-    usage = command("usage", "requests, failures and tokens per day or provider")
+    usage = command("usage", "requests, failures and tokens per day or provider (this instance's)")
     state_option(usage)
     usage.add_argument(
         "--by", choices=("day", "provider"), default="day", help="group by (default day)"

@@ -76,7 +76,15 @@ def _pct(value: float | None) -> str | None:
 
 def status_table(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
-    out = [STATUS_EXPLAINS]
+    out = []
+    gateway = status.get("redis")
+    if gateway:  # a team gateway: which instance this is, and its Redis
+        seen = "reachable" if gateway["reachable"] else "UNREACHABLE, on local breakers"
+        out.append(
+            f"instance {status.get('instance')}, Redis {gateway['url']} ({seen}),"
+            f" prefix {gateway['prefix']}"
+        )
+    out.append(STATUS_EXPLAINS)
     live = any("requests" in e for app in status["apps"].values() for e in app["queue"])
     if live:
         out.append(STATUS_COUNTS)
@@ -106,6 +114,7 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                     entry.get("p50_ms"),
                     entry.get("p95_ms"),
                 ]
+                + ([entry.get("changed_by") or "-"] if gateway else [])
             )
         table = format_table(
             [
@@ -118,7 +127,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 "success",
                 "p50 ms",
                 "p95 ms",
-            ],
+            ]
+            + (["changed by"] if gateway else []),
             rows,
         )
         out.append("  " + table.replace("\n", "\n  "))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ccswitch_addon.core.config import BreakerConfig
 from ccswitch_addon.core.outcome import COOLDOWN_CAP_SECONDS, Effect, Outcome
 
-__all__ = ["CircuitBreaker", "Permit", "State", "Window"]
+__all__ = ["CircuitBreaker", "Permit", "Shared", "State", "Window"]
 
 Clock = Callable[[], float]
 
@@ -35,6 +35,20 @@ class Permit:
     issued_at: float
     released: bool = False
     unconfirmed: bool = False  # counted against an unproven provider's admission limit
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """A breaker as the fleet's shared store has it (see state/shared.py), on this clock."""
+
+    state: State
+    open_until: float
+    cooldown_until: float
+    cooldown_reason: str | None
+    consecutive: int
+    trips: int
+    proven: bool
+    probe_until: float | None  # another instance's half-open probe lease runs until then
 
 
 class Window:
@@ -121,6 +135,10 @@ class CircuitBreaker:
         # a burst cannot all land on a provider that is down before the first answer says so.
         self._proven = False
         self._unconfirmed = 0
+        # With a shared store (a team gateway) the store makes the transitions and this
+        # breaker follows them through adopt(); outcomes still feed its window.
+        self.follower = False
+        self._remote_probe = False
 
     # --- reading ----------------------------------------------------------------
 
@@ -133,6 +151,11 @@ class CircuitBreaker:
     @property
     def consecutive_failures(self) -> int:
         return self._consecutive
+
+    @property
+    def proven(self) -> bool:
+        """It has answered with a success since it started or last failed."""
+        return self._proven
 
     @property
     def trips(self) -> int:
@@ -194,7 +217,7 @@ class CircuitBreaker:
             return None
         now = self._clock()
         if self._state is State.HALF_OPEN:
-            self._probe = Permit(probe=True, issued_at=now)
+            self._probe, self._remote_probe = Permit(probe=True, issued_at=now), False
             return self._probe
         if self._proven:
             return Permit(probe=False, issued_at=now)
@@ -240,6 +263,8 @@ class CircuitBreaker:
         failed = outcome.effect is Effect.FAILURE
         slow = slow and self.config.slow_ms > 0
         self._window.add(now, failed, slow)
+        if self.follower:
+            return
         state = self.state
         if permit.probe and state is State.HALF_OPEN:
             if failed:
@@ -291,6 +316,33 @@ class CircuitBreaker:
             self._open_until = open_until
             self._transition(State.OPEN)
 
+    def adopt(self, shared: Shared) -> None:
+        """Take the shared store's view; the listener hears a changed state as usual."""
+        old = self._state
+        self._state = shared.state
+        self._open_until = shared.open_until if shared.state is not State.CLOSED else 0.0
+        self._cooldown_until = shared.cooldown_until
+        self.cooldown_reason = shared.cooldown_reason if shared.cooldown_until else None
+        self._consecutive = shared.consecutive
+        self._trips = shared.trips
+        self._proven = shared.proven
+        if shared.state is not State.HALF_OPEN:
+            self._probe_successes = 0
+        own = self._probe is not None and not self._remote_probe
+        if shared.probe_until is not None and not own:
+            # Seen as this breaker's own probe, it expires with the other instance's lease.
+            self._probe = Permit(
+                probe=True, issued_at=shared.probe_until - self.PROBE_LEASE_SECONDS
+            )
+            self._remote_probe = True
+        elif self._remote_probe or shared.state is not State.HALF_OPEN:
+            self._probe, self._remote_probe = None, False
+        if old is State.HALF_OPEN and shared.state is State.CLOSED:
+            self._window.clear()
+            self._closed_since = self._clock()
+        if old is not shared.state:
+            self._listener(self, old, shared.state)
+
     def snapshot(self) -> tuple[State, float, float]:
         return self.state, self._open_until, self._cooldown_until
 
@@ -326,6 +378,7 @@ class CircuitBreaker:
             return False
         if self._clock() - self._probe.issued_at > self.PROBE_LEASE_SECONDS:
             self._probe = None  # leaked by its owner; let another request probe
+            self._remote_probe = False
             return False
         return True
 
@@ -340,7 +393,7 @@ class CircuitBreaker:
     def _transition(self, new: State) -> None:
         old = self._state
         self._state = new
-        self._probe = None
+        self._probe, self._remote_probe = None, False
         self._probe_successes = 0
         self._consecutive = 0
         # Closed by its probes' successes it has proven itself; by a reset or a restart not.

@@ -6,17 +6,39 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Outcome
 
-__all__ = ["MISSING_SECONDS", "Match", "Router", "Selection", "SwitchRefused", "UnknownName"]
+__all__ = [
+    "MISSING_SECONDS",
+    "Match",
+    "Observer",
+    "Router",
+    "Selection",
+    "SwitchRefused",
+    "UnknownName",
+]
 
 # How long "this provider has no such endpoint" (learnt from a 404) is believed.
 MISSING_SECONDS = 3600.0
 
 StateListener = Callable[[str, str, State, State], None]  # app, provider, old, new
+
+
+class Observer(Protocol):
+    """Told of what the router learns, after its own breakers took it (a shared store:
+    state/shared.py). Synchronous, on the request path: schedule, never wait."""
+
+    def confirmed(self, app: str, pid: str, permit: Permit) -> None: ...
+
+    def result(
+        self, app: str, pid: str, outcome: Outcome, permit: Permit | None, slow: bool
+    ) -> None: ...
+
+    def reset(self, app: str, pid: str) -> None: ...
 
 
 class UnknownName(KeyError):
@@ -71,6 +93,7 @@ class Router:
         self._exact: dict[tuple[str, str], Match] = {}  # (app, path) of endpoints without {model}
         self._patterns: dict[str, tuple[tuple[re.Pattern[str], Match], ...]] = {}
         self._missing: dict[tuple[str, str, str], float] = {}  # (app, provider, path): until
+        self.observer: Observer | None = None
         self.config = config
         self.reload(config)
 
@@ -253,6 +276,8 @@ class Router:
         breaker = self._breakers.get((app, pid))
         if breaker is not None and permit is not None:
             breaker.confirm(permit)
+            if self.observer is not None:
+                self.observer.confirmed(app, pid, permit)
 
     def record_result(
         self,
@@ -266,6 +291,8 @@ class Router:
         if breaker is None:  # the provider went away in a reload while the request was in flight
             return
         breaker.release(permit or breaker.bypass(), outcome, slow)
+        if self.observer is not None:
+            self.observer.result(app, pid, outcome, permit, slow)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -287,3 +314,5 @@ class Router:
         self.breaker(app, pid).reset()
         for key in [key for key in self._missing if key[:2] == (app, pid)]:
             del self._missing[key]
+        if self.observer is not None:
+            self.observer.reset(app, pid)

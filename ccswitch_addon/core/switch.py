@@ -116,6 +116,21 @@ class SwitchManager:
             except Exception:  # a broken listener must not break routing
                 logger.exception("switch listener %r failed", listener)
 
+    def adopt(self, app: str, pid: str, event: SwitchEvent | None = None) -> None:
+        """The active provider as the fleet's shared store has it (state/shared.py); an
+        event that store made is announced here like one of this manager's own."""
+        self._active[app] = self._announced[app] = pid
+        self._reason.pop(app, None)
+        if event is None:
+            return
+        self._last_event[app] = event.time
+        self.events.append(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break routing
+                logger.exception("switch listener %r failed", listener)
+
     def forget(self, apps: Iterable[str]) -> None:
         """Drop apps that a reload removed."""
         for app in list(apps):

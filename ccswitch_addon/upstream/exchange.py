@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -132,12 +132,14 @@ class Upstream:
         session: aiohttp.ClientSession,
         done: Callable[[Finished], object],
         cooldown: Callable[[str, str], None],
+        admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
     ) -> None:
         self.router = router
         self.session = session
         self.admission = Admission(router)
         self._done = done
         self._cooldown = cooldown
+        self._admit = admit  # the team gateway's leave, for a probe or an unproven provider
 
     # --- the request ------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class Upstream:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
                 break
             permit = await self.admission.acquire(app.name, provider.id)
+            if self._admit is not None:
+                permit = await self._admit(app.name, provider.id, permit)
             if permit is None:
                 label = self.router.breaker(app.name, provider.id).label()
                 ex.skipped.append(f"{provider.id}: {label}")

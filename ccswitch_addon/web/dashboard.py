@@ -67,7 +67,7 @@ _PAGE = b"""<!doctype html>
 <body>
 <h1>ccswitch</h1>
 <div class="muted">failover router &middot; <span id="updated">loading&hellip;</span>
-  <span id="error"></span></div>
+  <span id="error"></span> <span id="gateway"></span></div>
 <div id="banner" role="alert"></div>
 <div id="message" class="muted"></div>
 <div id="apps"></div>
@@ -247,7 +247,8 @@ function render(status) {
   apps.replaceChildren();
   for (const [name, app] of Object.entries(status.apps)) {
     const rows = app.queue.map((p, i) => {
-      const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "");
+      const state = p.state + (p.reopens_at ? " until " + when(p.reopens_at) : "") +
+                    (p.changed_by ? " \\u00b7 by " + p.changed_by : "");
       const tags = [];
       if (p.id === app.current) tags.push(el("span", {class: "tag", title: CURRENT_HELP},
                                              "current"));
@@ -280,6 +281,10 @@ function render(status) {
       el("div", {class: "legend"}, ...app.queue.map((p, i) => el("span", {},
          el("i", {style: "background:" + LINE_COLOURS[i % LINE_COLOURS.length]}), p.id)))));
   }
+  const redis = status.redis;  // a team gateway
+  document.getElementById("gateway").textContent = redis ? "\\u00b7 instance " +
+    status.instance + " \\u00b7 Redis " + (redis.reachable ? "reachable" :
+    "UNREACHABLE, on local breakers") : "";
   const events = document.getElementById("events");
   events.replaceChildren(...orEmpty(status.events.map(e => el("tr", {class: "event"},
     el("td", {}, when(e.time)), el("td", {}, e.app), el("td", {}, e.from ?? "-"),

@@ -1,0 +1,24 @@
+-- The active provider of an app, by compare-and-set on its generation: one outage makes one
+-- switch event across the fleet, and so does the failback.
+-- KEYS: active hash, event stream
+-- ARGV: me, channel, app, to, expected_gen, baseline, reason, min_interval_ms
+local me, channel, app, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expected, baseline, reason = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local min_interval = tonumber(ARGV[8])
+local now = now_ms()
+local v = redis.call('HMGET', KEYS[1], 'provider', 'gen', 'since', 'by', 'reason')
+local a = {provider = v[1] or baseline, gen = tonumber(v[2]) or 0, since = tonumber(v[3]) or 0,
+           by = v[4] or '', reason = v[5] or ''}
+local function out(switched, id)
+  return cjson.encode({now = now, active = a, switched = switched, id = id})
+end
+if a.provider == to or a.gen ~= expected or now - a.since < min_interval then
+  return out(false, '')
+end
+local from = a.provider
+a.provider, a.gen, a.since, a.by, a.reason = to, math.max(a.gen + 1, now), now, me, reason
+redis.call('HSET', KEYS[1], 'provider', a.provider, 'gen', a.gen, 'since', a.since, 'by', me,
+           'reason', reason)
+local id = emit(KEYS[2], channel, {v = 1, type = 'switch', app = app, from = from, to = to,
+                                   reason = reason, gen = a.gen, ts = now, by = me})
+return out(true, id)

@@ -1,0 +1,158 @@
+"""Team gateway: two real mitmdump instances sharing one real redis-server, one failing fake
+primary. Failures count across the fleet, one switch event per change, one half-open probe,
+failback seen by both, Redis killed and back, a restarted instance picks up an open breaker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis_server import RedisServer
+
+from .fakes import FakeProvider, error, ok_json, slow_first_byte
+from .proxy import Proxy, concurrent, wait_until
+from .test_routing import claude_config, provider_status, send, start, status
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "e2e"
+CB = f"{PREFIX}:{{claude:primary}}:cb"
+SWITCHED = "ccswitch switch: claude: primary → backup"
+FAILED_BACK = "ccswitch switch: claude: backup → primary"
+
+
+def instance(
+    make_proxy: Callable[..., Proxy], config: str, url: str, tmp_path: Path, name: str
+) -> Proxy:
+    proxy = start(
+        make_proxy,
+        config,
+        state=tmp_path / f"{name}.db",
+        extra=["--set", f"ccswitch_redis={url}", "--set", f"ccswitch_redis_prefix={PREFIX}"],
+    )
+    wait_until(lambda: status(proxy)["redis"]["reachable"], 10, f"{name} in sync with Redis")
+    return proxy
+
+
+def state_of(proxy: Proxy) -> str:
+    return str(provider_status(proxy, "primary")["state"])
+
+
+def shared_field(client: redis.Redis, field: str) -> Any:
+    return client.hget(CB, field)
+
+
+def test_two_instances_share_breaker_switch_probe_and_failback(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=3, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.unix_url, tmp_path, "b")
+    client = redis_server.client()
+
+    # The outage: a, b, a — three failures in total open the primary for both.
+    for n, proxy in enumerate([a, b, a], start=1):
+        reply = send(proxy)
+        assert reply.status == 200
+        assert reply.headers["x-ccswitch-provider"] == "backup"
+        wait_until(
+            lambda n=n: (
+                shared_field(client, "state") == "open" or shared_field(client, "fails") == str(n)
+            ),
+            5,
+            f"failure {n} in Redis",
+        )
+    assert len(primary.requests) == 3  # failure_threshold in total, not per instance
+    assert shared_field(client, "state") == "open"
+    wait_until(lambda: state_of(b) == "open", 5, "b to see the open breaker")
+    reply = send(b)
+    assert reply.headers["x-ccswitch-provider"] == "backup"
+    assert reply.headers["x-ccswitch-attempts"] == "1"  # the primary was not tried
+    assert len(primary.requests) == 3
+    assert provider_status(b, "primary")["changed_by"] == status(a)["instance"]
+
+    # One switch event, in both logs.
+    for proxy in (a, b):
+        proxy.wait_for_output(SWITCHED)
+        assert status(proxy)["apps"]["claude"]["active"] == "backup"
+
+    # The open time ends (its deadline moved to now in Redis): one probe across both,
+    # under load on both; the probe is slow, so every other request meets it in flight.
+    primary.default = ok_json()
+    primary.queue(slow_first_byte(1.5, ok_json()))
+    client.hset(CB, "open_until", 0)
+    for proxy in (a, b):
+        wait_until(lambda proxy=proxy: state_of(proxy) == "half_open", 5, "half_open at both")
+    before = len(primary.requests)
+    replies = concurrent(lambda i: send(a if i % 2 else b), 10)
+    assert [r.status for r in replies] == [200] * 10
+    assert len(primary.requests) - before == 1  # exactly one half-open probe
+    assert sorted(r.headers["x-ccswitch-provider"] for r in replies).count("primary") == 1
+
+    # Failback, seen by both: closed everywhere, one switch back in each log.
+    for proxy in (a, b):
+        wait_until(lambda proxy=proxy: state_of(proxy) == "closed", 5, "closed at both")
+
+    def failed_back() -> bool:
+        for proxy in (a, b):
+            assert send(proxy).headers["x-ccswitch-provider"] == "primary"
+        return all(FAILED_BACK in proxy.output() for proxy in (a, b))
+
+    wait_until(failed_back, 20, "the failback event at both")  # after the 5 s hold-down
+    for proxy in (a, b):
+        assert proxy.output().count(SWITCHED) == 1
+        assert proxy.output().count(FAILED_BACK) == 1
+        assert status(proxy)["apps"]["claude"]["active"] == "primary"
+    client.close()
+
+
+def test_redis_killed_mid_run_then_back_and_a_restarted_instance(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    config = claude_config(primary.url, backup.url, failure_threshold=2, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.url, tmp_path, "b")
+
+    redis_server.kill()
+    for proxy in (a, b):
+        wait_until(lambda proxy=proxy: not status(proxy)["redis"]["reachable"], 10, "noticed")
+        reply = send(proxy)  # routing goes on, on local state
+        assert (reply.status, reply.headers["x-ccswitch-provider"]) == (200, "primary")
+    primary.default = error(529)
+    for _ in range(2):
+        assert send(a).headers["x-ccswitch-provider"] == "backup"
+    assert state_of(a) == "open"  # a's own breaker
+    assert state_of(b) == "closed"  # b could not hear of it
+    for proxy in (a, b):
+        assert proxy.output().count("unreachable") == 1  # one warning each
+
+    redis_server.start()  # back, and empty
+    for proxy in (a, b):
+        proxy.wait_for_output("reachable again", 10)
+    # Converged: both follow Redis again; failures through b now open it for a as well.
+    wait_until(lambda: state_of(a) == state_of(b), 5, "the same state at both")
+    hits = len(primary.requests)
+    for _ in range(2):
+        send(b)
+    assert len(primary.requests) - hits <= 2
+    wait_until(lambda: state_of(a) == state_of(b) == "open", 5, "open at both")
+
+    # A restarted instance (with a fresh state file) picks the open breaker up from Redis.
+    b.stop()
+    fresh = instance(make_proxy, config, redis_server.url, tmp_path, "fresh")
+    assert state_of(fresh) == "open"
+    hits = len(primary.requests)
+    assert send(fresh).headers["x-ccswitch-provider"] == "backup"
+    assert len(primary.requests) == hits
