@@ -72,6 +72,9 @@ from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["CcSwitch"]
 
+UNLIST_SECONDS = 0.5
+CONTROL_READ = "ccswitch_control_read"  # metadata key: a GET answered by the control endpoints
+
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
@@ -410,6 +413,9 @@ class CcSwitch:
         entry = self._routed.pop(flow.id, None)
         if entry is not None:
             await self._settled(flow, entry[0])
+        elif flow.metadata.get(CONTROL_READ) and ctx.master.addons.get("view") is not None:
+            # Out of mitmweb's flow list once it is answered: removing a live flow kills it.
+            asyncio.get_running_loop().call_later(UNLIST_SECONDS, _unlist, flow)
 
     async def error(self, flow: http.HTTPFlow) -> None:
         entry = self._routed.pop(flow.id, None)
@@ -522,9 +528,17 @@ class CcSwitch:
             )
         )
         flow.response = to_response(reply)
+        if request.method == "GET":
+            flow.metadata[CONTROL_READ] = True  # a dashboard polls: keep it out of the flow list
         if reply.status == 200 and request.method == "POST":
             logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
         return True
+
+
+def _unlist(flow: http.HTTPFlow) -> None:
+    view = ctx.master.addons.get("view")
+    if view is not None and not flow.killable:
+        view.remove([flow])
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

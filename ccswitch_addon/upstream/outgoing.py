@@ -113,7 +113,11 @@ def build(
         headers.append((name.decode("latin-1"), value.decode("latin-1")))
     headers.extend(put)
     headers.append(_ACCEPT_ENCODING)
-    secrets = frozenset(value for _, value in put)
+    # The key, and the extra headers whose values came from ${VAR}: never shown.
+    credentials = credential_headers(provider)
+    secrets = frozenset(value for _, value in credentials) | frozenset(
+        value for name, value in provider.headers.items() if name.lower() in provider.secret_headers
+    )
     if not keyed:  # the tool's own key, passed on: still not for display
         secrets |= {
             value.decode("latin-1")

@@ -372,3 +372,48 @@ def test_a_json_answer_with_an_error_inside_a_200_is_failed_over(
     assert reply.status == 200
     assert reply.headers["x-ccswitch-provider"] == "backup"
     assert reply.json()["content"], reply.json()
+
+
+# --- mitmweb's flow list -------------------------------------------------------------------
+
+
+class WebProxy(Proxy):
+    """mitmweb instead of mitmdump, its web server on `web_port`."""
+
+    web_port = 0
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[0] = str(Path(args[0]).with_name("mitmweb"))
+        self.web_port = closed_port()
+        return [*args, "--set", f"web_port={self.web_port}", "--set", "web_open_browser=false"]
+
+
+def test_dashboard_polls_stay_out_of_mitmwebs_flow_list_and_attempts_are_in_it(
+    fakes: Callable[[str], FakeProvider], tmp_path: Path
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    proxy = WebProxy(
+        tmp_path, claude_config(primary.url, backup.url), env={"BACKUP_KEY": BACKUP_KEY}
+    )
+    try:
+        proxy.start()
+        for _ in range(3):
+            assert request(proxy, "GET", "http://ccswitch.local/status").status == 200
+        assert send(proxy).headers["x-ccswitch-provider"] == "backup"
+
+        def listed() -> list[str]:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.web_port, timeout=5)
+            conn.request("GET", "/flows")
+            flows = json.loads(conn.getresponse().read())
+            conn.close()
+            return [f"{f['request']['host']}{f['request']['path']}" for f in flows]
+
+        wait_until(lambda: len(listed()) == 3, 10, "the routed flow and its two attempts only")
+        names = listed()
+        assert "api.anthropic.com/v1/messages" in names  # the tool's flow, as it asked
+        assert not any(name.startswith("ccswitch.local") for name in names), names
+        assert sum(name.startswith("127.0.0.1") for name in names) == 2, names  # the attempts
+    finally:
+        proxy.stop()
