@@ -170,7 +170,10 @@ def publish_to_seen(
         seen.append((logged - published).total_seconds() * 1000)
         mark = len(b.output())
         reset = {"app": "claude", "provider": "primary"}
-        assert request(a, "POST", "http://ccswitch.local/reset", json=reset).status == 200
+        token = request(a, "GET", "http://ccswitch.local/token").json()["token"]
+        headers = {"content-type": "application/json", "x-ccswitch-token": token}
+        reply = request(a, "POST", "http://ccswitch.local/reset", json=reset, headers=headers)
+        assert reply.status == 200, reply
         b.wait_for_output(CLOSED_LINE, 10, since=mark)
     a.stop()
     b.stop()

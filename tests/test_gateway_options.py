@@ -51,7 +51,7 @@ async def test_the_gateway_starts_with_the_addon(tmp_path: Path, redis_server: R
             ccswitch_redis=redis_server.unix_url,
             ccswitch_redis_prefix="team-a",
         )
-        cc.running()
+        await cc.running()
         assert cc.gateway is not None
         assert cc.engine is not None
         assert cc.engine.gateway is cc.gateway
@@ -63,7 +63,7 @@ async def test_the_gateway_starts_with_the_addon(tmp_path: Path, redis_server: R
         assert status["redis"]["prefix"] == "team-a"
         assert status["redis"]["reachable"] is True
         assert status["instance"] == cc.gateway.instance
-        cc.done()  # cancels the gateway's task, which closes its connections
+        await cc.done()  # cancels the gateway's task, which closes its connections
         await asyncio.gather(*cc._tasks, return_exceptions=True)
 
 
