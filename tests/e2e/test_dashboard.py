@@ -348,3 +348,23 @@ def test_the_dashboard_under_its_prefix_on_a_reverse_listener(
         proxy, "POST", "/__ccswitch/reset", json={"app": "claude", "provider": "primary"}
     )
     assert refused.status == 403  # no token
+
+
+def test_a_refused_reload_is_a_banner_until_a_good_one(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    need_chromium()
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(make_proxy, claude_config(primary.url, backup.url))
+    assert proxy.config_path is not None
+    good = proxy.config_path.read_text()
+    proxy.config_path.write_text(good.replace("    queue: [primary, backup]", "    queue: [nope]"))
+    wait_until(lambda: status(proxy)["config_error"] is not None, 10, "the reload to be refused")
+    with Browser() as browser:
+        open_dashboard(browser, dashboard_url(proxy))
+        text = cell(browser, "#banner")
+        assert "was not reloaded" in text
+        assert "'nope' is not a provider of claude" in text
+        proxy.config_path.write_text(good + "\n")  # fixed (and changed, so it is read again)
+        wait_until(lambda: status(proxy)["config_error"] is None, 10, "a good reload")
+        browser.wait_for("document.getElementById('banner').textContent === ''")
