@@ -231,8 +231,7 @@ class Upstream:
             return self._failed(ex, provider, permit, record, t0, outcome, None, [], b"")
         first_byte_ms = (time.monotonic() - t0) * 1000
         slow = bool(timing.slow_ms and first_byte_ms > timing.slow_ms)
-        if ex.ttfb_ms is None or ex.served is None:
-            ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)
+        ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)  # of the last attempt
         status = response.status
         headers = _forwarded(response.headers)
         if record is not None:
@@ -562,7 +561,10 @@ def _transport_outcome(error: Exception, first_byte_seconds: float) -> Outcome:
         return classify_error(ErrorKind.RESET, _describe(error))
     if isinstance(error, ValueError):  # a URL or header the client library refuses
         return classify_error(ErrorKind.CONNECT, _describe(error))
-    raise error
+    # Anything else is a bug of ours or the library's: still a failed attempt, never a
+    # permit that is not given back.
+    logger.error("ccswitch: an attempt failed unexpectedly", exc_info=error)
+    return classify_error(ErrorKind.RESET, f"{type(error).__name__}: {_describe(error)}")
 
 
 def _broken_outcome(error: Exception, request_seconds: float) -> Outcome:
@@ -571,4 +573,5 @@ def _broken_outcome(error: Exception, request_seconds: float) -> Outcome:
         return classify_error(ErrorKind.BROKEN, f"answer not complete in {request_seconds:g}s")
     if isinstance(error, aiohttp.ClientError | OSError):
         return classify_error(ErrorKind.BROKEN, _describe(error) or "answer broke")
-    raise error
+    logger.error("ccswitch: an answer failed unexpectedly", exc_info=error)
+    return classify_error(ErrorKind.BROKEN, f"{type(error).__name__}: {_describe(error)}")
