@@ -587,3 +587,27 @@ async def test_the_relay_refuses_requests_without_its_token(harness: MakeHarness
         assert response.status == 410
     assert h.providers["primary"].seen == []
     assert job in h.relay.jobs  # a refused request takes nothing
+
+
+@pytest.mark.parametrize(("app", "code"), [("claude", 529), ("codex", 503), ("gemini", 503)])
+async def test_nothing_to_try_answers_in_the_apis_own_shape(
+    harness: MakeHarness, app: str, code: int
+) -> None:
+    h = await harness(CONFIG)
+    for pid in ("primary", "backup"):
+        breaker = h.router.breaker(app, pid)
+        permit = breaker.acquire()
+        assert permit is not None
+        breaker.release(permit, classify_error(ErrorKind.CONNECT, "refused"))
+    answer = await h.send(app)
+    assert answer.status == code
+    assert 55 <= int(answer.headers["retry-after"]) <= 60
+    error = json.loads(answer.body)
+    if app == "claude":
+        assert error["error"]["type"] == "overloaded_error"
+    elif app == "codex":
+        assert set(error["error"]) >= {"message", "type"}
+    else:
+        assert (error["error"]["status"], error["error"]["code"]) == ("UNAVAILABLE", 503)
+    assert h.providers["primary"].seen == h.providers["backup"].seen == []
+    assert h.finished[0].served is None
