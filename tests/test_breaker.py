@@ -561,6 +561,11 @@ OUTCOMES = {
     "client_gone": classify_error(ErrorKind.CLIENT_GONE),
     "stream": classify_error(ErrorKind.STREAM),
 }
+# What the provider side reports (upstream/exchange.py): no response headers in time, a stream
+# silent after its commit point, a client that went away.
+FIRST_BYTE_TIMEOUT = classify_error(ErrorKind.TIMEOUT, "no first byte in 60s")
+STREAM_IDLE = classify_error(ErrorKind.STREAM, "silent for 120s")
+CLIENT_GONE = classify_error(ErrorKind.CLIENT_GONE)
 PROPERTY_CONFIG = BreakerConfig(
     failure_threshold=3,
     success_threshold=2,
@@ -587,6 +592,7 @@ class BreakerMachine(RuleBasedStateMachine):
         # A leaked probe must show as a leak here, not be hidden by the lease running out.
         self.breaker.PROBE_LEASE_SECONDS = float("inf")
         self.outstanding: list[Permit] = []
+        self.confirmed: set[Permit] = set()  # response headers came (a stream may be running)
         self.probe_episode: dict[Permit, int] = {}  # the half-open spell it was issued in
 
     def episode_now(self) -> int:
@@ -610,17 +616,78 @@ class BreakerMachine(RuleBasedStateMachine):
         self.outstanding.append(permit)
         return permit
 
+    def facts(self) -> tuple[object, ...]:
+        """Everything an outcome may move, for checking that one moved nothing."""
+        b = self.breaker
+        return (
+            b.state,
+            b.window_counts(),
+            b.consecutive_failures,
+            b.cooldown_until,
+            b.trips,
+            b.reopens_at(),
+        )
+
+    def settle(self, permit: Permit, outcome: Outcome) -> None:
+        """Release as the exchange does; a permit already back is a no-op, whatever comes."""
+        if permit not in self.outstanding:
+            before = self.facts(), self.breaker.unconfirmed, self.breaker.available()
+            self.breaker.release(permit, outcome)
+            assert (self.facts(), self.breaker.unconfirmed, self.breaker.available()) == before
+            return
+        self.breaker.release(permit, outcome)
+        self.outstanding.remove(permit)
+        self.confirmed.discard(permit)
+
     @rule(permit=consumes(permits), kind=st.sampled_from(sorted(OUTCOMES)))
     def release(self, permit: Permit | None, kind: str) -> None:
         if permit is None:
             return
-        self.breaker.release(permit, OUTCOMES[kind])
-        self.outstanding.remove(permit)
+        self.settle(permit, OUTCOMES[kind])
 
     @precondition(lambda self: len(self.outstanding) > 0)
     @rule(data=st.data())
     def confirm(self, data: st.DataObject) -> None:
-        self.breaker.confirm(data.draw(st.sampled_from(self.outstanding)))
+        permit = data.draw(st.sampled_from(self.outstanding))
+        self.breaker.confirm(permit)
+        self.confirmed.add(permit)
+
+    @precondition(lambda self: any(p not in self.confirmed for p in self.outstanding))
+    @rule(data=st.data())
+    def first_byte_timeout(self, data: st.DataObject) -> None:
+        """No response headers in first_byte_seconds: abandoned, a failure."""
+        waiting = [p for p in self.outstanding if p not in self.confirmed]
+        self.counted_as_failure(data.draw(st.sampled_from(waiting)), FIRST_BYTE_TIMEOUT)
+
+    @precondition(lambda self: len(self.confirmed) > 0)
+    @rule(data=st.data())
+    def stream_goes_silent(self, data: st.DataObject) -> None:
+        """Silent past stream_idle_seconds after the commit point: a failure."""
+        streaming = [p for p in self.outstanding if p in self.confirmed]
+        self.counted_as_failure(data.draw(st.sampled_from(streaming)), STREAM_IDLE)
+
+    def counted_as_failure(self, permit: Permit, outcome: Outcome) -> None:
+        """A closed breaker counts it; the half-open spell's probe failing reopens it."""
+        state, (_, failures) = self.breaker.state, self.breaker.window_counts()
+        probing = permit.probe and state is State.HALF_OPEN and permit in self.outstanding
+        self.settle(permit, outcome)
+        if state is State.CLOSED:
+            assert self.breaker.window_counts()[1] == failures + 1, "a failure not counted"
+        if probing:
+            assert self.breaker.state is State.OPEN, "a failed probe left it half-open"
+
+    @precondition(lambda self: len(self.outstanding) > 0)
+    @rule(data=st.data())
+    def client_cancels(self, data: st.DataObject) -> None:
+        """The client goes away at any point (while connecting, waiting for headers, or
+        mid-stream): neutral, moving nothing but handing the permit back."""
+        permit = data.draw(st.sampled_from(self.outstanding))
+        was_probe = permit.probe and self.breaker.state is State.HALF_OPEN
+        before = self.facts()
+        self.settle(permit, CLIENT_GONE)
+        assert self.facts() == before, "a client going away moved the breaker"
+        if was_probe and self.breaker.cooldown_until is None:
+            assert self.breaker.available(), "a cancelled probe kept its permit"
 
     @rule(seconds=st.integers(1, 120), status=st.sampled_from([429, 503]))
     def retry_after(self, seconds: int, status: int) -> None:

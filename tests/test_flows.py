@@ -1,82 +1,83 @@
-"""What flows.py does to mitmproxy objects: stream or buffer, masking, loopback, restoring."""
+"""What flows.py does to mitmproxy objects: point at the relay and back, stream or buffer,
+loopback, the flows that show each attempt."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from mitmproxy import http
+from mitmproxy.test import tflow
 
-from ccswitch_addon.core.config import Api, parse_config
+from ccswitch_addon.core.config import parse_config
 from ccswitch_addon.flows import (
+    ATTEMPT,
     Original,
-    edit_headers,
+    attempt_flow,
+    body_headers,
+    exchange_of,
+    is_internal,
     is_loopback,
-    label,
-    mask_key,
-    rewrite_request,
-    should_stream,
-    watch_body,
+    point_at_relay,
+    streams,
 )
+from ccswitch_addon.upstream.exchange import AttemptRecord
+from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 CONFIG = parse_config(
     """\
 apps:
   claude:
-    queue: [keyed]
+    queue: [open]
     providers:
-      keyed: {base_url: "https://b.example/api", auth: bearer, api_key: "${K}"}
       open: {base_url: "http://127.0.0.1:9", auth: passthrough}
 """,
     "p.yaml",
-    env={"K": "sk-secret-0123456789"},
+    env={},
 )
 APP = CONFIG.apps["claude"]
 
 
-def response(headers: dict[str, str], body: bytes = b"") -> http.Response:
-    made = http.Response.make(200, body)
-    del made.headers["content-length"]  # make() sets it from the body; use the given one
-    for name, value in headers.items():
-        made.headers[name] = value
-    return made
+def headers(**values: str) -> http.Headers:
+    return http.Headers([(k.replace("_", "-").encode(), v.encode()) for k, v in values.items()])
 
 
 @pytest.mark.parametrize(
-    ("headers", "streams"),
+    ("given", "streamed"),
     [
-        ({"content-type": "text/event-stream"}, True),
-        ({"content-type": "text/event-stream; charset=utf-8", "content-length": "10"}, True),
-        ({"content-type": "application/json", "content-length": "2048"}, False),
-        ({"content-type": "application/json", "content-length": str(2 * 1024 * 1024)}, True),
-        ({"content-type": "application/json"}, True),  # unknown length: relay as it comes
-        ({"content-type": "application/json", "content-length": "bogus"}, True),
+        ({"content_type": "text/event-stream"}, True),
+        ({"content_type": "text/event-stream; charset=utf-8", "content_length": "10"}, True),
+        ({"content_type": "application/json", "content_length": "2048"}, False),
+        ({"content_type": "application/json", "content_length": str(2 * 1024 * 1024)}, True),
+        ({"content_type": "application/json"}, True),  # unknown length: relay as it comes
+        ({"content_type": "application/json", "content_length": "bogus"}, True),
     ],
 )
-def test_what_streams(headers: dict[str, str], streams: bool) -> None:
-    assert should_stream(response(headers)) is streams
+def test_what_streams(given: dict[str, str], streamed: bool) -> None:
+    assert streams(*body_headers(headers(**given))) is streamed
 
 
-def test_watch_body_reads_usage_of_a_buffered_answer() -> None:
-    body = json.dumps(
-        {
-            "type": "message",
-            "content": [{"type": "text", "text": "hi"}],
-            "usage": {"input_tokens": 5, "output_tokens": 2},
-        }
-    ).encode()
-    result = watch_body(Api.ANTHROPIC, response({"content-type": "application/json"}, body))
-    assert (result.usage.input_tokens, result.usage.output_tokens) == (5, 2)
-    assert result.result().problem() is None
+def test_body_headers_take_the_first_of_each() -> None:
+    found = body_headers(
+        http.Headers(
+            [
+                (b"Content-Type", b"text/event-stream"),
+                (b"content-type", b"application/json"),
+                (b"Content-Length", b"5"),
+            ]
+        )
+    )
+    assert found == ("text/event-stream", "5")
+    assert body_headers(http.Headers()) == ("", None)
 
 
 @pytest.mark.parametrize(
     ("peer", "loopback"),
     [
         (("127.0.0.1", 1), True),
+        (("127.8.9.10", 1), True),
         (("::1", 1), True),
         (("::ffff:127.0.0.1", 1), True),
         (("192.0.2.1", 1), False),
+        (("::ffff:192.0.2.1", 1), False),
         (("not-an-ip", 1), False),
         (None, False),
         ((), False),
@@ -86,77 +87,101 @@ def test_is_loopback(peer: object, loopback: bool) -> None:
     assert is_loopback(peer) is loopback
 
 
-def test_rewrite_then_restore_for_the_next_provider() -> None:
+def tool_request(http2: bool = False) -> http.Request:
     request = http.Request.make(
         "POST",
-        "https://api.anthropic.com/v1/messages?key=client",
+        "https://api.anthropic.com/v1/messages?beta=true",
         b'{"model": "m"}',
-        {"x-api-key": "client-key", "authorization": "Bearer client"},
+        {"x-api-key": "client-key", "anthropic-version": "2023-06-01"},
     )
+    if http2:
+        request.http_version = "HTTP/2.0"
+        request.authority = "api.anthropic.com"
+        request.headers.pop("host", None)
+    return request
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_pointed_at_the_relay_and_restored_exactly(http2: bool) -> None:
+    request = tool_request(http2)
+    before = request.get_state()
     original = Original.of(request)
-    rewrite_request(request, APP, APP.providers["keyed"])
-    assert request.headers.get_all("authorization") == ["Bearer sk-secret-0123456789"]
-    assert "key" not in request.query
-    assert request.host_header == "b.example"
-    mask_key(request, APP.providers["keyed"])
-    assert request.headers["authorization"] == "Bearer sk-s…6789"
-
-    again = original.restored(request)
-    assert again.headers["x-api-key"] == "client-key"
-    assert again.path == "/v1/messages?key=client"
-    rewrite_request(again, APP, APP.providers["open"])
-    assert (again.scheme, again.host, again.port) == ("http", "127.0.0.1", 9)
-    assert again.headers["x-api-key"] == "client-key"  # passthrough keeps the tool's own
-    assert again.host_header == "127.0.0.1:9"
-
-
-def test_edit_headers_in_one_pass() -> None:
-    headers = http.Headers(
-        [
-            (b"Host", b"api.anthropic.com"),
-            (b"X-Api-Key", b"client"),
-            (b"accept", b"*/*"),
-            (b"x-api-key", b"second"),
-            (b"Authorization", b"Bearer client"),
-            (b"X-Title", b"old"),
-        ]
+    point_at_relay(request, 4321, "tok", "job-1")
+    assert request.url == "http://127.0.0.1:4321/v1/messages?beta=true"
+    assert request.authority == ""
+    assert request.headers.fields == (
+        (b"host", b"127.0.0.1:4321"),
+        (TOKEN_HEADER.encode(), b"tok"),
+        (JOB_HEADER.encode(), b"job-1"),
+        (b"content-length", b"0"),
     )
-    edit_headers(
-        headers,
-        [(b"authorization", b"Bearer mine"), (b"X-Title", b"ccswitch")],
-        {b"x-api-key", b"authorization", b"x-title"},
-        host=b"b.example:8443",
+    assert request.content == b""  # the body stays in the exchange, not on the relay's leg
+    original.restore(request)
+    assert request.get_state() == before
+
+
+def test_the_exchange_keeps_the_tools_request() -> None:
+    request = tool_request()
+    exchange = exchange_of(request, APP, APP.endpoints[0])
+    assert exchange.method == "POST"
+    assert exchange.path == "/v1/messages?beta=true"
+    assert (b"x-api-key", b"client-key") in exchange.headers
+    assert exchange.body == b'{"model": "m"}'
+    assert exchange.app is APP
+
+
+def record(**changes: object) -> AttemptRecord:
+    fields: dict[str, object] = {
+        "number": 1,
+        "provider": "primary",
+        "method": "POST",
+        "url": "https://p.example/v1/messages",
+        "headers": [("x-api-key", "sk-p…6789")],
+        "body": b'{"model": "m"}',
+        "started": 1_700_000_000.0,
+    }
+    fields.update(changes)
+    return AttemptRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_an_attempt_with_an_answer_is_a_flow_of_its_own() -> None:
+    flow = tflow.tflow()
+    made = attempt_flow(
+        flow,
+        "claude",
+        record(
+            status=529,
+            response_headers=[("content-type", "application/json")],
+            response_body=b'{"type":"error"}',
+            error="529",
+            failed=True,
+            ended=1_700_000_001.0,
+        ),
+        2,
     )
-    assert headers.fields == (
-        (b"Host", b"b.example:8443"),  # Host keeps its place
-        (b"accept", b"*/*"),
-        (b"authorization", b"Bearer mine"),
-        (b"X-Title", b"ccswitch"),
-    )
+    assert made.request.url == "https://p.example/v1/messages"
+    assert made.request.headers["x-api-key"] == "sk-p…6789"
+    assert made.response is not None
+    assert made.response.status_code == 529
+    assert made.response.content == b'{"type":"error"}'
+    assert made.response.timestamp_end == 1_700_000_001.0
+    assert made.marked == ":x:"
+    assert made.comment == f"claude attempt 1/2 → primary: 529 (for {flow.id[:8]})"
+    assert made.metadata[ATTEMPT] == {"of": flow.id, "app": "claude", "provider": "primary",
+                                      "attempt": 1}  # fmt: skip
+    assert is_internal(made)
+    assert not is_internal(flow)
 
 
-def test_edit_headers_adds_host_only_where_asked() -> None:
-    headers = http.Headers([(b"accept", b"*/*")])
-    edit_headers(headers, [], host=b"b.example", add_host=False)  # HTTP/2: :authority carries it
-    assert "host" not in headers
-    edit_headers(headers, [], host=b"b.example", add_host=True)
-    assert headers.fields[0] == (b"Host", b"b.example")
+def test_an_attempt_without_an_answer_carries_its_error() -> None:
+    made = attempt_flow(tflow.tflow(), "claude", record(error="connect: refused", failed=True), 1)
+    assert made.response is None
+    assert made.error is not None
+    assert made.error.msg == "connect: refused"
+    assert made.marked == ":x:"
 
 
-def test_rewrite_of_an_http2_request_sets_the_authority() -> None:
-    request = http.Request.make("POST", "https://api.anthropic.com/v1/messages", b"{}")
-    request.http_version = "HTTP/2.0"
-    request.authority = "api.anthropic.com"
-    request.headers.pop("host", None)
-    rewrite_request(request, APP, APP.providers["keyed"])
-    assert request.authority == "b.example"
-    assert "host" not in request.headers  # not added beside :authority
-    assert request.path == "/api/v1/messages"
-
-
-def test_label_replaces_what_an_upstream_sent() -> None:
-    made = response({"X-Ccswitch-Provider": "spoofed", "content-type": "application/json"})
-    label(made, "backup", 2)
-    assert made.headers.get_all("x-ccswitch-provider") == ["backup"]
-    assert made.headers["x-ccswitch-attempts"] == "2"
-    assert made.headers["content-type"] == "application/json"
+def test_a_served_attempt_is_marked_as_such() -> None:
+    made = attempt_flow(tflow.tflow(), "claude", record(status=200), 2)
+    assert made.marked == ":white_check_mark:"
+    assert "→ primary: 200" in made.comment

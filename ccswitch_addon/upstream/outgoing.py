@@ -113,11 +113,13 @@ def build(
         headers.append((name.decode("latin-1"), value.decode("latin-1")))
     headers.extend(put)
     headers.append(_ACCEPT_ENCODING)
-    # The key, and the extra headers whose values came from ${VAR}: never shown.
-    credentials = credential_headers(provider)
-    secrets = frozenset(value for _, value in credentials) | frozenset(
-        value for name, value in provider.headers.items() if name.lower() in provider.secret_headers
-    )
+    # The key, credential headers, and values taken from ${VAR}; a plain extra header (an
+    # X-Title) is shown as it is.
+    secrets = frozenset(value for _, value in credential_headers(provider)) | {
+        value
+        for name, value in provider.headers.items()
+        if name.lower() in provider.secret_headers or name.lower() in CLIENT_CREDENTIAL_HEADERS
+    }
     if not keyed:  # the tool's own key, passed on: still not for display
         secrets |= {
             value.decode("latin-1")
