@@ -30,13 +30,17 @@ from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.outgoing import Outgoing, build, shown_headers
+from ccswitch_addon.wire.api import Api
 from ccswitch_addon.wire.events import stream_error_event
-from ccswitch_addon.wire.replies import Reply, unavailable
+from ccswitch_addon.wire.replies import Reply, api_error, unavailable
 from ccswitch_addon.wire.usage import BodyWatch
 
 __all__ = ["COMMIT_BYTES", "AttemptRecord", "Exchange", "Upstream"]
 
 logger = logging.getLogger(__name__)
+
+# The error type a tool reads when no provider answered at all (refused, timed out).
+_UNANSWERED = {Api.ANTHROPIC: "api_error", Api.OPENAI: "server_error", Api.GEMINI: ""}
 
 COMMIT_BYTES = 64 * 1024  # a stream held this long without content is committed anyway
 ERROR_BODY_LIMIT = 1024 * 1024  # an error body is kept whole up to this, for the client
@@ -176,6 +180,12 @@ class Upstream:
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
         self._finish(ex, served)
+        if failure.status is None:  # no provider answered at all: say so in the API's shape
+            tried = "; ".join(a.short() for a in ex.attempts)
+            reply = api_error(
+                app.api, 502, f"ccswitch: no provider answered ({tried})", _UNANSWERED[app.api]
+            )
+            failure.headers, failure.body = list(reply.headers), reply.body
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
         return web.Response(status=failure.status or 502, body=failure.body, headers=headers)
 

@@ -141,6 +141,20 @@ async def test_a_refused_connection_fails_over_within_the_request(harness: MakeH
     assert first.error.startswith("connect")
 
 
+async def test_no_provider_answering_at_all_is_a_502_in_the_apis_own_shape(
+    harness: MakeHarness,
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    h = await harness(CONFIG.replace("<primary>", dead).replace("<backup>", dead))
+    answer = await h.send(body={"model": "m"})
+    assert answer.status == 502
+    error = json.loads(answer.body)
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "api_error"
+    assert error["error"]["message"].startswith("ccswitch: no provider answered (primary: connect")
+    assert served_by(answer.headers) == ("backup", "2")
+
+
 async def test_no_first_byte_in_time_fails_over_and_abandons_the_attempt(
     harness: MakeHarness,
 ) -> None:
