@@ -84,7 +84,8 @@ def test_claude_code_turn_with_a_tool_on_a_chat_provider(
     assert reply.headers["content-type"].startswith("text/event-stream")
     events = events_of(reply.body)
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    assert kinds[0] == "message_start"
+    assert kinds[-2:] == ["message_delta", "message_stop"]
     tool_start = next(
         e
         for e in events
@@ -106,7 +107,8 @@ def test_claude_code_turn_with_a_tool_on_a_chat_provider(
     assert sent.path == "/v1/chat/completions"  # /v1 of the base URL not doubled, no ?beta
     assert sent.query == {}
     assert sent.headers["authorization"] == f"Bearer {BACKUP_KEY}"
-    assert "x-api-key" not in sent.headers and "anthropic-version" not in sent.headers
+    assert "x-api-key" not in sent.headers
+    assert "anthropic-version" not in sent.headers
     body = sent.json()
     assert body["model"] == "chat-model"
     assert body["stream_options"] == {"include_usage": True}
@@ -141,7 +143,8 @@ def test_claude_code_turn_with_a_tool_on_a_chat_provider(
     second = request(proxy, "POST", MESSAGES, json=follow_up, headers=CLIENT_HEADERS)
     assert second.status == 200
     summary = summarize_stream("anthropic", second.body)
-    assert summary.finished and summary.text == "chunk0 chunk1 chunk2 "
+    assert summary.finished
+    assert summary.text == "chunk0 chunk1 chunk2 "
     messages = chat.requests[1].json()["messages"]
     assert messages[-2]["tool_calls"][0]["id"] == "call_fake_1"
     assert json.loads(messages[-2]["tool_calls"][0]["function"]["arguments"])["city"] == "Paris"
@@ -206,7 +209,8 @@ apps:
     assert kinds[-1] == "response.completed"
     completed = events[-1]["response"]
     (call,) = [item for item in completed["output"] if item["type"] == "function_call"]
-    assert call["name"] == "shell" and call["call_id"] == "call_fake_1"
+    assert call["name"] == "shell"
+    assert call["call_id"] == "call_fake_1"
     assert json.loads(call["arguments"]) == {"command": ["ls", "-la"]}
     assert completed["usage"]["input_tokens"] == 23
     sent = chat.requests[0]
@@ -265,7 +269,8 @@ apps:
     assert reply.headers["x-ccswitch-provider"] == "chat"
     assert reply.headers["x-ccswitch-attempts"] == "2"
     summary = summarize_stream("anthropic", reply.body)
-    assert summary.finished and summary.text.startswith("chunk0 chunk1")
+    assert summary.finished
+    assert summary.text.startswith("chunk0 chunk1")
     assert summary.output_tokens == 12
     # Live: the first event reached the client long before the provider's last one was sent.
     assert reply.first_byte is not None
@@ -295,3 +300,82 @@ def test_a_chat_stream_cut_after_the_commit_point_ends_with_an_anthropic_error(
         "the failure counted",
     )
     assert entry["last_failure"]
+
+
+def test_a_thinking_signature_refusal_is_retried_once_without_thinking(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    refusal = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "messages.1.content.0: Invalid `signature` in `thinking` block",
+        },
+    }
+    primary.queue(error(400, body=refusal))
+    primary.default = ok_sse("anthropic", events=2)
+    config = f"""\
+apps:
+  claude:
+    queue: [primary, backup]
+    breaker: {{failure_threshold: 1}}
+    providers:
+      primary: {{base_url: "{primary.url}", auth: passthrough}}
+      backup: {{base_url: "{backup.url}", auth: passthrough}}
+"""
+    proxy = start(make_proxy, config)
+    signed = {
+        **CLAUDE_TURN,
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "from-the-backup"},
+                    {"type": "text", "text": "hello"},
+                ],
+            },
+            {"role": "user", "content": "again"},
+        ],
+    }
+
+    reply = request(proxy, "POST", MESSAGES, json=signed, headers=CLIENT_HEADERS)
+
+    assert reply.status == 200
+    assert reply.headers["x-ccswitch-provider"] == "primary"
+    assert reply.headers["x-ccswitch-attempts"] == "1"  # the retry is not an attempt
+    first, second = primary.requests
+    assert first.json()["messages"][1]["content"][0]["type"] == "thinking"
+    assert second.json()["messages"][1]["content"] == [{"type": "text", "text": "hello"}]
+    assert backup.requests == []
+    entry = provider_status(proxy, "primary")
+    assert entry["state"] == "closed"
+    assert not entry.get("last_failure")
+
+
+def test_a_chat_stream_that_fails_before_its_first_token_goes_to_the_next_provider(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    chat, native = fakes("chat"), fakes("native")
+    chat.queue(sse_truncated("openai_chat", after=0))
+    native.default = ok_sse("anthropic", events=2)
+    config = f"""\
+apps:
+  claude:
+    queue: [chat, native]
+    providers:
+{chat_provider("claude", chat.url, "claude-sonnet-4-5")}
+      native: {{base_url: "{native.url}", auth: passthrough}}
+"""
+    proxy = start(make_proxy, config)
+
+    reply = request(proxy, "POST", MESSAGES, json=CLAUDE_TURN, headers=CLIENT_HEADERS)
+
+    assert reply.status == 200
+    assert reply.headers["x-ccswitch-provider"] == "native"
+    summary = summarize_stream("anthropic", reply.body)
+    assert summary.finished
+    assert summary.error is None
+    assert len(chat.requests) == 1
+    assert len(native.requests) == 1
