@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from ccswitch_addon.cli.preflight import check_provider
+from ccswitch_addon.core.config import parse_config
+
 from .fakes import (
     FakeProvider,
     chat_tool_call,
@@ -379,3 +382,34 @@ apps:
     assert summary.error is None
     assert len(chat.requests) == 1
     assert len(native.requests) == 1
+
+
+@pytest.mark.parametrize("app_name", ["claude", "codex"])
+def test_ccswitch_test_sends_a_tool_call_through_the_translation(
+    fakes: Callable[[str], FakeProvider], app_name: str
+) -> None:
+    chat = fakes("chat")
+    chat.queue(chat_tool_call("ccswitch_ping", {"word": "ok"}))
+    chat.queue(ok_sse("openai_chat", events=2))  # a provider that ignores the tools
+    model = "claude-sonnet-4-5" if app_name == "claude" else "gpt-5-codex"
+    config = parse_config(
+        f"apps:\n  {app_name}:\n    queue: [chat]\n    providers:\n"
+        + chat_provider(app_name, chat.url, model),
+        "p.yaml",
+        env={"BACKUP_KEY": BACKUP_KEY},
+    ).apps[app_name]
+
+    good = check_provider(config, config.providers["chat"], env={})
+    lost = check_provider(config, config.providers["chat"], env={})
+
+    assert good.passed, good
+    assert good.tools is True
+    assert "tool calls survive" in good.detail
+    assert not lost.passed
+    assert lost.tools is False
+    assert "lost" in lost.detail
+    sent = chat.requests[0]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {BACKUP_KEY}"
+    assert sent.json()["tools"][0]["function"]["name"] == "ccswitch_ping"
+    assert sent.json()["stream"] is True
