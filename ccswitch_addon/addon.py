@@ -217,6 +217,7 @@ class CcSwitch:
             engine.request_done,
             engine.remember_breaker,
             engine.admit,
+            engine.memory,
         )
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)

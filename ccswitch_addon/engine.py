@@ -7,6 +7,7 @@ what the status says, what switch and reset do.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from ccswitch_addon.core.status import build_status
 from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
 from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
 from ccswitch_addon.web.history import History
+from ccswitch_addon.wire.translate import ConversationMemory
 
 __all__ = ["Attempt", "Engine", "Finished", "Gateway"]  # Attempt, Finished: core.record
 
@@ -56,6 +58,9 @@ class Engine:
         self.history = History(clock)  # what the dashboard draws over the last hour
         self.state_listeners.append(self.history.transition)
         self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
+        # previous_response_id history of translated Responses requests, kept in the state file
+        self.memory = ConversationMemory()
+        self.memory.on_remember = self._remembered
 
     async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
         """The fleet's leave for a permit the router gave (a half-open probe, an unproven
@@ -89,6 +94,11 @@ class Engine:
             SwitchEvent(t, app, from_, to, reason) for t, app, from_, to, reason in store.events()
         ]
         self.switches.restore(active, events)
+        for rid, previous, items in store.conversations():
+            try:
+                self.memory.remember(rid, previous, json.loads(items))
+            except ValueError:
+                continue  # a row this version cannot read: that conversation starts over
         self.store = store
 
     def close(self) -> None:
@@ -173,6 +183,10 @@ class Engine:
             breaker = self.router.breaker(app, pid)
             _, open_until, cooldown_until = breaker.snapshot()
             self.store.save_breaker(BreakerRow(app, pid, new, open_until, cooldown_until))
+
+    def _remembered(self, rid: str, previous: str | None, items: list[Any]) -> None:
+        if self.store is not None:
+            self.store.save_turn(rid, previous, json.dumps(items, separators=(",", ":")))
 
     def _switched(self, event: SwitchEvent) -> None:
         if self.store is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,10 @@ def test_gateway_bench_reports_latency_commands_and_spread() -> None:
     assert _number(_dig(data, "engine_cpu_per_request", "added_us"))
     assert _dig(data, "publish_to_seen", "trips") == 2
     assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000
+
+
+def test_translate_bench_prices_the_translator() -> None:
+    stdout = bench("translate.py", "--quick", "--no-proxy")
+    figures = re.findall(r"(\d+\.\d) µs", stdout)
+    assert len(figures) == 4, stdout
+    assert all(float(f) > 0 for f in figures)

@@ -12,6 +12,8 @@ import pytest
 
 from ccswitch_addon.core.breaker import State
 from ccswitch_addon.state.store import (
+    CONVERSATION_TURNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     BreakerRow,
     RequestRow,
@@ -259,3 +261,41 @@ def test_a_write_that_fails_later_is_reported_once(
     store.flush()
     store.close()
     assert "state file writes work again" in caplog.text
+
+
+def test_a_schema_1_file_gains_the_conversations_table(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in MIGRATIONS[1]:
+        db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO apps VALUES ('claude', 'backup', 'backup')")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.apps() == {"claude": ("backup", "backup")}  # kept through the migration
+    assert store.conversations() == []
+    store.save_turn("resp_1", None, "[]")
+    store.close()
+    again = Store(path)
+    assert again.conversations() == [("resp_1", None, "[]")]
+    again.close()
+
+
+def test_only_the_newest_turns_are_kept(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = Store(tmp_path / "state.db", clock=lambda: now[0])
+    for i in range(CONVERSATION_TURNS + 5):
+        now[0] += 1
+        store.save_turn(f"resp_{i}", None, "[]")
+    store.close()
+    again = Store(tmp_path / "state.db")  # opening prunes
+    again.flush()
+    again.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    (count,) = db.execute("SELECT count(*) FROM conversations").fetchone()
+    (oldest,) = db.execute("SELECT id FROM conversations ORDER BY time LIMIT 1").fetchone()
+    db.close()
+    assert count == CONVERSATION_TURNS
+    assert oldest == "resp_5"

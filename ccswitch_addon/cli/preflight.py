@@ -13,11 +13,22 @@ from dataclasses import dataclass
 
 from ccswitch_addon.core.config import Api, AppConfig, Auth, ProviderConfig
 from ccswitch_addon.core.rewrite import credential_headers, join_path, probe_model
+from ccswitch_addon.wire.translate import (
+    FORMAT_API,
+    TranslationError,
+    Translator,
+    tool_format,
+    translator_for,
+)
 from ccswitch_addon.wire.usage import BodyWatch
 
 __all__ = ["Check", "check_provider"]
 
 PROMPT = "Reply with the single word: ok"
+# A provider of another format is asked, through the translation, to call this tool.
+TOOL = "ccswitch_ping"
+TOOL_PROMPT = f"Call the tool {TOOL} with word set to ok."
+_TOOL_SCHEMA = {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}
 # Where a passthrough provider's key comes from when testing outside the tool.
 TOOL_KEYS: Mapping[Api, tuple[str, ...]] = {
     Api.ANTHROPIC: ("ANTHROPIC_API_KEY",),
@@ -36,6 +47,7 @@ class Check:
     model: bool | None = None
     ttfb_ms: float | None = None
     streaming: bool | None = None
+    tools: bool | None = None  # a translated provider: the tool call survived both ways
     detail: str = ""
 
     @property
@@ -43,7 +55,14 @@ class Check:
         return (
             all(
                 v is not False
-                for v in (self.reachable, self.tls, self.auth, self.model, self.streaming)
+                for v in (
+                    self.reachable,
+                    self.tls,
+                    self.auth,
+                    self.model,
+                    self.streaming,
+                    self.tools,
+                )
             )
             and self.reachable is True
         )
@@ -108,6 +127,67 @@ def _request(
     return join_path(provider.base_path, path), headers, json.dumps(body).encode(), keyed
 
 
+def _translated_request(
+    app: AppConfig, provider: ProviderConfig, env: Mapping[str, str]
+) -> tuple[str, dict[str, str], bytes, bool, Translator] | None:
+    """A streamed request with a tool, in the tool's format, translated for a provider of
+    another format as the proxy would; None when the provider takes the tool's own."""
+    path = "/v1/responses" if app.api is Api.OPENAI else "/v1/messages"
+    translator = translator_for(tool_format(app.api, path), provider.format)
+    if translator is None:
+        return None
+    model = probe_model(app.api, provider)
+    request: dict[str, object]
+    if app.api is Api.ANTHROPIC:
+        request = {
+            "model": model,
+            "max_tokens": 64,
+            "stream": True,
+            "tools": [{"name": TOOL, "description": "Say a word", "input_schema": _TOOL_SCHEMA}],
+            "tool_choice": {"type": "any"},
+            "messages": [{"role": "user", "content": TOOL_PROMPT}],
+        }
+    else:
+        request = {
+            "model": model,
+            "max_output_tokens": 64,
+            "stream": True,
+            "store": False,
+            "tools": [{"type": "function", "name": TOOL, "parameters": _TOOL_SCHEMA}],
+            "tool_choice": "required",
+            "input": [{"role": "user", "content": TOOL_PROMPT}],
+        }
+    provider_path, body = translator.request(path, json.dumps(request).encode())
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    creds = credential_headers(provider)
+    keyed = bool(creds)
+    if provider.auth is Auth.PASSTHROUGH:
+        key = next(
+            (env[name] for name in TOOL_KEYS[FORMAT_API[provider.format]] if env.get(name)), None
+        )
+        if key:
+            keyed, creds = True, (("authorization", f"Bearer {key}"),)
+    headers.update(dict(creds))
+    headers.update(provider.headers)
+    return join_path(provider.base_path, provider_path), headers, body, keyed, translator
+
+
+def _translated_back(
+    check: Check, translator: Translator, status: int, content_type: str, data: bytes
+) -> tuple[str, bytes]:
+    """The provider's answer as the tool would get it; whether the tool call survived."""
+    streamed = status < 400 and "text/event-stream" in content_type.lower()
+    try:
+        data = translator.answer(status, content_type, data)
+    except TranslationError as e:
+        check.tools = False
+        return content_type, f"cannot translate the answer: {e}".encode()
+    if status < 400:
+        call = b'"type":"tool_use"' if translator.tool.value == "anthropic" else b'"function_call"'
+        check.tools = call in data.replace(b'": "', b'":"') and TOOL.encode() in data
+    return ("text/event-stream" if streamed else "application/json"), data
+
+
 def check_provider(
     app: AppConfig,
     provider: ProviderConfig,
@@ -116,7 +196,16 @@ def check_provider(
 ) -> Check:
     check = Check(app.name, provider.id)
     env = os.environ if env is None else env
-    path, headers, body, keyed = _request(app, provider, env)
+    translator: Translator | None = None
+    try:
+        translated = _translated_request(app, provider, env)
+    except TranslationError as e:
+        check.detail = f"cannot translate the test request: {e}"
+        return check
+    if translated is not None:
+        path, headers, body, keyed, translator = translated
+    else:
+        path, headers, body, keyed = _request(app, provider, env)
     try:
         raw = socket.create_connection((provider.host, provider.port), timeout=timeout)
     except OSError as e:
@@ -140,9 +229,16 @@ def check_provider(
         response = connection.getresponse()
         check.ttfb_ms = (time.monotonic() - started) * 1000
         data = response.read()
-        return _judge(
-            check, app.api, response.status, response.getheader("content-type") or "", data, keyed
-        )
+        content_type = response.getheader("content-type") or ""
+        if translator is not None:
+            content_type, data = _translated_back(
+                check, translator, response.status, content_type, data
+            )
+        _judge(check, app.api, response.status, content_type, data, keyed)
+        if translator is not None and check.streaming:
+            survived = "tool calls survive" if check.tools else "FAIL: the tool call was lost"
+            check.detail = f"translated to {provider.format.value}: {survived}"
+        return check
     except (OSError, http.client.HTTPException) as e:
         check.detail = f"request failed: {e}"
         check.streaming = False

@@ -31,7 +31,8 @@ __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CONVERSATION_TURNS = 256  # previous_response_id turns kept in the file, newest first
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: (
         "CREATE TABLE apps (app TEXT PRIMARY KEY, current TEXT, active TEXT)",
@@ -46,6 +47,8 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "CREATE INDEX requests_by_time ON requests (time)",
         "CREATE INDEX events_by_time ON events (time)",
     ),
+    # Responses turns translated for Chat providers, so previous_response_id survives a restart.
+    2: ("CREATE TABLE conversations (id TEXT PRIMARY KEY, previous TEXT, items TEXT, time REAL)",),
 }
 
 
@@ -152,6 +155,7 @@ class Store:
             _check(self._db)
             _migrate(self._db)
             self._saved = (self._read_apps(), self._read_breakers(), self._read_events())
+            self._turns = self._read_conversations()
         except (sqlite3.Error, OSError, StoreError) as e:
             if self._db is not None:
                 self._db.close()
@@ -172,6 +176,18 @@ class Store:
 
     def events(self, limit: int = 50) -> list[tuple[float, str, str | None, str, str]]:
         return self._saved[2][-limit:]
+
+    def conversations(self) -> list[tuple[str, str | None, str]]:
+        """(response id, previous id, items as JSON) of the remembered turns, oldest first."""
+        return list(self._turns)
+
+    def _read_conversations(self) -> list[tuple[str, str | None, str]]:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT id, previous, items FROM conversations ORDER BY time DESC LIMIT ?",
+            (CONVERSATION_TURNS,),
+        ).fetchall()
+        return [(rid, previous, items) for rid, previous, items in reversed(rows)]
 
     def _read_apps(self) -> dict[str, tuple[str | None, str | None]]:
         assert self._db is not None
@@ -241,6 +257,12 @@ class Store:
             row,
         )
 
+    def save_turn(self, response_id: str, previous: str | None, items: str) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?)",
+            (response_id, previous, items, self._clock()),
+        )
+
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is committed (tests, shutdown)."""
         done = threading.Event()
@@ -263,6 +285,11 @@ class Store:
         cutoff = self._clock() - self.log_days * 86400
         self._put("DELETE FROM requests WHERE time < ?", (cutoff,))
         self._put("DELETE FROM events WHERE time < ?", (cutoff,))
+        self._put(
+            "DELETE FROM conversations WHERE id NOT IN"
+            " (SELECT id FROM conversations ORDER BY time DESC LIMIT ?)",
+            (CONVERSATION_TURNS,),
+        )
 
     def _write_loop(self) -> None:
         try:

@@ -29,10 +29,12 @@ from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
-from ccswitch_addon.upstream.outgoing import Outgoing, build, shown_headers
+from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
+from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
 from ccswitch_addon.wire.api import Api
 from ccswitch_addon.wire.events import stream_error_event
 from ccswitch_addon.wire.replies import Reply, api_error, unavailable
+from ccswitch_addon.wire.translate import ConversationMemory
 from ccswitch_addon.wire.usage import BodyWatch
 
 __all__ = ["COMMIT_BYTES", "AttemptRecord", "Exchange", "Upstream"]
@@ -103,6 +105,7 @@ class Exchange:
     watch: BodyWatch | None = None
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
+    thinking_stripped: bool = False  # retried once without thinking after a signature 400
 
 
 @dataclass(slots=True)
@@ -125,6 +128,8 @@ class _Committed:
     buffered: bytes
     watch: BodyWatch
     complete: bool  # the whole answer is in ``buffered`` and judged already
+    leg: Leg | None = None  # how the answer is translated for the tool
+    body: Readable | None = None  # the rest of a stream, translated; else response.content
 
 
 class Upstream:
@@ -137,6 +142,7 @@ class Upstream:
         done: Callable[[Finished], object],
         cooldown: Callable[[str, str], None],
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
+        memory: ConversationMemory | None = None,
     ) -> None:
         self.router = router
         self.session = session
@@ -144,6 +150,8 @@ class Upstream:
         self._done = done
         self._cooldown = cooldown
         self._admit = admit  # the team gateway's leave, for a probe or an unproven provider
+        # previous_response_id history for Responses requests translated to Chat providers
+        self.memory = memory if memory is not None else ConversationMemory()
 
     # --- the request ------------------------------------------------------------------------
 
@@ -155,9 +163,17 @@ class Upstream:
         selection = self.router.select_providers(app.name, optional)
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
+        refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
                 break
+            leg = self._leg(ex, provider)
+            if leg.reply is not None:  # answered here (count_tokens), or not translatable
+                if leg.local:
+                    self._finish(ex, provider.id)
+                    return _json_reply(leg.reply, provider.id, len(ex.attempts))
+                refused = refused or leg.reply
+                continue
             permit = await self.admission.acquire(app.name, provider.id)
             if self._admit is not None:
                 permit = await self._admit(app.name, provider.id, permit)
@@ -165,12 +181,15 @@ class Upstream:
                 label = self.router.breaker(app.name, provider.id).label()
                 ex.skipped.append(f"{provider.id}: {label}")
                 continue
-            result = await self._attempt(ex, provider, permit)
+            result = await self._attempt(ex, provider, permit, leg)
             if isinstance(result, _Committed):
                 return await self._deliver(ex, request, result)
             failure = result
             if not result.outcome.retry or not app.failover:
                 break
+        if failure is None and refused is not None:
+            self._finish(ex, None)
+            return _json_reply(refused, None, len(ex.attempts))
         if failure is None:
             reply = unavailable(
                 app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
@@ -206,15 +225,15 @@ class Upstream:
 
     # --- one attempt -----------------------------------------------------------------------
 
+    def _leg(self, ex: Exchange, provider: ProviderConfig) -> Leg:
+        return Leg.of(ex.app, provider, ex.method, ex.path, ex.headers, ex.body, self.memory)
+
     async def _attempt(
-        self, ex: Exchange, provider: ProviderConfig, permit: Permit | None
+        self, ex: Exchange, provider: ProviderConfig, permit: Permit | None, leg: Leg
     ) -> _Committed | _Failed:
         app, timing = ex.app, ex.app.breaker
-        try:
-            out = build(app, provider, ex.method, ex.path, ex.headers, ex.body)
-        except Exception:
-            self._record(ex, provider, permit, classify_error(ErrorKind.CLIENT_GONE), None, 0.0)
-            raise
+        out = leg.out
+        assert out is not None
         ex.models = (out.model_requested, out.model_sent)
         record = self._new_record(ex, provider, out)
         t0 = time.monotonic()
@@ -249,6 +268,10 @@ class Upstream:
         try:
             if status >= 400:
                 body, _ = await self._read(response, t0 + timing.request_seconds, ERROR_BODY_LIMIT)
+                retry = self._without_thinking(ex, provider, record, status, body)
+                if retry is not None:
+                    response.release()
+                    return await self._attempt(ex, provider, permit, retry)
                 outcome = classify_response(
                     status,
                     response.headers,
@@ -258,18 +281,29 @@ class Upstream:
                     timing.max_cooldown_seconds,
                 )
                 response.release()
-                return self._failed(
+                failed = self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
+                failed.body = leg.error_body(status, body)
+                failed.headers = leg.headers(failed.headers, streamed=False)
+                return failed
             self.router.confirm(app.name, provider.id, permit)
             self.admission.wake(app.name, provider.id)
             content_type = response.headers.get("content-type", "")
-            watch = BodyWatch(app.api, content_type)
+            streamed = "text/event-stream" in content_type.lower()
+            watch = BodyWatch(app.api, leg.content_type(content_type, streamed))
             if watch.sse:
                 return await self._until_commit(
-                    ex, provider, permit, record, t0, slow, response, watch
+                    ex, provider, permit, record, t0, slow, response, watch, leg
                 )
             body, complete = await self._read(response, t0 + timing.request_seconds)
+            body, untranslatable = leg.answer(status, content_type, body, complete)
+            if untranslatable:
+                response.close()
+                outcome = classify_error(ErrorKind.BROKEN, untranslatable)
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, body, slow
+                )
             if complete:
                 response.release()
                 watch.complete(body)
@@ -279,7 +313,9 @@ class Upstream:
                     return self._failed(
                         ex, provider, permit, record, t0, outcome, status, headers, body, slow
                     )
-            return _Committed(provider, permit, response, record, t0, slow, body, watch, complete)
+            return _Committed(
+                provider, permit, response, record, t0, slow, body, watch, complete, leg
+            )
         except asyncio.CancelledError:
             response.close()
             self._gone(ex, provider, permit, record, t0)
@@ -288,6 +324,37 @@ class Upstream:
             response.close()
             outcome = _broken_outcome(e, timing.request_seconds)
             return self._failed(ex, provider, permit, record, t0, outcome, status, headers, b"")
+
+    def _without_thinking(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        record: AttemptRecord | None,
+        status: int,
+        answer: bytes,
+    ) -> Leg | None:
+        """After a 400 over a thinking signature (history from another provider): the request
+        again without thinking, once per request, on the same provider with the same permit,
+        counted neither as a failure nor as an attempt."""
+        if ex.thinking_stripped:
+            return None
+        stripped = stripped_for_retry(ex.app.api, status, answer, ex.headers, ex.body)
+        if stripped is None:
+            return None
+        ex.headers, ex.body = stripped
+        ex.thinking_stripped = True
+        leg = self._leg(ex, provider)
+        if leg.out is None:
+            return None
+        if record is not None:
+            record.response_body, record.ended = answer, time.time()
+            record.error = "thinking signature refused: sent again without thinking"
+        logger.info(
+            "ccswitch: %s:%s refused a thinking signature: retried without thinking",
+            ex.app.name,
+            provider.id,
+        )
+        return leg
 
     async def _read(
         self, response: aiohttp.ClientResponse, deadline: float, limit: int = WHOLE_BODY_LIMIT
@@ -312,14 +379,16 @@ class Upstream:
         slow: bool,
         response: aiohttp.ClientResponse,
         watch: BodyWatch,
+        leg: Leg,
     ) -> _Committed | _Failed:
         """Hold a stream until it carries content: a failure before that point is retried."""
         idle = ex.app.breaker.stream_idle_seconds or None
         held = bytearray()
         status, headers = response.status, _forwarded(response.headers)
+        source = leg.body(response)
         while True:
             try:
-                chunk = await asyncio.wait_for(response.content.readany(), idle)
+                chunk = await asyncio.wait_for(source.readany(), idle)
             except TimeoutError:
                 response.close()
                 outcome = classify_error(
@@ -351,7 +420,17 @@ class Upstream:
                 )
             if watch.content or len(held) >= COMMIT_BYTES:
                 return _Committed(
-                    provider, permit, response, record, t0, slow, bytes(held), watch, False
+                    provider,
+                    permit,
+                    response,
+                    record,
+                    t0,
+                    slow,
+                    bytes(held),
+                    watch,
+                    False,
+                    leg,
+                    source,
                 )
 
     # --- the answer the client gets -----------------------------------------------------------
@@ -361,7 +440,10 @@ class Upstream:
     ) -> web.StreamResponse:
         provider, response = chosen.provider, chosen.response
         ex.watch = chosen.watch
-        headers = _labelled(_forwarded(response.headers), provider.id, len(ex.attempts) + 1)
+        forwarded = _forwarded(response.headers)
+        if chosen.leg is not None:
+            forwarded = chosen.leg.headers(forwarded, streamed=not chosen.complete)
+        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1)
         if chosen.complete:
             self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
             self._finish(ex, provider.id)
@@ -369,13 +451,14 @@ class Upstream:
         out = web.StreamResponse(status=response.status, headers=headers)
         idle = ex.app.breaker.stream_idle_seconds or None
         watch = chosen.watch
+        source = chosen.body or response.content
         outcome: Outcome | None = None
         try:
             await out.prepare(request)
             await out.write(chosen.buffered)
             while True:
                 try:
-                    chunk = await asyncio.wait_for(response.content.readany(), idle)
+                    chunk = await asyncio.wait_for(source.readany(), idle)
                 except TimeoutError:
                     message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
                     await out.write(stream_error_event(ex.app.api, ex.path, message))
@@ -548,6 +631,15 @@ def _labelled(headers: Sequence[tuple[str, str]], provider: str, attempts: int) 
     labelled["x-ccswitch-provider"] = provider
     labelled["x-ccswitch-attempts"] = str(attempts)
     return labelled
+
+
+def _json_reply(reply: tuple[int, bytes], provider: str | None, attempts: int) -> web.Response:
+    """An answer the proxy gives in the tool's format without a provider's."""
+    headers = CIMultiDict({"content-type": "application/json"})
+    if provider is not None:
+        headers["x-ccswitch-provider"] = provider
+    headers["x-ccswitch-attempts"] = str(attempts)
+    return web.Response(status=reply[0], body=reply[1], headers=headers)
 
 
 def _reply(reply: Reply) -> web.Response:

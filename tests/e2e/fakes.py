@@ -616,6 +616,87 @@ def error(
     return ErrorReply(status, api_name(api), body, headers)
 
 
+@dataclass
+class ChatToolCall:
+    """An OpenAI Chat Completions answer that calls a tool, the way Chat servers stream it:
+    some text, the call's id and name, its arguments in fragments, ``finish_reason:
+    tool_calls``, usage in a chunk of its own, ``[DONE]``; or one JSON body if not streamed."""
+
+    name: str
+    arguments: Mapping[str, Any]
+    text: str = "Let me check."
+    interval: float = 0.0  # seconds between events
+    input_tokens: int = 23
+    output_tokens: int = 9
+    call_id: str = "call_fake_1"
+
+    def run(self, h: FakeHandler, received: Received) -> None:
+        model = model_of(received)
+        arguments = _dumps(dict(self.arguments))
+        usage = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+        call = {"id": self.call_id, "type": "function"}
+        if not received.json().get("stream"):
+            message = {
+                "role": "assistant",
+                "content": self.text,
+                "tool_calls": [{**call, "function": {"name": self.name, "arguments": arguments}}],
+            }
+            body = {
+                "id": _new_id("chatcmpl-"),
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": usage,
+            }
+            h.send_full(200, _dumps(body).encode(), {"Content-Type": "application/json"})
+            return
+        chunk_id = _new_id("chatcmpl-")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            obj = {"id": chunk_id, "object": "chat.completion.chunk", "model": model}
+            return _sse({**obj, "choices": [choice]})
+
+        third = max(1, len(arguments) // 3)
+        pieces = [arguments[i : i + third] for i in range(0, len(arguments), third)]
+        events = [chunk({"role": "assistant", "content": self.text})]
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, **call, "function": {"name": self.name, "arguments": ""}}
+                    ]
+                }
+            )
+        )
+        events += [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            for piece in pieces
+        ]
+        events.append(chunk({}, "tool_calls"))
+        obj = {"id": chunk_id, "object": "chat.completion.chunk", "model": model}
+        events.append(_sse({**obj, "choices": [], "usage": usage}))
+        events.append(_sse("[DONE]"))
+        h.start_chunked(200, {"Content-Type": "text/event-stream"})
+        for i, event in enumerate(events):
+            if i and self.interval and not h.pause(self.interval):
+                h.close_now(reset=False)
+                return
+            h.send_chunk(event)
+        h.end_chunked()
+
+
+def chat_tool_call(
+    name: str, arguments: Mapping[str, Any], *, text: str = "Let me check.", interval: float = 0.0
+) -> ChatToolCall:
+    """A Chat Completions answer calling tool `name` (streamed when the request says so)."""
+    return ChatToolCall(name, arguments, text, interval)
+
+
 def hang(seconds: float = 30) -> Hang:
     """Read the request, send nothing for `seconds`, then close (stop() cuts it short)."""
     return Hang(seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ class ConversationMemory:
         self.max_chars = max_chars
         self._turns: OrderedDict[str, _Turn] = OrderedDict()
         self._chars = 0
+        # Told of each turn kept (id, previous id, items): the engine writes it to the state file.
+        self.on_remember: Callable[[str, str | None, list[Any]], None] | None = None
 
     def __len__(self) -> int:
         return len(self._turns)
@@ -44,6 +47,8 @@ class ConversationMemory:
             self._chars -= old.size
         self._turns[response_id] = _Turn(previous, tuple(items), size)
         self._chars += size
+        if self.on_remember is not None:
+            self.on_remember(response_id, previous, items)
         while len(self._turns) > self.max_turns or self._chars > self.max_chars:
             _, dropped = self._turns.popitem(last=False)
             self._chars -= dropped.size

@@ -1,0 +1,192 @@
+"""One attempt's provider leg in the provider's own format: the translation wired in.
+
+``Leg.of`` picks the translator for (the tool's format, from the app's API and the request
+path; the provider's ``format``) and builds the request the provider gets: the model mapped
+first (a Chat provider's token-limit field depends on the model), then translated, sent to the
+provider format's endpoint joined to ``base_url``. A count_tokens for a Chat provider is
+answered locally, and a request the translator cannot express gets the tool's own 400.
+
+Everything the provider sends back goes through the same leg: error bodies and JSON answers
+reshaped, streams run through the stream translator (``TranslatedBody``), so usage parsing,
+stream health and the commit point see what the tool receives. Without a translator every
+method hands its input back unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from ccswitch_addon.core.bodies import inflate
+from ccswitch_addon.core.config import AppConfig, ProviderConfig
+from ccswitch_addon.core.rewrite import map_model, rewrite_body_model
+from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
+from ccswitch_addon.wire.api import Api
+from ccswitch_addon.wire.translate import (
+    BadAnswer,
+    ConversationMemory,
+    StreamTranslator,
+    Translator,
+    UntranslatableRequest,
+    is_signature_rejection,
+    strip_thinking,
+    tool_format,
+    translator_for,
+)
+
+__all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retry"]
+
+# The tool's own headers that mean nothing to a provider of another format.
+_TOOL_ONLY = (b"anthropic-", b"openai-beta")
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class Readable(Protocol):
+    async def readany(self) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Leg:
+    """What one attempt sends, and how what comes back is turned into the tool's format."""
+
+    translator: Translator | None
+    out: Outgoing | None  # None when ``reply`` answers the client instead
+    reply: tuple[int, bytes] | None = None  # a local answer (count_tokens) or the tool's 400
+    local: bool = False  # ``reply`` is a success given without a provider
+
+    @classmethod
+    def of(
+        cls,
+        app: AppConfig,
+        provider: ProviderConfig,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes | None,
+        memory: ConversationMemory | None,
+    ) -> Leg:
+        translator = translator_for(tool_format(app.api, path), provider.format, memory=memory)
+        if translator is None:
+            return cls(None, build(app, provider, method, path, headers, body))
+        headers, plain = plain_body(headers, body)
+        local = translator.local(path, plain)
+        if local is not None:
+            return cls(translator, None, local, local=local[0] < 400)
+        # The mapping first: the translator picks max_tokens or max_completion_tokens by model.
+        mapped, requested = rewrite_body_model(plain, provider.models)
+        sent = map_model(provider.models, requested) or requested
+        try:
+            provider_path, provider_body = translator.request(path, mapped or plain)
+        except UntranslatableRequest as e:
+            return cls(translator, None, translator.reject(e))
+        kept = tuple((n, v) for n, v in headers if not n.lower().startswith(_TOOL_ONLY))
+        unmapped = dataclasses.replace(provider, models={})
+        out = build(app, unmapped, method, provider_path, kept, provider_body)
+        return cls(translator, dataclasses.replace(out, model_requested=requested, model_sent=sent))
+
+    # --- what comes back ---------------------------------------------------------------------
+
+    def error_body(self, status: int, body: bytes) -> bytes:
+        """A provider's error body as the tool's (status kept)."""
+        if self.translator is None:
+            return body
+        return self.translator.answer(status, "application/json", body)
+
+    def answer(self, status: int, content_type: str, body: bytes, whole: bool) -> tuple[bytes, str]:
+        """(the complete answer as the tool's, why it cannot be: "" when it can)."""
+        if self.translator is None:
+            return body, ""
+        if not whole:
+            return body, "the answer is too large to translate"
+        try:
+            return self.translator.answer(status, content_type, body), ""
+        except BadAnswer as e:
+            return body, str(e)
+
+    def content_type(self, provider_type: str, streamed: bool) -> str:
+        """The content type of what the tool gets."""
+        if self.translator is None:
+            return provider_type
+        return "text/event-stream; charset=utf-8" if streamed else "application/json"
+
+    def headers(self, headers: list[tuple[str, str]], streamed: bool) -> list[tuple[str, str]]:
+        """The provider's response headers with the content type of the translated body."""
+        if self.translator is None:
+            return headers
+        kept = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        return [*kept, ("content-type", self.content_type("", streamed))]
+
+    def body(self, response: aiohttp.ClientResponse) -> Readable:
+        """Where the stream's bytes come from: translated, or as the provider sent them."""
+        if self.translator is None:
+            return response.content
+        return TranslatedBody(response.content, self.translator.stream())
+
+
+class TranslatedBody:
+    """A streamed answer read through the stream translator: ``readany`` as aiohttp's.
+
+    Never returns b"" before the end (a read that translates to nothing reads on). When the
+    provider's connection breaks, the translator's closing events (an ``error`` event when
+    no finish_reason came) are returned first and the error is raised on the next read.
+    """
+
+    def __init__(self, content: Readable, machine: StreamTranslator) -> None:
+        self._content = content
+        self.machine = machine
+        self._ended = False
+        self._broken: aiohttp.ClientError | None = None
+
+    async def readany(self) -> bytes:
+        if self._broken is not None:
+            raise self._broken
+        while not self._ended:
+            try:
+                chunk = await self._content.readany()
+            except aiohttp.ClientError as e:
+                self._ended = True
+                out = self.machine.close()
+                if self.machine.failure is not None:
+                    self._broken = e
+                return out or await self.readany()
+            if not chunk:
+                self._ended = True
+                return self.machine.close()
+            out = self.machine.feed(chunk)
+            if out:
+                return out
+        return b""
+
+
+def plain_body(headers: Headers, body: bytes | None) -> tuple[Headers, bytes]:
+    """The request body decoded from its content-encoding, and the headers without it."""
+    coding = next(
+        (
+            v.decode("latin-1").strip().lower()
+            for n, v in headers
+            if n.lower() == b"content-encoding"
+        ),
+        "",
+    )
+    if coding in ("", "identity", "none"):
+        return headers, body or b""
+    plain = inflate(body or b"", coding, INFLATE_LIMIT)
+    return tuple((n, v) for n, v in headers if n.lower() != b"content-encoding"), plain
+
+
+def stripped_for_retry(
+    api: Api, status: int, answer: bytes, headers: Headers, body: bytes | None
+) -> tuple[Headers, bytes] | None:
+    """The request without thinking, when a provider refused it over a thinking signature.
+
+    Only an Anthropic-format request carries thinking blocks; None when there is nothing to
+    strip (the retry would be refused again) or the answer is another error.
+    """
+    if api is not Api.ANTHROPIC or not is_signature_rejection(status, answer):
+        return None
+    headers, plain = plain_body(headers, body)
+    stripped = strip_thinking(plain)
+    return None if stripped is plain else (headers, stripped)
