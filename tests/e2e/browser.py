@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,7 +53,9 @@ class Browser:
     """One Chromium process with one page; ``proxy`` is the proxy server it uses, if any."""
 
     def __init__(self, proxy: str | None = None) -> None:
-        self._profile = tempfile.TemporaryDirectory(prefix="ccswitch-chromium-")
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="ccswitch-chromium-", ignore_cleanup_errors=True
+        )
         args = [need_chromium(), *FLAGS, f"--user-data-dir={self._profile.name}"]
         if proxy:
             args.append(f"--proxy-server={proxy}")
@@ -153,7 +156,19 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-        self._profile.cleanup()
+        # Chromium's helper processes can still be writing the profile for a moment after the
+        # browser itself has exited: poll until it can be removed.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                shutil.rmtree(self._profile.name)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def __enter__(self) -> Browser:
         return self

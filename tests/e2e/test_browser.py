@@ -72,7 +72,10 @@ def test_a_page_in_a_browser_using_the_proxy_gets_403_and_no_key_is_sent(
     primary.default = error(529)  # the backup, with its key, would serve
     proxy = start(make_proxy, claude_config(primary.url, backup.url))
 
-    with tempfile.TemporaryDirectory(prefix="ccswitch-chromium-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="ccswitch-chromium-",
+        ignore_cleanup_errors=True,  # helpers may linger
+    ) as profile:
         result = subprocess.run(
             [
                 CHROMIUM,

@@ -74,7 +74,10 @@ class Dashboard(HTMLParser):
 
 def render(proxy: Proxy) -> Dashboard:
     """Load http://ccswitch.local/ in headless Chromium through the proxy; parse the DOM."""
-    with tempfile.TemporaryDirectory(prefix="ccswitch-chromium-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="ccswitch-chromium-",
+        ignore_cleanup_errors=True,  # helpers may linger
+    ) as profile:
         result = subprocess.run(
             [
                 CHROMIUM or "chromium",
