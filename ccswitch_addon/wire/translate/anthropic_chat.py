@@ -286,6 +286,10 @@ def request_to_chat(
             messages += _user(message.get("content"))
         elif role == "assistant":
             messages.append(_assistant(message.get("content"), names, replay_reasoning))
+        elif role == "system":  # Claude Code sends system turns inside messages too
+            text = _system(message.get("content"))
+            if text:
+                messages.append({"role": "system", "content": text})
         else:
             raise UntranslatableRequest(f"unknown message role {role!r}")
     chat: JsonObject = {"model": body.get("model"), "messages": messages}

@@ -333,7 +333,7 @@ def test_an_untranslatable_request_says_why() -> None:
     with pytest.raises(UntranslatableRequest, match="no messages"):
         request_to_chat({"model": "m"}, ToolNames())
     with pytest.raises(UntranslatableRequest, match="role"):
-        request_to_chat({"messages": [{"role": "system", "content": "x"}]}, ToolNames())
+        request_to_chat({"messages": [{"role": "tool", "content": "x"}]}, ToolNames())
     file_doc = {"type": "document", "source": {"type": "file", "file_id": "f1"}}
     with pytest.raises(UntranslatableRequest, match="document"):
         request_to_chat({"messages": [user(file_doc)]}, ToolNames())
@@ -525,3 +525,22 @@ def test_error_type_by_status(status: int, kind: str) -> None:
 )
 def test_the_message_is_found_in_any_shape(body: bytes, message: str) -> None:
     assert error_to_anthropic(429, body)["error"]["message"] == message
+
+
+def test_a_system_turn_inside_messages_stays_a_system_message_in_place() -> None:
+    # Claude Code 2.x sends some system text as a message of its own, between user turns.
+    body = {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Mode: plan."}]},
+            {"role": "user", "content": "go"},
+        ]
+    }
+    messages = request_to_chat(body, ToolNames())["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "hi"),
+        ("system", "Mode: plan."),
+        ("user", "go"),
+    ]
+    with pytest.raises(UntranslatableRequest, match="unknown message role 'robot'"):
+        request_to_chat({"messages": [{"role": "robot", "content": "x"}]}, ToolNames())
