@@ -169,6 +169,7 @@ class Browser:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        self._profile.cleanup()  # gone already: this only retires its finalizer
 
     def __enter__(self) -> Browser:
         return self

@@ -163,7 +163,7 @@ def test_screenshots_of_an_empty_a_healthy_and_a_failing_over_state(
     need_chromium()
     primary, backup = fakes("primary"), fakes("backup")
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=2))
-    assert f"dashboard at {dashboard_url(proxy)}" in proxy.output()  # printed at start
+    proxy.wait_for_output(f"dashboard at {dashboard_url(proxy)}")  # printed at start
     with Browser() as browser:  # no proxy setting: the proxy's own address
         browser.goto(f"http://127.0.0.1:{proxy.port}/")  # redirected to /__ccswitch/
         browser.wait_for("document.body && document.body.getAttribute('data-loaded') === '1'")
