@@ -13,6 +13,13 @@ until stdin closes, SIGTERM, or ``--max-seconds`` have passed. Modes:
   starts with an SSE comment line ``: t=SECONDS``, the fake's ``time.perf_counter()`` when it
   wrote the event (CLOCK_MONOTONIC, comparable across processes on Linux).
 - ``529``: 529 ``overloaded_error`` at once.
+- ``hang``: reads the request and never answers (an overloaded relay); holds the connection
+  until the other side closes it.
+- ``sse_error``: 200 and an SSE stream that fails before its first token: ``message_start``,
+  then at once an ``error`` event (``overloaded_error``), then the end.
+
+Every mode counts the streams it is writing now (``active_sse``) and the most at once
+(``peak_sse``): how many streams a proxy held open together.
 
 ``GET /__bench/hits`` on any port answers that port's counters as JSON (not counted itself);
 ``POST /__bench/reset`` zeroes them.
@@ -66,6 +73,14 @@ def _response(status: int, reason: str, body: bytes, content_type: str) -> bytes
 
 
 OK_RESPONSE = _response(200, "OK", OK_BODY, "application/json")
+SSE_ERROR_EVENT = (
+    b"event: error\ndata: "
+    + json.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        separators=(",", ":"),
+    ).encode()
+    + b"\n\n"
+)
 OVERLOADED_RESPONSE = _response(529, "Overloaded", OVERLOADED_BODY, "application/json")
 SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -141,6 +156,8 @@ class Counters:
         self.bytes_in = 0
         self.models: dict[str, int] = {}
         self.keys: dict[str, int] = {}
+        self.active_sse = getattr(self, "active_sse", 0)  # streams in flight outlive a reset
+        self.peak_sse = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +167,8 @@ class Counters:
             "bytes_in": self.bytes_in,
             "models": self.models,
             "keys": self.keys,
+            "active_sse": self.active_sse,
+            "peak_sse": self.peak_sse,
         }
 
 
@@ -161,6 +180,12 @@ class Fake:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.connections += 1
+        # asyncio turns Nagle off only for sockets it made itself (proto IPPROTO_TCP); ours
+        # came from socket.socket() with proto 0, so without this a stream's second write on
+        # a kept-alive connection waited for the client's delayed ACK: 40 ms stalls.
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while await self._one(reader, writer):
                 pass
@@ -205,11 +230,24 @@ class Fake:
             writer.write(OVERLOADED_RESPONSE)
             await writer.drain()
             return not close
+        if self.mode == "hang":
+            while await reader.read(65536):  # until the proxy gives up and closes
+                pass
+            return False
+        if self.mode == "sse_error":
+            c.sse += 1
+            await _stream_error(writer)
+            return not close
         sse = headers.get("x-bench-sse")
         if sse:
             c.sse += 1
+            c.active_sse += 1
+            c.peak_sse = max(c.peak_sse, c.active_sse)
             count, interval_ms = (float(x) for x in sse.split(","))
-            await _stream(writer, int(count), interval_ms / 1000)
+            try:
+                await _stream(writer, int(count), interval_ms / 1000)
+            finally:
+                c.active_sse -= 1
             return not close
         writer.write(OK_RESPONSE)
         await writer.drain()
@@ -233,6 +271,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
 
 
 _SSE_CACHE: dict[int, list[bytes]] = {}
+MODES = ("ok", "529", "hang", "sse_error")
 
 
 async def _stream(writer: asyncio.StreamWriter, count: int, interval: float) -> None:
@@ -258,12 +297,19 @@ async def _stream(writer: asyncio.StreamWriter, count: int, interval: float) -> 
     await writer.drain()
 
 
+async def _stream_error(writer: asyncio.StreamWriter) -> None:
+    first = sse_events(6)[0]
+    body = b"".join(b"%x\r\n" % len(e) + e + b"\r\n" for e in (first, SSE_ERROR_EVENT))
+    writer.write(SSE_HEAD + body + b"0\r\n\r\n")
+    await writer.drain()
+
+
 async def serve(modes: list[str], max_seconds: float) -> None:
     bench_key = os.environ.get("BENCH_KEY", "")
     servers = []
     ports = []
     for mode in modes:
-        if mode not in ("ok", "529"):
+        if mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}")
         fake = Fake(mode, bench_key)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -287,7 +333,7 @@ async def serve(modes: list[str], max_seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("modes", nargs="+", help="ok | 529, one port each")
+    parser.add_argument("modes", nargs="+", help=" | ".join(MODES) + ", one port each")
     parser.add_argument("--max-seconds", type=float, default=1800)
     args = parser.parse_args()
     asyncio.run(serve(args.modes, args.max_seconds))

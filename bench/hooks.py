@@ -1,17 +1,26 @@
-"""The addon's own work per request, in process: its hooks driven over pre-made flows.
+"""The addon's own work per request, in process: its hooks and its relay, over pre-made flows.
 
-    python bench/hooks.py [--log] [--map]                 # microseconds per request
+    python bench/hooks.py [--log] [--map]                 # CPU µs per request, hooks on − off
     python bench/hooks.py --instructions [--log] [--map]  # instructions per request (valgrind)
 
-No sockets and no mitmproxy dispatch: request, responseheaders and response of the addon are
-called directly (through mitmproxy's test context) on flows built beforehand, a 1 KB
-Anthropic request answered by a small JSON success. It prices what the addon does, not what
-mitmproxy does around it (bench/instructions.py has both). ``--instructions`` runs this
-script twice under ``valgrind --tool=cachegrind``, hooks on and hooks off, and divides the
-difference by the requests: a figure that repeats to the instruction, for judging a change
-to the hot path in a minute. ``--log`` writes the request log (its writer thread included),
-``--map`` adds a model mapping. (No cProfile here: this folder's profile.py would shadow the
-standard library's module it imports; bench/profile.py samples a real proxy instead.)
+A routed request costs the addon three things: the request hook (which points the flow at
+the relay), the relay's work (its aiohttp server takes the small pointed request, the pooled
+aiohttp client sends the real one to the provider and reads the answer, the outcome is
+recorded), and the response hooks (the tool's request put back, the flow commented). This
+script does exactly that on a 1 KB Anthropic request, in one process and one event loop,
+with the fake provider (bench/fakes.py) in a process of its own so that its work is not
+counted. What mitmproxy does is played by a raw keep-alive HTTP/1.1 client
+(bench/loadclient.py): with the hooks on it sends the pointed request to the relay, with them
+off it sends the tool's request straight to the provider, as bare mitmdump would. The
+difference in this process's CPU time per request is the addon's work, without mitmproxy's
+dispatch and its client side (bench/instructions.py has both).
+
+``--instructions`` runs this script twice under ``valgrind --tool=cachegrind`` (the fake runs
+natively: valgrind does not follow children), hooks on and hooks off, and divides the
+difference by the requests: a figure far steadier than time on a shared machine, for
+judging a change to the hot path in a minute. ``--log`` writes the request log (its writer
+thread included), ``--map`` adds a model mapping. (No cProfile here: this folder's profile.py
+would shadow the standard library's module it imports; bench/profile.py samples a real proxy.)
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,16 +45,20 @@ from mitmproxy.test import taddons, tflow  # noqa: TID251
 from ccswitch_addon.addon import CcSwitch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench
 from fakes import OK_BODY as RESPONSE
+from loadclient import Conn
 
 WARMUP = 500
+SLICES = 5
+PARTS = ("request", "exchange", "response")
 CONFIG = """\
 apps:
   claude:
     queue: [primary]
     providers:
       primary:
-        base_url: http://127.0.0.1:9001
+        base_url: http://127.0.0.1:{port}
         auth: passthrough{models}
 """
 REQUEST = json.dumps(
@@ -71,19 +85,38 @@ def make_flow() -> http.HTTPFlow:
     return flow
 
 
-async def drive(args: argparse.Namespace, hooks_on: bool) -> float:
-    """Microseconds per request of the hooks (best of five slices)."""
-    tmp = Path(tempfile.mkdtemp(prefix="ccswitch-hooks-"))
+def wire(request: http.Request) -> tuple[bytes, bytes]:
+    """The request as mitmproxy would write it upstream: (head, body)."""
+    data = request.data
+    body = data.content or b""
+    fields = [(k, v) for k, v in data.headers.fields if k.lower() != b"content-length"]
+    fields.append((b"content-length", b"%d" % len(body)))
+    head = b"%s %s HTTP/1.1\r\n" % (data.method, data.path)
+    head += b"".join(k + b": " + v + b"\r\n" for k, v in fields) + b"\r\n"
+    return head, body
+
+
+async def drive(
+    args: argparse.Namespace, hooks_on: bool, port: int, tmp: Path
+) -> tuple[float, dict[str, float]]:
+    """CPU microseconds per request of this process (best of SLICES slices), and the mean
+    of each part: the request hook, the exchange (to the relay and the provider's answer back,
+    or straight to the provider), the response hooks."""
     models = "\n        models: {claude-sonnet-4-5: mapped-model}" if args.map else ""
-    (tmp / "providers.yaml").write_text(CONFIG.format(models=models))
+    (tmp / "providers.yaml").write_text(CONFIG.format(port=port, models=models))
+    state = tmp / f"state-{'on' if hooks_on else 'off'}.db"
     addon = CcSwitch()
     with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
         tctx.configure(
             addon,
             ccswitch_config=str(tmp / "providers.yaml"),
-            ccswitch_state=str(tmp / "state.db") if args.log else "",
+            ccswitch_state=str(state) if args.log else "",
+            listen_host="127.0.0.1",
         )
-        addon.running()
+        await addon.running()  # the relay and its client pool, as in mitmdump
+        relay = addon.relay
+        assert relay is not None
+        conn = Conn(relay.port if hooks_on else port)
         flows = [make_flow() for _ in range(args.requests + WARMUP)]
         responses = [
             http.Response.make(200, RESPONSE, {"content-type": "application/json"}) for _ in flows
@@ -91,29 +124,64 @@ async def drive(args: argparse.Namespace, hooks_on: bool) -> float:
         gc.collect()
         gc.freeze()  # the pre-made flows are not the addon's garbage to collect
 
+        parts = dict.fromkeys(PARTS, 0.0)
+        clock = time.process_time
+
         async def one(flow: http.HTTPFlow) -> None:
+            t0 = clock()
             if hooks_on:
                 await addon.request(flow)
+            t1 = clock()
+            answer = await conn.request(*wire(flow.request))
+            if answer.status != 200:
+                raise RuntimeError(f"answer {answer.status}: {answer.body[:300]!r}")
+            t2 = clock()
             flow.response = responses.pop()
             flow.response.timestamp_start = time.time()
             if hooks_on:
                 addon.responseheaders(flow)
                 await addon.response(flow)
+            t3 = clock()
+            parts["request"] += t1 - t0
+            parts["exchange"] += t2 - t1
+            parts["response"] += t3 - t2
 
         for flow in flows[:WARMUP]:
             await one(flow)
+        parts.update(dict.fromkeys(PARTS, 0.0))
         rest = flows[WARMUP:]
-        size = len(rest) // 5
+        size = len(rest) // SLICES
         best = float("inf")
-        for i in range(5):
-            started = time.perf_counter()
+        for i in range(SLICES):
+            started = time.process_time()  # every thread: the request log's writer too
             for flow in rest[i * size : (i + 1) * size]:
                 await one(flow)
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.process_time() - started)
+        measured = size * SLICES
+        await conn.close()
         if hooks_on:
-            assert flows[-1].metadata["ccswitch"]["provider"] == "primary"
-        addon.done()
-    return best / size * 1e6
+            routed = flows[-1].metadata["ccswitch"]
+            assert routed["provider"] == "primary", routed
+            assert flows[-1].request.host == "api.anthropic.com"  # the tool's request, restored
+        await addon.done()
+    return best / size * 1e6, {k: v / measured * 1e6 for k, v in parts.items()}
+
+
+def measure(args: argparse.Namespace, modes: list[bool]) -> list[tuple[float, dict[str, float]]]:
+    tmp = Path(tempfile.mkdtemp(prefix="ccswitch-hooks-"))
+    procs = bench.Processes()
+    try:
+        fakes = bench.FakeProviders(procs, tmp, ["ok"], max_s=900)
+        (port,) = fakes.ports
+
+        # one event loop for both: mitmproxy's test master keeps the first one it saw
+        async def each() -> list[tuple[float, dict[str, float]]]:
+            return [await drive(args, on, port, tmp) for on in modes]
+
+        return asyncio.run(each())
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def instructions(args: argparse.Namespace) -> int:
@@ -143,11 +211,24 @@ def main() -> int:
     parser.add_argument("--instructions", action="store_true", help="count under valgrind")
     args = parser.parse_args()
     if args.instructions:
-        print(f"{instructions(args)} instructions per request (hooks only)")
+        print(f"{instructions(args)} instructions per request (the addon's work only)")
         return 0
-    hooks_on = os.environ.get("BENCH_HOOKS", "on") == "on"
-    micros = asyncio.run(drive(args, hooks_on))
-    print(f"{micros:.1f} µs per request (hooks {'on' if hooks_on else 'off'})")
+    only = os.environ.get("BENCH_HOOKS")
+    if only:  # one mode (under valgrind)
+        ((micros, _),) = measure(args, [only == "on"])
+        print(f"{micros:.1f} µs per request (hooks {only})")
+        return 0
+    (off, off_parts), (on, on_parts) = measure(args, [False, True])
+    print(
+        f"{on - off:.1f} µs per request: the addon's own work in CPU time "
+        f"(hooks and relay on {on:.1f} − off {off:.1f}: the same requests straight to the provider)"
+    )
+    relay = on_parts["exchange"] - off_parts["exchange"]
+    print(
+        f"  request hook {on_parts['request']:.1f} µs, relay {relay:.1f} µs (its server, the "
+        f"pooled client's exchange with the provider, the outcome recorded), response hooks "
+        f"{on_parts['response']:.1f} µs (means over all measured requests)"
+    )
     return 0
 
 

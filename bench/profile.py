@@ -7,9 +7,10 @@
 
 Starts the fake providers and one mitmdump (with the addon from a snapshot of the package, or
 bare with ``--bare``), drives it at a fixed concurrency while ``py-spy record`` samples it,
-then prints: the share of samples inside ccswitch_addon (inclusive), the addon functions by
-inclusive share, and the hottest leaf functions (self time) under the addon's frames and
-overall, in CPU milliseconds per request (samples ÷ rate ÷ requests answered while sampling).
+then prints: the share of samples inside ccswitch_addon and aiohttp (the relay; inclusive),
+the addon functions by inclusive share, per hook and relay entry point by callee, and the
+hottest leaf functions (self time) under the addon's frames and overall, in CPU milliseconds
+per request (samples ÷ rate ÷ requests answered while sampling).
 Only samples holding the GIL count (``py-spy --gil``): a thread that waits, like the request
 log's writer between batches, would otherwise show as busy. The raw collapsed stacks are kept
 in ``--out`` (with a .json of the request count) for flame
@@ -57,7 +58,8 @@ def frame_name(frame: str) -> str:
 
 
 def in_addon(frame: str) -> bool:
-    return "ccswitch_addon/" in frame
+    """The addon's own code, and the aiohttp server and client only the relay runs."""
+    return "ccswitch_addon/" in frame or "aiohttp/" in frame
 
 
 def _meta(collapsed: Path) -> dict[str, float]:
@@ -98,19 +100,24 @@ def compare(base: Path, other: Path, top: int = 25) -> str:
 
 
 HOOKS = ("request", "responseheaders", "response", "error")
+# The provider side's entry points, which run as tasks of their own and not under a hook: the
+# relay's aiohttp server (its protocol, parsing the pointed request) and its handler.
+RELAY = ("web_protocol.py:RequestHandler.data_received", "relay.py:Relay._handle")
 
 
 def hook_breakdown(collapsed: Path) -> dict[str, Counter[str]]:
-    """For each addon hook, its samples by the function it called (two levels deep)."""
+    """For each addon hook and relay entry point, its samples by the function it called (two
+    levels deep)."""
     out: dict[str, Counter[str]] = {}
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         names = [frame_name(f) for f in stack.split(";") if f and not f.startswith("thread (")]
         for i, name in enumerate(names):
             hook = name.rpartition("CcSwitch.")[2]
-            if name.startswith("addon.py:CcSwitch.") and hook in HOOKS:
+            if (name.startswith("addon.py:CcSwitch.") and hook in HOOKS) or name in RELAY:
                 below = names[i + 1 : i + 3] or ["(self)"]
-                out.setdefault(hook, Counter())[" > ".join(below)] += int(count_text)
+                key = hook if name.startswith("addon.py:") else name
+                out.setdefault(key, Counter())[" > ".join(below)] += int(count_text)
                 break
     return out
 
@@ -151,14 +158,15 @@ def summarize(collapsed: Path, top: int = 20) -> str:
     lines = [
         f"samples: {total} over {meta['requests']:.0f} requests "
         f"({total * ms_per_sample_request:.3f} CPU ms per request); "
-        f"inside ccswitch_addon (inclusive): {pct(addon_inclusive)}"
+        f"inside ccswitch_addon and aiohttp (inclusive): {pct(addon_inclusive)}"
     ]
     if by_thread:
         lines.append("by thread: " + ", ".join(f"{t} {pct(n)}" for t, n in by_thread.most_common()))
     lines.append("\naddon functions, inclusive share of all samples:")
     lines += [f"  {pct(n)}  {name}" for name, n in by_addon_func.most_common(top)]
     for hook, children in hook_breakdown(collapsed).items():
-        lines.append(f"\nCcSwitch.{hook}: {pct(sum(children.values()))}, by callee:")
+        label = f"CcSwitch.{hook}" if hook in HOOKS else hook
+        lines.append(f"\n{label}: {pct(sum(children.values()))}, by callee:")
         lines += [f"  {pct(n)}  {name}" for name, n in children.most_common(12)]
     lines.append("\nleaf functions (self time) under an addon frame:")
     lines += [f"  {pct(n)}  {name}" for name, n in leaf_under_addon.most_common(top)]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("overhead", "streaming", "failover", "outage", "scale")
+SECTIONS = ("overhead", "streaming", "failover", "hang", "outage", "scale", "streams")
 
 
 def _number(value: Any) -> bool:
@@ -80,7 +80,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         *(
             _dig(data, "streaming", path, figure)
             for path in ("direct", "bare_stream", "addon")
-            for figure in ("ttfe_ms", "gap_p50_ms", "gap_p99_ms", "relay_p50_ms", "relay_p99_ms")
+            for figure in (
+                "ttfe_ms",
+                "ttft_short_p50_ms",
+                "gap_p50_ms",
+                "gap_p99_ms",
+                "relay_p50_ms",
+                "relay_p99_ms",
+            )
         ),
         # 3. failover
         *(
@@ -88,6 +95,19 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
             for name in ("error_bare", "backup_addon", "failover_addon")
         ),
         _dig(data, "failover", "budget_ms"),
+        # 3b. streamed failover: the primary's own times, the backup alone, the failovers
+        *(
+            _dig(data, "failover", "streamed", name, "ttfe_p50_ms")
+            for name in (
+                "error_direct",
+                "stream_error_direct",
+                "backup_addon",
+                "failover_529",
+                "failover_stream_error",
+            )
+        ),
+        # 3c. a primary that never answers
+        *(_dig(data, "hang", figure) for figure in ("p50_ms", "max_ms", "budget_ms")),
         # 4. outage
         *(
             _dig(data, "outage", case, figure)
@@ -101,6 +121,12 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
             for mark in ("25%", "50%", "75%", "100%")
         ),
         _dig(data, "scale", "growth_25_to_100_pct"),
+        # 6. streams held open at once, through the addon and bare mitmdump
+        *(
+            _dig(data, "streams", proxy, figure)
+            for proxy in ("addon", "bare_stream")
+            for figure in ("complete", "rss_mb_idle", "rss_mb_all_open", "kb_per_open_stream")
+        ),
     ]
     assert all(_number(n) for n in numbers), numbers
 
@@ -110,6 +136,23 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         "200": _dig(data, "meta", "plan", "scale_requests")
     }
     assert _dig(data, "failover", "served_as")
+    # every streamed failover and every hanging-primary request was served by the backup,
+    # after one failed attempt at the primary
+    streamed = _dig(data, "failover", "streamed", "served_as")
+    assert streamed == {
+        name: {"backup/2": _dig(data, "failover", "streamed", name, "n")}
+        for name in ("failover_529", "failover_stream_error")
+    }
+    assert _dig(data, "hang", "served_as") == {
+        "backup/2": _dig(data, "meta", "plan", "hang_requests")
+    }
+    # no stream lost, and all of them were open at once at the provider
+    for proxy in ("addon", "bare_stream"):
+        streams = _dig(data, "streams", proxy)
+        assert (
+            streams["complete"] == streams["streams"] == _dig(data, "meta", "plan", "streams_open")
+        )
+        assert streams["fake_peak_concurrent"] == streams["streams"]
     goals = data["goals"]
     assert goals
     assert all(isinstance(g["met"], bool) and _number(g["target"]) for g in goals)
