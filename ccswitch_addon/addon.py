@@ -57,7 +57,7 @@ from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.upstream.client import new_session
-from ccswitch_addon.upstream.exchange import Exchange, Upstream
+from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange, Upstream
 from ccswitch_addon.upstream.probe import probe
 from ccswitch_addon.upstream.relay import Relay
 from ccswitch_addon.web.control import (
@@ -73,6 +73,7 @@ from ccswitch_addon.wire.replies import api_error
 __all__ = ["CcSwitch"]
 
 UNLIST_SECONDS = 0.5
+SHOWN_EVENTS = frozenset({"requestheaders", "response", "error"})  # enough to list a made flow
 CONTROL_READ = "ccswitch_control_read"  # metadata key: a GET answered by the control endpoints
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class CcSwitch:
         self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
+        self._showing: set[asyncio.Task[None]] = set()  # attempt flows on their way to mitmweb
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
         self.settings = Settings()
         self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
@@ -447,15 +449,25 @@ class CcSwitch:
             flow.marked = ":twisted_rightwards_arrows:"
         records = exchange.records
         if len(records) > 1 or any(r.failed for r in records):
-            for record in records:
-                await self._show(attempt_flow(flow, app, record, len(records)))
+            # After the answer has gone to the client: showing is for people, not on its path.
+            task = asyncio_utils.create_task(
+                self._show(flow, app, records), name=f"ccswitch attempts of {flow.id[:8]}"
+            )
+            self._showing.add(task)
+            task.add_done_callback(self._showing.discard)
 
     @staticmethod
-    async def _show(flow: http.HTTPFlow) -> None:
-        """Hand a made flow to every addon (mitmweb's view, `-w` files, the console)."""
+    async def _show(flow: http.HTTPFlow, app: str, records: list[AttemptRecord]) -> None:
+        """Hand each attempt, as a flow of its own, to every addon (mitmweb's view, `-w`
+        files, the console): the events that add and complete a flow, not the four of a
+        live one (mitmweb lists a flow at requestheaders; files and the console take it at
+        response or error)."""
         try:
-            for event in eventsequence.iterate(flow):
-                await ctx.master.addons.handle_lifecycle(event)
+            for record in records:
+                made = attempt_flow(flow, app, record, len(records))
+                for event in eventsequence.iterate(made):
+                    if event.name in SHOWN_EVENTS:
+                        await ctx.master.addons.handle_lifecycle(event)
         except Exception:  # showing an attempt must never break the proxy
             logger.exception("ccswitch: could not show an attempt flow")
 

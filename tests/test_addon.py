@@ -213,7 +213,10 @@ async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(env: Env) 
     assert f.comment == "claude → backup (after primary: 529)"
     assert f.marked == ":twisted_rightwards_arrows:"
     assert [a["provider"] for a in f.metadata[ROUTED]["attempts"]] == ["primary", "backup"]
-    attempts = [s for s in env.seen.flows if ATTEMPT in s.metadata]
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(attempts := [s for s in env.seen.flows if ATTEMPT in s.metadata]) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the attempt flows never came"
+        await asyncio.sleep(0.01)  # they are shown after the answer, in a task of their own
     assert [(a.metadata[ATTEMPT]["provider"], a.marked) for a in attempts] == [
         ("primary", ":x:"),
         ("backup", ":white_check_mark:"),
