@@ -448,7 +448,7 @@ class CcSwitch:
         elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
         records = exchange.records
-        if len(records) > 1 or any(r.failed for r in records):
+        if (len(records) > 1 or any(r.failed for r in records)) and _attempts_seen():
             # After the answer has gone to the client: showing is for people, not on its path.
             task = asyncio_utils.create_task(
                 self._show(flow, app, records), name=f"ccswitch attempts of {flow.id[:8]}"
@@ -546,6 +546,15 @@ class CcSwitch:
         if reply.status == 200 and request.method == "POST":
             logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
         return True
+
+
+def _attempts_seen() -> bool:
+    """Attempt flows are made only where someone can look at them: mitmweb's or the console
+    UI's flow list, or a flow file (-w). Plain mitmdump would spend a millisecond a failover
+    on them for its log alone, where the tool's flow names each attempt already."""
+    return ctx.master.addons.get("view") is not None or bool(
+        getattr(ctx.options, "save_stream_file", None)
+    )
 
 
 def _unlist(flow: http.HTTPFlow) -> None:

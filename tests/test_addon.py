@@ -202,7 +202,10 @@ async def test_a_small_json_answer_is_not_streamed(env: Env) -> None:
     assert f.response.status_code == 200
 
 
-async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(env: Env) -> None:
+async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ccswitch_addon.addon._attempts_seen", lambda: True)  # as in mitmweb
     env.primary.default = status(529)
     f = model_flow("https://api.anthropic.com/v1/messages", headers={"x-api-key": "mine"})
     await env.cc.request(f)
@@ -503,3 +506,13 @@ async def test_the_default_config_honours_ccswitch_config(
         tctx.configure(cc, ccswitch_config="", ccswitch_state="")
         assert cc.engine is not None
         assert cc.engine.router.config.source == str(path)
+
+
+async def test_without_a_flow_list_or_file_no_attempt_flows_are_made(env: Env) -> None:
+    env.primary.default = status(529)
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(f)
+    await through_relay(env.cc, f)
+    assert f.comment == "claude → backup (after primary: 529)"  # the tool's flow still says it
+    await asyncio.gather(*env.cc._showing)
+    assert not [s for s in env.seen.flows if ATTEMPT in s.metadata]
