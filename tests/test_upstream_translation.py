@@ -278,3 +278,37 @@ def test_remembered_turns_survive_a_restart_in_the_state_file(tmp_path: Path) ->
         {"type": "function_call_output", "output": "x"},
     ]
     again.close()
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_a_provider_marked_replay_reasoning_gets_its_thinking_back(replay: bool) -> None:
+    config = CONFIG.replace(
+        "        format: openai_chat\n",
+        f"        format: openai_chat\n        replay_reasoning: {str(replay).lower()}\n",
+        1,
+    )
+    claude = parse_config(config, "p.yaml", env={}).apps["claude"]
+    assert claude.providers["chat"].replay_reasoning is replay
+    history = {
+        **REQUEST,
+        "messages": [
+            {"role": "user", "content": "list files"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "I should run ls.", "signature": "s"},
+                    {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a"}],
+            },
+        ],
+    }
+    body = json.dumps(history).encode()
+    chosen = Leg.of(claude, claude.providers["chat"], "POST", "/v1/messages", HEADERS, body, None)
+    assert chosen.out is not None
+    assistant = json.loads(chosen.out.body or b"")["messages"][1]
+    assert assistant["tool_calls"][0]["function"]["name"] == "Bash"
+    assert ("reasoning_content" in assistant) is replay

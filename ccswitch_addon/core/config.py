@@ -215,6 +215,7 @@ PROVIDER_KEYS = (
     "name",
     "base_url",
     "format",
+    "replay_reasoning",
     "auth",
     "api_key",
     "models",
@@ -274,6 +275,9 @@ class ProviderConfig:
     line: int = 0  # of base_url in the file, for messages about it
     # the provider's wire format; default_format(app api) when the file names none
     format: Format = Format.ANTHROPIC
+    # A translated provider that wants its earlier reasoning sent back with its tool calls
+    # (DeepSeek, Kimi and the like: "reasoning_content is missing" otherwise).
+    replay_reasoning: bool = False
 
 
 @dataclass(frozen=True)
@@ -463,6 +467,9 @@ def _parse_provider(
         probe=probe,
         line=base_node.line,
         format=fmt,
+        replay_reasoning=(
+            entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
+        ),
     )
 
 

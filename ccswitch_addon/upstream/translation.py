@@ -68,7 +68,12 @@ class Leg:
         body: bytes | None,
         memory: ConversationMemory | None,
     ) -> Leg:
-        translator = translator_for(tool_format(app.api, path), provider.format, memory=memory)
+        translator = translator_for(
+            tool_format(app.api, path),
+            provider.format,
+            memory=memory,
+            replay_reasoning=provider.replay_reasoning,
+        )
         if translator is None:
             return cls(None, build(app, provider, method, path, headers, body))
         headers, plain = plain_body(headers, body)
