@@ -113,7 +113,8 @@ async def drive(
             ccswitch_state=str(state) if args.log else "",
             listen_host="127.0.0.1",
         )
-        await addon.running()  # the relay and its client pool, as in mitmdump
+        addon.running()
+        await addon.started()  # the relay and its client pool, as in mitmdump
         relay = addon.relay
         assert relay is not None
         conn = Conn(relay.port if hooks_on else port)
@@ -163,7 +164,8 @@ async def drive(
             routed = flows[-1].metadata["ccswitch"]
             assert routed["provider"] == "primary", routed
             assert flows[-1].request.host == "api.anthropic.com"  # the tool's request, restored
-        await addon.done()
+        addon.done()
+        await addon.stopped()
     return best / size * 1e6, {k: v / measured * 1e6 for k, v in parts.items()}
 
 

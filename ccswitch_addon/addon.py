@@ -106,6 +106,8 @@ class CcSwitch:
         self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
         self._showing: set[asyncio.Task[None]] = set()  # attempt flows on their way to mitmweb
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
         self.settings = Settings()
@@ -166,10 +168,16 @@ class CcSwitch:
         if started and ("ccswitch_state" in updated or previous.log_days != self.settings.log_days):
             self._open_store()
 
-    async def running(self) -> None:
+    # running and done stay synchronous: mitmproxy calls them from sync code when it reloads
+    # a changed script file. The relay starts and stops in tasks; started() and stopped()
+    # await them.
+    def running(self) -> None:
         self._running = True
         self._force_lazy()
-        await self._start_relay()
+        if self.relay is None and self._relay_task is None:
+            self._relay_task = asyncio_utils.create_task(
+                self._start_relay(), name="ccswitch provider relay"
+            )
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
                 "ccswitch: listening on %s, beyond loopback; %s",
@@ -197,15 +205,26 @@ class CcSwitch:
                     asyncio_utils.create_task(self.gateway.run(), name="ccswitch team gateway")
                 )
 
-    async def done(self) -> None:
+    def done(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._routed.clear()
         if self.relay is not None:
             relay, self.relay, self.upstream = self.relay, None, None
-            await relay.stop()  # in-flight attempts are cancelled: their permits go back
+            # In-flight attempts are cancelled: their permits go back.
+            self._stopping = asyncio_utils.create_task(relay.stop(), name="ccswitch relay stop")
         if self.engine is not None:
             self.engine.close()
+
+    async def started(self) -> None:
+        """Once the relay serves (mitmproxy's running hook starts it)."""
+        if self._relay_task is not None:
+            await self._relay_task
+
+    async def stopped(self) -> None:
+        """Once the relay has stopped after done()."""
+        if self._stopping is not None:
+            await self._stopping
 
     async def _start_relay(self) -> None:
         """The provider side, on mitmproxy's own event loop."""

@@ -88,11 +88,13 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     try:
         with taddons.context(proxyserver.Proxyserver(), cc, seen) as tctx:
             tctx.configure(cc, ccswitch_config=str(path), ccswitch_state=str(tmp_path / "s.db"))
-            await cc.running()
+            cc.running()
+            await cc.started()
             try:
                 yield Env(cc, path, primary, backup, seen)
             finally:
-                await cc.done()
+                cc.done()
+                await cc.stopped()
     finally:
         await primary.stop()
         await backup.stop()
@@ -483,11 +485,13 @@ async def test_warns_when_listening_beyond_loopback(
     from mitmproxy import ctx
 
     ctx.options.update(listen_host="")
-    await env.cc.running()
+    env.cc.running()
+    await env.cc.started()
     assert "listening on every interface, beyond loopback" in caplog.text
     caplog.clear()
     ctx.options.update(listen_host="127.0.0.1")
-    await env.cc.running()
+    env.cc.running()
+    await env.cc.started()
     assert "beyond loopback" not in caplog.text
 
 

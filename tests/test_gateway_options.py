@@ -51,7 +51,8 @@ async def test_the_gateway_starts_with_the_addon(tmp_path: Path, redis_server: R
             ccswitch_redis=redis_server.unix_url,
             ccswitch_redis_prefix="team-a",
         )
-        await cc.running()
+        cc.running()
+        await cc.started()
         assert cc.gateway is not None
         assert cc.engine is not None
         assert cc.engine.gateway is cc.gateway
@@ -63,7 +64,7 @@ async def test_the_gateway_starts_with_the_addon(tmp_path: Path, redis_server: R
         assert status["redis"]["prefix"] == "team-a"
         assert status["redis"]["reachable"] is True
         assert status["instance"] == cc.gateway.instance
-        await cc.done()  # cancels the gateway's task, which closes its connections
+        cc.done()  # cancels the gateway's task, which closes its connections
         await asyncio.gather(*cc._tasks, return_exceptions=True)
 
 

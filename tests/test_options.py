@@ -63,7 +63,8 @@ async def test_a_bad_value_at_run_time_is_refused_and_the_previous_one_kept(
     cc = CcSwitch()
     with taddons.context(cc) as tctx:
         tctx.configure(cc, ccswitch_config=str(config), ccswitch_state="", ccswitch_log_days="5")
-        await cc.running()
+        cc.running()
+        await cc.started()
         for name, bad in (("ccswitch_log_days", "abc"), ("ccswitch_allow_remote", "maybe")):
             with pytest.raises(exceptions.OptionsError, match=f"^{name}: expected"):
                 tctx.options.update(**{name: bad})
@@ -71,4 +72,5 @@ async def test_a_bad_value_at_run_time_is_refused_and_the_previous_one_kept(
         assert tctx.options.ccswitch_allow_remote == "false"
         assert cc.settings.log_days == 5
         assert cc.engine is not None  # still routing
-        await cc.done()
+        cc.done()
+        await cc.stopped()

@@ -417,3 +417,27 @@ def test_dashboard_polls_stay_out_of_mitmwebs_flow_list_and_attempts_are_in_it(
         assert sum(name.startswith("127.0.0.1") for name in names) == 2, names  # the attempts
     finally:
         proxy.stop()
+
+
+# --- a script reload -------------------------------------------------------------------------
+
+
+def test_a_reloaded_script_keeps_routing(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """mitmproxy reloads a changed script and calls its running and done hooks from sync
+    code (a `git pull` under a running proxy does this)."""
+    primary, backup = fakes("primary"), fakes("backup")
+    script = tmp_path / "ccswitch_script.py"
+    script.write_text("from ccswitch_addon.addon import CcSwitch\n\naddons = [CcSwitch()]\n")
+    proxy = start(make_proxy, claude_config(primary.url, backup.url), addon=script)
+    assert send(proxy).headers["x-ccswitch-provider"] == "primary"
+
+    mark = len(proxy.output())
+    script.write_text(script.read_text() + "# changed\n")
+    proxy.wait_for_output("Loading script", 15, since=mark)
+    proxy.wait_for_output("ccswitch: dashboard at", 15, since=mark)
+
+    assert send(proxy).headers["x-ccswitch-provider"] == "primary"
+    assert "cannot be called from sync context" not in proxy.output()
+    assert "Traceback" not in proxy.output()
