@@ -175,8 +175,14 @@ class Upstream:
                 refused = refused or leg.reply
                 continue
             permit = await self.admission.acquire(app.name, provider.id)
-            if self._admit is not None:
-                permit = await self._admit(app.name, provider.id, permit)
+            if self._admit is not None and permit is not None:
+                held = permit
+                try:
+                    permit = await self._admit(app.name, provider.id, permit)
+                except asyncio.CancelledError:  # the client left while the fleet was asked
+                    gone = classify_error(ErrorKind.CLIENT_GONE)
+                    self.router.record_result(app.name, provider.id, gone, held)
+                    raise
             if permit is None:
                 label = self.router.breaker(app.name, provider.id).label()
                 ex.skipped.append(f"{provider.id}: {label}")
