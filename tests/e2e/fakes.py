@@ -378,7 +378,21 @@ def sse_script(
         def ev(kind: str, **fields: Any) -> bytes:
             return _sse({"type": kind, "sequence_number": next(seq), **fields}, kind)
 
-        prelude = [ev("response.created", response=created)]
+        # As the real API does: the message item and its text part open before any delta.
+        item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant"}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        prelude = [
+            ev("response.created", response=created),
+            ev("response.in_progress", response=created),
+            ev("response.output_item.added", output_index=0, item={**item, "content": []}),
+            ev(
+                "response.content_part.added",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                part=part,
+            ),
+        ]
         delta_events = [
             ev(
                 "response.output_text.delta",
@@ -397,7 +411,28 @@ def sse_script(
         return SseScript(
             prelude=prelude,
             deltas=delta_events,
-            finale=[ev("response.completed", response=done)],
+            finale=[
+                ev(
+                    "response.output_text.done",
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    text=text,
+                ),
+                ev(
+                    "response.content_part.done",
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    part={**part, "text": text},
+                ),
+                ev(
+                    "response.output_item.done",
+                    output_index=0,
+                    item={**done["output"][0], "id": item_id} if done["output"] else item,
+                ),
+                ev("response.completed", response=done),
+            ],
             error=ev("response.failed", response=failed),
         )
 

@@ -191,7 +191,13 @@ def test_ok_sse_is_a_complete_realistic_stream(fake: FakeProvider, api: str) -> 
     elif api == "openai_responses":
         assert names == [
             "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
             *["response.output_text.delta"] * 3,
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
             "response.completed",
         ]
         assert summary.events[-1].json()["response"]["status"] == "completed"
