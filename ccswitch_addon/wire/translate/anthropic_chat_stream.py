@@ -24,7 +24,7 @@ from ccswitch_addon.wire.translate.common import (
     dumps,
     error_message,
 )
-from ccswitch_addon.wire.translate.sse import SseEvent, SseParser, encode_event
+from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator, encode_event
 
 __all__ = ["ChatToAnthropicStream", "State"]
 
@@ -46,15 +46,14 @@ class _Tool:
     open: bool = False
 
 
-class ChatToAnthropicStream:
+class ChatToAnthropicStream(SseTranslator):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream."""
 
     def __init__(self, names: ToolNames | None = None) -> None:
+        super().__init__()
         self.names = names or ToolNames()
         self.state = State.START
         self.failure: str | None = None  # why the stream failed, once it has
-        self._parser = SseParser()
-        self._out: list[bytes] = []
         self._next_block = 0
         self._open: tuple[str, int] | None = None  # the open thinking or text block
         self._visible = False  # visible output began: later reasoning is dropped
@@ -69,22 +68,7 @@ class ChatToAnthropicStream:
         """The stream ended properly: the client got ``message_stop``."""
         return self.state is State.DONE
 
-    # --- bytes at the edge --------------------------------------------------------------
-
-    def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            self._event(event)
-        return self._flush()
-
-    def close(self) -> bytes:
-        for event in self._parser.close():
-            self._event(event)
-        self.on_end()
-        return self._flush()
-
-    def _flush(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
+    # --- output --------------------------------------------------------------------------
 
     def _send(self, kind: str, data: JsonObject) -> None:
         self._out.append(encode_event(kind, dumps({"type": kind, **data})))

@@ -26,7 +26,7 @@ from ccswitch_addon.wire.translate.common import (
     error_message,
 )
 from ccswitch_addon.wire.translate.responses_chat import ResponsesTools, finish_status
-from ccswitch_addon.wire.translate.sse import SseEvent, SseParser, encode_event
+from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator, encode_event
 
 __all__ = ["ChatToResponsesStream", "State"]
 
@@ -46,7 +46,7 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(SseTranslator):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream.
 
     ``on_complete(response)`` is called with the final response object (for the
@@ -60,13 +60,12 @@ class ChatToResponsesStream:
         created_at: int = 0,
         on_complete: Callable[[JsonObject], None] | None = None,
     ) -> None:
+        super().__init__()
         self.tools = tools or ResponsesTools()
         self.state = State.START
         self.failure: str | None = None
         self._created_at = created_at
         self._on_complete = on_complete
-        self._parser = SseParser()
-        self._out: list[bytes] = []
         self._sequence = 0
         self._response: JsonObject = {}
         self._output: list[JsonObject] = []  # finished items
@@ -83,22 +82,7 @@ class ChatToResponsesStream:
         """The stream ended properly (completed or incomplete)."""
         return self.state is State.DONE
 
-    # --- bytes at the edge --------------------------------------------------------------
-
-    def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            self._event(event)
-        return self._flush()
-
-    def close(self) -> bytes:
-        for event in self._parser.close():
-            self._event(event)
-        self.on_end()
-        return self._flush()
-
-    def _flush(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
+    # --- output --------------------------------------------------------------------------
 
     def _send(self, kind: str, data: JsonObject) -> None:
         payload = {"type": kind, "sequence_number": self._sequence, **data}

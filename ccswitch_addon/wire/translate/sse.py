@@ -11,7 +11,7 @@ import codecs
 import re
 from dataclasses import dataclass
 
-__all__ = ["SseEvent", "SseParser", "encode_event"]
+__all__ = ["SseEvent", "SseParser", "SseTranslator", "encode_event"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -91,3 +91,34 @@ def encode_event(event: str | None, data: str) -> bytes:
     head = f"event: {event}\n" if event else ""
     lines = "".join(f"data: {line}\n" for line in data.split("\n"))
     return f"{head}{lines}\n".encode()
+
+
+class SseTranslator:
+    """The byte edge of a stream translator: ``feed(bytes) -> bytes`` for each read,
+    ``close() -> bytes`` at the end. A subclass handles each parsed event in ``_event``,
+    appends its output to ``_out`` and finishes in ``on_end``."""
+
+    def __init__(self) -> None:
+        self._parser = SseParser()
+        self._out: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            self._event(event)
+        return self._flush()
+
+    def close(self) -> bytes:
+        for event in self._parser.close():
+            self._event(event)
+        self.on_end()
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _event(self, event: SseEvent) -> None:
+        raise NotImplementedError
+
+    def on_end(self) -> None:
+        raise NotImplementedError
