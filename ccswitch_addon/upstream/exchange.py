@@ -387,19 +387,33 @@ class Upstream:
         watch: BodyWatch,
         leg: Leg,
     ) -> _Committed | _Failed:
-        """Hold a stream until it carries content: a failure before that point is retried."""
-        idle = ex.app.breaker.stream_idle_seconds or None
+        """Hold a stream until it carries content: a failure before that point is retried.
+
+        Silence counts from the attempt's start: a relay that sends its headers at once and
+        then nothing gets first_byte_seconds to its first token, not stream_idle_seconds.
+        """
+        timing = ex.app.breaker
+        idle = timing.stream_idle_seconds or None
+        first = t0 + timing.first_byte_seconds if timing.first_byte_seconds else None
         held = bytearray()
         status, headers = response.status, _forwarded(response.headers)
         source = leg.body(response)
         while True:
+            wait = idle
+            if first is not None:
+                left = max(0.0, first - time.monotonic())
+                wait = left if wait is None else min(wait, left)
             try:
-                chunk = await asyncio.wait_for(source.readany(), idle)
+                chunk = await asyncio.wait_for(source.readany(), wait)
             except TimeoutError:
                 response.close()
-                outcome = classify_error(
-                    ErrorKind.BROKEN, f"silent for {idle:g}s before its first token"
+                late = first is not None and time.monotonic() >= first
+                why = (
+                    f"no first token in {timing.first_byte_seconds:g}s"
+                    if late
+                    else f"silent for {idle:g}s before its first token"
                 )
+                outcome = classify_error(ErrorKind.BROKEN, why)
                 return self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
                 )

@@ -171,6 +171,23 @@ async def test_no_first_byte_in_time_fails_over_and_abandons_the_attempt(
     await wait_until(lambda: h.providers["primary"].cancelled == 1, what="primary cancelled")
 
 
+async def test_headers_at_once_then_silence_fails_over_at_first_byte_seconds(
+    harness: MakeHarness,
+) -> None:
+    # A relay that flushes its headers and message_start at once, then stalls: the limit to
+    # the first token is first_byte_seconds (0.5 s here), not stream_idle_seconds (180 s).
+    stalled = stream(script("anthropic").prelude, then="hang")
+    config = CONFIG.replace("stream_idle_seconds: 0.4", "stream_idle_seconds: 30", 1)
+    h = await harness(config, primary=stalled, backup=ok_json(text="in time"))
+    answer = await h.send(body={"model": "m", "stream": True})
+    assert answer.status == 200
+    assert served_by(answer.headers) == ("backup", "2")
+    first = h.finished[0].attempts[0]
+    assert first.error == "broken: no first token in 0.5s"
+    assert first.failed
+    await wait_until(lambda: h.providers["primary"].cancelled == 1, what="primary cancelled")
+
+
 # A Gemini stream's last chunk carries a text part, which is content even when empty.
 PRE_COMMIT_FAULTS = [
     (api, fault)
