@@ -370,11 +370,13 @@ class SharedState:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=remaining
                         )
+                        _raise_if_cancelled()
                         if message is not None:
                             await self._catch_up()
                     await self.flush()
                     await self.refresh()
                 except _RetryErrors as e:
+                    _raise_if_cancelled()
                     self._lost(e)
                     if pubsub is not None:
                         await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
@@ -596,6 +598,14 @@ class SharedState:
         """Wait for the Redis writes scheduled so far (tests, benchmarks, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _raise_if_cancelled() -> None:
+    """redis-py can swallow the CancelledError of a read it was in (a cancel that lands inside
+    its connection code): a task asked to stop must stop all the same."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:
