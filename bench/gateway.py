@@ -160,9 +160,9 @@ def publish_to_seen(
         line = b.wait_for_output(BREAKER_LINE, 10, since=mark)
         stamp = BREAKER_LINE.match(line.strip())
         assert stamp is not None, line
-        ((_, fields),) = client.xrevrange("ccsw:events", count=1)
-        event = json.loads(fields["e"])
-        assert event["to"] == "open", event
+        # The newest breaker opening: the switch it causes may be published just after it.
+        recent = [json.loads(f["e"]) for _, f in client.xrevrange("ccsw:events", count=10)]
+        event = next(e for e in recent if e.get("type") == "breaker" and e["to"] == "open")
         published = datetime.datetime.fromtimestamp(event["ts"] / 1000)
         logged = datetime.datetime.combine(
             published.date(), datetime.time.fromisoformat(stamp.group(1))
