@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "SHAPE_ERRORS",
     "BadAnswer",
+    "ChatChoiceReader",
     "ChatUsage",
     "ThinkSplitter",
     "ToolNames",
@@ -304,3 +305,41 @@ def error_message(body: bytes) -> tuple[str, JsonObject]:
     if isinstance(document.get("message"), str) and document["message"]:
         return document["message"], {}
     return dumps(document)[:500], {}
+
+
+class ChatChoiceReader:
+    """What one choice of a Chat Completions stream chunk carries, handed on in order:
+    reasoning, text (a leading ``<think>`` split off as reasoning), tool call fragments, the
+    finish reason. Each stream translator says what becomes of them."""
+
+    _think: ThinkSplitter
+
+    def read_choice(self, choice: JsonObject) -> None:
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.on_reasoning(reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            thinking, text = self._think.feed(content)
+            if thinking:
+                self.on_reasoning(thinking)
+            if text:
+                self.on_text(text)
+        for position, call in enumerate(delta.get("tool_calls") or []):
+            if isinstance(call, dict):
+                self.on_tool_call(call, position)
+        if choice.get("finish_reason"):
+            self.on_finish(choice["finish_reason"])
+
+    def on_reasoning(self, text: str) -> None:
+        raise NotImplementedError
+
+    def on_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    def on_tool_call(self, call: JsonObject, position: int) -> None:
+        raise NotImplementedError
+
+    def on_finish(self, reason: Any) -> None:
+        raise NotImplementedError

@@ -19,6 +19,7 @@ from typing import Any
 from ccswitch_addon.wire.translate.common import (
     SHAPE_ERRORS,
     BadAnswer,
+    ChatChoiceReader,
     ChatUsage,
     JsonObject,
     ThinkSplitter,
@@ -46,7 +47,7 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
-class ChatToResponsesStream(SseTranslator):
+class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream.
 
     ``on_complete(response)`` is called with the final response object (for the
@@ -123,23 +124,7 @@ class ChatToResponsesStream(SseTranslator):
             self.on_first(chunk)
         if self.state is not State.STREAMING:
             return
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            self.on_reasoning(reasoning)
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            thinking, text = self._think.feed(content)
-            if thinking:
-                self.on_reasoning(thinking)
-            if text:
-                self.on_text(text)
-        for position, call in enumerate(delta.get("tool_calls") or []):
-            if isinstance(call, dict):
-                self.on_tool_call(call, position)
-        if choice.get("finish_reason"):
-            self.on_finish(choice["finish_reason"])
+        self.read_choice(choices[0])
 
     def on_first(self, chunk: JsonObject) -> None:
         rid = f"resp_{chunk.get('id') or 'ccswitch'}"
