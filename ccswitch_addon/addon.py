@@ -390,6 +390,7 @@ class CcSwitch:
             if relay is None or flow.error is not None:
                 return
         exchange = exchange_of(request, app, match.endpoint)
+        exchange.keep_records = _attempts_seen()
         self._routed[flow.id] = (exchange, Original.of(request))
         relay.add(flow.id, exchange)
         point_at_relay(request, relay.port, relay.token, flow.id)

@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ccswitch_addon.core.breaker import Permit
@@ -29,11 +28,12 @@ from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
+from ccswitch_addon.upstream.answer import Answer
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
 from ccswitch_addon.wire.api import Api
 from ccswitch_addon.wire.events import stream_error_event
-from ccswitch_addon.wire.replies import Reply, api_error, unavailable
+from ccswitch_addon.wire.replies import api_error, unavailable
 from ccswitch_addon.wire.translate import ConversationMemory
 from ccswitch_addon.wire.usage import BodyWatch
 
@@ -155,7 +155,7 @@ class Upstream:
 
     # --- the request ------------------------------------------------------------------------
 
-    async def serve(self, ex: Exchange, request: web.Request) -> web.StreamResponse:
+    async def serve(self, ex: Exchange, answer: Answer) -> None:
         """Try the providers in order; answer the client with the first that serves, the last
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
@@ -171,7 +171,8 @@ class Upstream:
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
                     self._finish(ex, provider.id)
-                    return _json_reply(leg.reply, provider.id, len(ex.attempts))
+                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts))
+                    return
                 refused = refused or leg.reply
                 continue
             permit = await self.admission.acquire(app.name, provider.id)
@@ -189,19 +190,22 @@ class Upstream:
                 continue
             result = await self._attempt(ex, provider, permit, leg)
             if isinstance(result, _Committed):
-                return await self._deliver(ex, request, result)
+                await self._deliver(ex, answer, result)
+                return
             failure = result
             if not result.outcome.retry or not app.failover:
                 break
         if failure is None and refused is not None:
             self._finish(ex, None)
-            return _json_reply(refused, None, len(ex.attempts))
+            _json_reply(answer, refused, None, len(ex.attempts))
+            return
         if failure is None:
             reply = unavailable(
                 app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
             )
             self._finish(ex, None)
-            return _reply(reply)
+            answer.whole(reply.status, reply.headers, reply.body)
+            return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
         self._finish(ex, served)
@@ -212,7 +216,7 @@ class Upstream:
             )
             failure.headers, failure.body = list(reply.headers), reply.body
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
-        return web.Response(status=failure.status or 502, body=failure.body, headers=headers)
+        answer.whole(failure.status or 502, headers, failure.body)
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
@@ -247,17 +251,15 @@ class Upstream:
             total=None, connect=timing.connect_seconds, sock_connect=timing.connect_seconds
         )
         try:
-            response = await asyncio.wait_for(
-                self.session.request(
+            async with asyncio.timeout(timing.first_byte_seconds or None):
+                response = await self.session.request(
                     out.method,
                     URL(out.url, encoded=True),
                     headers=out.headers,
                     data=out.body,
                     allow_redirects=False,
                     timeout=timeout,
-                ),
-                timing.first_byte_seconds or None,
-            )
+                )
         except asyncio.CancelledError:
             self._gone(ex, provider, permit, record, t0)
             raise
@@ -404,7 +406,8 @@ class Upstream:
                 left = max(0.0, first - time.monotonic())
                 wait = left if wait is None else min(wait, left)
             try:
-                chunk = await asyncio.wait_for(source.readany(), wait)
+                async with asyncio.timeout(wait):
+                    chunk = await source.readany()
             except TimeoutError:
                 response.close()
                 late = first is not None and time.monotonic() >= first
@@ -455,9 +458,7 @@ class Upstream:
 
     # --- the answer the client gets -----------------------------------------------------------
 
-    async def _deliver(
-        self, ex: Exchange, request: web.Request, chosen: _Committed
-    ) -> web.StreamResponse:
+    async def _deliver(self, ex: Exchange, answer: Answer, chosen: _Committed) -> None:
         provider, response = chosen.provider, chosen.response
         ex.watch = chosen.watch
         forwarded = _forwarded(response.headers)
@@ -467,21 +468,22 @@ class Upstream:
         if chosen.complete:
             self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
             self._finish(ex, provider.id)
-            return web.Response(status=response.status, body=chosen.buffered, headers=headers)
-        out = web.StreamResponse(status=response.status, headers=headers)
+            answer.whole(response.status, headers, chosen.buffered)
+            return
         idle = ex.app.breaker.stream_idle_seconds or None
         watch = chosen.watch
         source = chosen.body or response.content
         outcome: Outcome | None = None
         try:
-            await out.prepare(request)
-            await out.write(chosen.buffered)
+            await answer.start(response.status, headers)
+            await answer.write(chosen.buffered)
             while True:
                 try:
-                    chunk = await asyncio.wait_for(source.readany(), idle)
+                    async with asyncio.timeout(idle):
+                        chunk = await source.readany()
                 except TimeoutError:
                     message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
-                    await out.write(stream_error_event(ex.app.api, ex.path, message))
+                    await answer.write(stream_error_event(ex.app.api, ex.path, message))
                     outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
                     break
                 except aiohttp.ClientError as e:
@@ -490,7 +492,7 @@ class Upstream:
                 watch(chunk)
                 if not chunk:
                     break
-                await out.write(chunk)
+                await answer.write(chunk)
             if outcome is None:
                 problem = watch.problem()
                 outcome = (
@@ -502,14 +504,13 @@ class Upstream:
             self._finish(ex, provider.id)
             if isinstance(e, asyncio.CancelledError):
                 raise
-            return out
+            return
         finally:
             response.close()
         self._succeeded(ex, chosen, outcome, chosen.buffered)
         self._finish(ex, provider.id)
         with contextlib.suppress(ConnectionError):  # the client went away after the last byte
-            await out.write_eof()
-        return out
+            await answer.end()
 
     # --- telling the breaker and the record ---------------------------------------------------
 
@@ -646,24 +647,27 @@ def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP]
 
 
-def _labelled(headers: Sequence[tuple[str, str]], provider: str, attempts: int) -> CIMultiDict[str]:
-    labelled = CIMultiDict(headers)
-    labelled["x-ccswitch-provider"] = provider
-    labelled["x-ccswitch-attempts"] = str(attempts)
+_LABELS = frozenset({"x-ccswitch-provider", "x-ccswitch-attempts"})
+
+
+def _labelled(
+    headers: Sequence[tuple[str, str]], provider: str, attempts: int
+) -> list[tuple[str, str]]:
+    labelled = [(k, v) for k, v in headers if k.lower() not in _LABELS]
+    labelled.append(("x-ccswitch-provider", provider))
+    labelled.append(("x-ccswitch-attempts", str(attempts)))
     return labelled
 
 
-def _json_reply(reply: tuple[int, bytes], provider: str | None, attempts: int) -> web.Response:
+def _json_reply(
+    answer: Answer, reply: tuple[int, bytes], provider: str | None, attempts: int
+) -> None:
     """An answer the proxy gives in the tool's format without a provider's."""
-    headers = CIMultiDict({"content-type": "application/json"})
+    headers = [("content-type", "application/json")]
     if provider is not None:
-        headers["x-ccswitch-provider"] = provider
-    headers["x-ccswitch-attempts"] = str(attempts)
-    return web.Response(status=reply[0], body=reply[1], headers=headers)
-
-
-def _reply(reply: Reply) -> web.Response:
-    return web.Response(status=reply.status, body=reply.body, headers=CIMultiDict(reply.headers))
+        headers.append(("x-ccswitch-provider", provider))
+    headers.append(("x-ccswitch-attempts", str(attempts)))
+    answer.whole(reply[0], headers, reply[1])
 
 
 def _describe(error: BaseException) -> str:

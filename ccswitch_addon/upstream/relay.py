@@ -7,12 +7,13 @@ streams the chosen provider's answer on to the tool. Anything without the token 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
 
-from aiohttp import web
-
+from ccswitch_addon.upstream.answer import Answer, RelayProtocol, RelayRequest
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
 
 __all__ = ["JOB_HEADER", "TOKEN_HEADER", "Relay"]
@@ -29,23 +30,28 @@ class Relay:
         self.token = secrets.token_urlsafe(32)
         self.port = 0
         self.jobs: dict[str, Exchange] = {}
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[RelayProtocol] = set()
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=1024)  # the body stays with mitmproxy's flow
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A client that goes away cancels its handler, and with it the provider's request.
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: RelayProtocol(self._handle, self._connections), "127.0.0.1", 0, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop listening, end every connection (their provider requests are cancelled), and
+        close the client's pool."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        serving = [c.task for c in self._connections if c.task is not None]
+        for connection in list(self._connections):
+            connection.close()
+        if serving:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait(serving, timeout=5.0)
         await self.upstream.session.close()
 
     def add(self, key: str, exchange: Exchange) -> None:
@@ -54,11 +60,16 @@ class Relay:
     def discard(self, key: str) -> None:
         self.jobs.pop(key, None)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: RelayRequest, answer: Answer) -> None:
         token = request.headers.get(TOKEN_HEADER, "")
         if not hmac.compare_digest(token.encode(), self.token.encode()):
-            return web.Response(status=403, text="ccswitch relay: not for direct use\n")
+            answer.whole(403, _TEXT, b"ccswitch relay: not for direct use\n")
+            return
         exchange = self.jobs.pop(request.headers.get(JOB_HEADER, ""), None)
         if exchange is None:
-            return web.Response(status=410, text="ccswitch relay: no such request\n")
-        return await self.upstream.serve(exchange, request)
+            answer.whole(410, _TEXT, b"ccswitch relay: no such request\n")
+            return
+        await self.upstream.serve(exchange, answer)
+
+
+_TEXT = (("content-type", "text/plain; charset=utf-8"),)

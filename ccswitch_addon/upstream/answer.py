@@ -1,0 +1,240 @@
+"""The relay's side of the loopback hop: a small HTTP/1.1 server for mitmproxy's requests.
+
+The requests are ours (the request hook points a flow here): a request line and a few
+headers, no body. So the server parses only that, and the exchange answers through an
+:class:`Answer`: whole (with a length) or streamed (chunked, with the transport's flow
+control). A connection that goes away cancels the request's task, so the provider's request
+goes with it. Anything the relay does not expect is refused and the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+__all__ = ["Answer", "RelayProtocol", "RelayRequest", "head"]
+
+logger = logging.getLogger(__name__)
+
+HEAD_LIMIT = 16 * 1024  # mitmproxy sends four short headers
+IDLE_SECONDS = 75.0  # a kept-alive connection with no request is closed after this
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_FORBIDDEN = str.maketrans("", "", "\r\n\0")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRequest:
+    """What the relay reads of a request: its method, target and headers (names lowered)."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+
+
+def head(status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    for name, value in headers:
+        # A value that would end the line early is cut at that point, never sent as two.
+        lines.append(
+            b"%s: %s\r\n"
+            % (
+                name.translate(_FORBIDDEN).encode("utf-8", "surrogateescape"),
+                value.translate(_FORBIDDEN).encode("utf-8", "surrogateescape"),
+            )
+        )
+    lines.append(framing)
+    return b"".join(lines)
+
+
+class Answer:
+    """The answer to one relayed request: ``whole`` once, or ``start``, ``write``…, ``end``."""
+
+    __slots__ = ("_protocol", "complete", "started")
+
+    def __init__(self, protocol: RelayProtocol) -> None:
+        self._protocol = protocol
+        self.started = False  # the status line has gone: the answer can no longer change
+        self.complete = False  # the last byte has gone: the connection can serve another
+
+    def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        """The complete answer, with its length."""
+        self.started = True
+        framing = b"content-length: %d\r\n\r\n" % len(body)
+        self._protocol.send(head(status, headers, framing) + body)
+        self.complete = True
+
+    async def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """The status and headers of an answer whose body follows in chunks."""
+        self.started = True
+        await self._protocol.send_and_drain(
+            head(status, headers, b"transfer-encoding: chunked\r\n\r\n")
+        )
+
+    async def write(self, data: bytes) -> None:
+        """One piece of the body, sent as it is; raises ConnectionResetError once the
+        connection is gone."""
+        if data:
+            await self._protocol.send_and_drain(b"%x\r\n%s\r\n" % (len(data), data))
+
+    async def end(self) -> None:
+        await self._protocol.send_and_drain(b"0\r\n\r\n")
+        self.complete = True
+
+
+Handler = Callable[[RelayRequest, Answer], Awaitable[None]]
+
+
+class RelayProtocol(asyncio.Protocol):
+    """One connection from mitmproxy: requests one after another, each served by a task."""
+
+    def __init__(self, handler: Handler, connections: set[RelayProtocol]) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self._paused: asyncio.Future[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._keep_alive = True
+
+    # --- asyncio's side ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._connections.add(self)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self.task is None:
+            self._next()
+        elif len(self._buffer) > HEAD_LIMIT:  # nothing of ours sends while it is answered
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False  # close once the peer has finished sending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        if self.task is not None:  # the client went away: its provider request goes too
+            self.task.cancel()
+        self._wake(ConnectionResetError("the relay's client went away"))
+
+    def pause_writing(self) -> None:
+        if self._paused is None:
+            self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake(None)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("the relay's client went away")
+        self._transport.write(data)
+
+    async def send_and_drain(self, data: bytes) -> None:
+        self.send(data)
+        if self._paused is not None:
+            await asyncio.shield(self._paused)
+
+    def _wake(self, error: Exception | None) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            if error is None:
+                paused.set_result(None)
+            else:
+                paused.set_exception(error)
+                paused.exception()  # retrieved: nobody may be waiting
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self.close)
+
+    def _next(self) -> None:
+        """Take the next request from the buffer, if a whole head is there."""
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > HEAD_LIMIT:
+                self._refuse(431, "request head too large")
+            return
+        head = bytes(self._buffer[:end])
+        del self._buffer[: end + 4]
+        request = self._parse(head)
+        if request is None:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        answer = Answer(self)
+        self.task = asyncio.get_running_loop().create_task(self._serve(request, answer))
+
+    def _parse(self, head: bytes) -> RelayRequest | None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._refuse(400, "not an HTTP/1.x request")
+            return None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                self._refuse(400, "malformed header line")
+                return None
+            headers[name.lower()] = value.strip()
+        if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+            self._refuse(400, "the relay takes no request body")
+            return None
+        if parts[2] == "HTTP/1.0" or headers.get("connection", "").lower() == "close":
+            self._keep_alive = False
+        return RelayRequest(parts[0], parts[1], headers)
+
+    def _refuse(self, status: int, why: str) -> None:
+        body = f"ccswitch relay: {why}\n".encode()
+        with contextlib.suppress(ConnectionError):
+            framing = b"content-length: %d\r\n\r\n" % len(body)
+            headers = [("content-type", "text/plain"), ("connection", "close")]
+            self.send(head(status, headers, framing) + body)
+        self._keep_alive = False
+        self._buffer.clear()
+        self.close()
+
+    async def _serve(self, request: RelayRequest, answer: Answer) -> None:
+        try:
+            await self._handler(request, answer)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        except ConnectionError:
+            self.close()
+        except Exception:
+            logger.exception("ccswitch: the relay failed to answer a request")
+            if not answer.started:
+                with contextlib.suppress(ConnectionError):
+                    answer.whole(500, [("content-type", "text/plain")], b"ccswitch relay error\n")
+            self.close()
+        finally:
+            self.task = None
+        if not answer.complete or not self._keep_alive:  # no clean end: the client must see it
+            self.close()
+        elif self._transport is not None:
+            self._arm_idle()
+            if self._buffer:
+                self._next()
