@@ -101,8 +101,8 @@ def compare(base: Path, other: Path, top: int = 25) -> str:
 
 HOOKS = ("request", "responseheaders", "response", "error")
 # The provider side's entry points, which run as tasks of their own and not under a hook: the
-# relay's aiohttp server (its protocol, parsing the pointed request) and its handler.
-RELAY = ("web_protocol.py:RequestHandler.data_received", "relay.py:Relay._handle")
+# relay's own server (its protocol, parsing the pointed request) and its handler.
+RELAY = ("answer.py:RelayProtocol.data_received", "relay.py:Relay._handle")
 
 
 def hook_breakdown(collapsed: Path) -> dict[str, Counter[str]]:

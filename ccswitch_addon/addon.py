@@ -56,7 +56,7 @@ from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
-from ccswitch_addon.upstream.client import new_session
+from ccswitch_addon.upstream.client import ProviderClient
 from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange, Upstream
 from ccswitch_addon.upstream.probe import probe
 from ccswitch_addon.upstream.relay import Relay
@@ -234,7 +234,7 @@ class CcSwitch:
         engine = self.engine
         upstream = Upstream(
             engine.router,
-            new_session(),
+            ProviderClient(),
             engine.request_done,
             engine.remember_breaker,
             engine.admit,
@@ -341,7 +341,7 @@ class CcSwitch:
         ok, detail = False, "no answer"
         try:
             if self.upstream is not None:
-                ok, detail = await probe(self.upstream.session, app, provider)
+                ok, detail = await probe(self.upstream.client, app, provider)
         except Exception as e:  # a probe must never take the proxy down
             detail = f"probe failed: {e}"
         finally:

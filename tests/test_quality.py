@@ -51,7 +51,8 @@ def test_the_core_imports_without_mitmproxy() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_routing_core_and_wire_formats_import_without_the_http_client() -> None:
+@pytest.mark.parametrize("library", ["httptools", "multidict", "aiohttp"])
+def test_the_routing_core_and_wire_formats_import_without_the_http_client(library: str) -> None:
     pure = sorted(
         ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
         for part in ("core", "wire")
@@ -60,7 +61,24 @@ def test_the_routing_core_and_wire_formats_import_without_the_http_client() -> N
     )
     assert {"core.breaker", "core.router", "wire.usage"} <= set(pure)
     result = subprocess.run(
-        [sys.executable, "-c", BLOCK, "aiohttp", *pure],
+        [sys.executable, "-c", BLOCK, library, *pure],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_aiohttp_is_for_the_tests_only() -> None:
+    """The provider side has its own client and relay server; aiohttp serves the tests' fakes."""
+    every = sorted(
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if p.stem != "__init__" and p.stem not in MITMPROXY_SIDE
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK, "aiohttp", *every],
         capture_output=True,
         text=True,
         cwd=ROOT,

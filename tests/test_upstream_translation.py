@@ -7,12 +7,12 @@ import gzip
 import json
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from ccswitch_addon.core.config import AppConfig, parse_config
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.state.store import Store
+from ccswitch_addon.upstream.client import Disconnected
 from ccswitch_addon.upstream.outgoing import build
 from ccswitch_addon.upstream.translation import Leg, TranslatedBody, stripped_for_retry
 from ccswitch_addon.wire.api import Api
@@ -142,7 +142,7 @@ def test_errors_and_answers_come_back_in_the_tools_format() -> None:
 
 
 class Chunks:
-    """aiohttp's StreamReader.readany over a list: bytes, or an exception to raise."""
+    """A response's readany over a list: bytes, or an exception to raise."""
 
     def __init__(self, *chunks: bytes | Exception) -> None:
         self.chunks = list(chunks)
@@ -191,18 +191,18 @@ async def test_a_stream_without_finish_reason_ends_with_an_error_event() -> None
 
 
 async def test_a_broken_connection_gives_the_error_event_then_the_error() -> None:
-    broken = aiohttp.ClientPayloadError("cut")
+    broken = Disconnected("cut")
     body = TranslatedBody(Chunks(chat_chunk({"content": "hi"}), broken), AnthropicToChat().stream())
     first = await body.readany()
     assert b"content_block_delta" in first
     closing = await body.readany()
     assert b"event: error" in closing
-    with pytest.raises(aiohttp.ClientPayloadError):
+    with pytest.raises(Disconnected):
         await body.readany()
 
 
 async def test_a_connection_broken_after_the_finish_reason_ends_cleanly() -> None:
-    broken = aiohttp.ClientPayloadError("cut")
+    broken = Disconnected("cut")
     chunks = Chunks(chat_chunk({"content": "hi"}), chat_chunk({}, "stop"), broken)
     body = TranslatedBody(chunks, AnthropicToChat().stream())
     text = b"".join(await read_all(body))

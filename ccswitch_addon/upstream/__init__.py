@@ -2,8 +2,8 @@
 
 mitmproxy keeps the client side (CONNECT, TLS, HTTP/1 and HTTP/2 to the tool, inspection);
 a routed flow is pointed at the relay (relay.py), a loopback server on mitmproxy's own event
-loop, and the relay runs the attempts (exchange.py) with one pooled client (client.py): each
-attempt with a connect timeout, a first-byte timeout, a commit point for streams and an idle
-timeout after it. Only this subpackage imports the HTTP library (aiohttp); none of it imports
-mitmproxy.
+loop with a small HTTP/1.1 server of its own (answer.py), and the relay runs the attempts
+(exchange.py) with one pooled client (client.py): each attempt with a connect timeout, a
+first-byte timeout, a commit point for streams and an idle timeout after it. Only client.py
+imports the HTTP parser (httptools); none of it imports mitmproxy.
 """

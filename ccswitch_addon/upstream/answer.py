@@ -37,18 +37,23 @@ class RelayRequest:
 
 
 def head(status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
-    for name, value in headers:
+    """Status line and headers, ``framing`` (the length or chunked header, and the blank line)
+    last. Values keep the bytes the provider sent (read as latin-1); text of our own that
+    latin-1 cannot carry goes as UTF-8."""
+    pairs = list(headers)
+    text = "".join([f"{name}: {value}\r\n" for name, value in pairs])
+    lines = len(pairs)
+    if text.count("\r") != lines or text.count("\n") != lines or "\0" in text:
         # A value that would end the line early is cut at that point, never sent as two.
-        lines.append(
-            b"%s: %s\r\n"
-            % (
-                name.translate(_FORBIDDEN).encode("utf-8", "surrogateescape"),
-                value.translate(_FORBIDDEN).encode("utf-8", "surrogateescape"),
-            )
+        text = "".join(
+            f"{name.translate(_FORBIDDEN)}: {value.translate(_FORBIDDEN)}\r\n"
+            for name, value in pairs
         )
-    lines.append(framing)
-    return b"".join(lines)
+    try:
+        fields = text.encode("latin-1")
+    except UnicodeEncodeError:
+        fields = text.encode("utf-8", "surrogateescape")
+    return b"HTTP/1.1 %d %s\r\n%s%s" % (status, _REASONS.get(status, b"Unknown"), fields, framing)
 
 
 class Answer:
@@ -100,6 +105,7 @@ class RelayProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self._paused: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._last = 0.0  # when the last answer ended (loop time)
         self._keep_alive = True
 
     # --- asyncio's side ---------------------------------------------------------------------
@@ -164,9 +170,24 @@ class RelayProtocol(asyncio.Protocol):
     # --- requests -----------------------------------------------------------------------------
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self.close)
+        """One timer a connection: when it fires, the connection is closed if it has been
+        idle that long, else it waits again for the rest (no timer per request)."""
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_at(self._last + IDLE_SECONDS, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle = None
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.task is None and now - self._last >= IDLE_SECONDS:
+            self.close()
+            return
+        due = self._last + IDLE_SECONDS if self.task is None else now + IDLE_SECONDS
+        self._idle = loop.call_at(due, self._check_idle)
 
     def _next(self) -> None:
         """Take the next request from the buffer, if a whole head is there."""
@@ -180,9 +201,6 @@ class RelayProtocol(asyncio.Protocol):
         request = self._parse(head)
         if request is None:
             return
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         answer = Answer(self)
         self.task = asyncio.get_running_loop().create_task(self._serve(request, answer))
 

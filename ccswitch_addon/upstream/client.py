@@ -1,29 +1,543 @@
-"""The one pooled HTTP client all attempts and probes share."""
+"""The one pooled HTTP/1.1 client all attempts and probes share.
+
+Every routed request passes through it, so it does only what an attempt needs: a kept-alive
+connection per request in flight (reused across all clients, bounded in all), the request
+written in one piece, the answer's head parsed by llhttp (httptools, the parser Node.js and
+uvicorn use), and the body handed on as it arrives, decoded from gzip or deflate (the only
+encodings it offers). It never reads the proxy environment and never follows a redirect.
+
+Errors are its own: :class:`ConnectFailed` and :class:`ConnectTimeout` before a request was
+sent, :class:`Disconnected` and :class:`BadAnswer` after. A kept-alive connection the provider
+closed while it was idle is retried once on a fresh one, before anything was read from it.
+"""
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+import collections
+import contextlib
+import ssl
+import time
+import zlib
+from collections.abc import Iterable
 
-__all__ = ["POOL_LIMIT", "new_session"]
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+__all__ = [
+    "BadAnswer",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "Disconnected",
+    "ProviderClient",
+    "ProviderError",
+    "ProviderResponse",
+]
 
 POOL_LIMIT = 1024  # connections open to all providers together
-KEEPALIVE_SECONDS = 60.0
+KEEPALIVE_SECONDS = 60.0  # an idle connection older than this is not reused
+HEAD_LIMIT = 64 * 1024  # an answer's status line and headers together
+READ_HIGH = 256 * 1024  # body bytes held unread before the provider's socket is paused
+DECODE_STEP = 256 * 1024  # at most this much decompressed per read: no bomb in one go
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_BAD_HEADER_CHARS = ("\r", "\n", "\0")
+
+Key = tuple[str, str, int]  # scheme, host, port
 
 
-def new_session() -> aiohttp.ClientSession:
-    """Keep-alive connections reused across every client; never through HTTPS_PROXY (the
-    environment is not read), bodies decoded only for encodings the provider was offered."""
-    connector = aiohttp.TCPConnector(
-        limit=POOL_LIMIT,
-        limit_per_host=0,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-        ttl_dns_cache=300,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+class ProviderError(Exception):
+    """The exchange with a provider failed below HTTP: a transport or framing fault."""
+
+
+class ConnectFailed(ProviderError):
+    """No connection: refused, unresolvable, unreachable, or TLS failed."""
+
+    def __init__(self, os_error: OSError) -> None:
+        super().__init__(str(os_error) or type(os_error).__name__)
+        self.os_error = os_error
+
+
+class ConnectTimeout(ProviderError):
+    """The connection was not made within the connect timeout."""
+
+
+class Disconnected(ProviderError):
+    """The connection broke before the answer was complete."""
+
+
+class BadAnswer(ProviderError):
+    """The provider's bytes are not an HTTP/1.x answer this client can read."""
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a provider; one request at a time."""
+
+    def __init__(self, key: Key, client: ProviderClient) -> None:
+        self.key = key
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.idle_since = 0.0
+        self.received = False  # a byte of the current answer has come
+        self.paused = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.head: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.head_size = 0
+        self.body: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.complete = False
+        self.keep_alive = False  # as the answer said, once it is complete
+        self.until_close = False  # no length and not chunked: the end of the connection ends it
+        self.informational = False
+        self.error: ProviderError | None = None
+
+    # --- asyncio -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None:  # nothing asked: a provider talking out of turn is not reused
+            self.close()
+            return
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadAnswer("the provider switched protocols"))
+        except httptools.HttpParserError as e:
+            self._fail(BadAnswer(f"malformed answer: {e}"))
+        except ProviderError as e:  # raised by a callback below
+            self._fail(e)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.transport = None
+        if self.head is None:  # idle in the pool: out of it
+            self.client._release(self, False)
+            return
+        if self.complete or self.error is not None:
+            return
+        if self.head.done() and self.until_close and exc is None:
+            self.complete = True  # the end of the connection is the end of this answer
+            self._wake()
+            return
+        why = f"connection lost: {exc}" if exc else "the provider closed the connection"
+        self._fail(Disconnected(why))
+
+    def pause_writing(self) -> None:  # the request is written whole; the kernel takes it
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- llhttp's callbacks ------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > HEAD_LIMIT:
+            raise BadAnswer("answer head too large")
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # informational (103 Early Hints): the answer follows
+            self.informational = True
+            self.headers = []
+            self.head_size = 0
+            return
+        self.status = status
+        framed = any(
+            name.lower() in ("content-length", "transfer-encoding") for name, _ in self.headers
+        )
+        self.until_close = not framed and status not in (204, 304)
+        assert self.head is not None
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_HIGH and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it after the feed
+        self._wake()
+
+    # --- the exchange ------------------------------------------------------------------------
+
+    def begin(self, data: bytes) -> asyncio.Future[None]:
+        """Send one request; the future is done once the answer's head has come."""
+        assert self.transport is not None
+        self.head = asyncio.get_running_loop().create_future()
+        self.received = False
+        self.transport.write(data)
+        return self.head
+
+    def take(self) -> bytes:
+        data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        self.body.clear()
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+    def reusable(self) -> bool:
+        return (
+            self.complete
+            and not self.lost
+            and not self.until_close
+            and self.error is None
+            and self.keep_alive
+        )
+
+    def reset(self) -> None:
+        """Ready for the next request on this connection."""
+        self.parser = httptools.HttpResponseParser(self)
+        self.head = self.waiter = None
+        self.status = self.head_size = self.buffered = 0
+        self.headers = []
+        self.body.clear()
+        self.complete = self.keep_alive = self.until_close = self.informational = False
+        self.error = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, error: ProviderError) -> None:
+        if self.error is None:
+            self.error = error
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(error)
+            self.head.exception()  # retrieved here: the waiter may be gone
+        self._wake()
+        self.close()
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class ProviderResponse:
+    """A provider's answer: status and headers at once, the body read with ``readany``."""
+
+    __slots__ = ("_client", "_conn", "_decoder", "headers", "status")
+
+    def __init__(self, client: ProviderClient, conn: _Connection) -> None:
+        self._client = client
+        self._conn: _Connection | None = conn
+        self.status = conn.status
+        headers = CIMultiDict(conn.headers)
+        coding = headers.get("content-encoding", "").strip().lower()
+        self._decoder = _decoder(coding)
+        if self._decoder is not None:  # the tool gets the body decoded, so not the header
+            headers.popall("content-encoding")
+        self.headers = CIMultiDictProxy(headers)
+
+    async def readany(self) -> bytes:
+        """The body's next bytes as they come; b"" at its end. Raises Disconnected when the
+        connection broke first, BadAnswer on a malformed body."""
+        decoder = self._decoder
+        if decoder is not None and decoder.unconsumed_tail:
+            return self._decode(decoder.unconsumed_tail) or await self.readany()
+        conn = self._conn
+        while conn is not None:
+            if conn.body:
+                data = conn.take()
+                if decoder is None:
+                    return data
+                out = self._decode(data)
+                if out:
+                    return out
+                continue
+            if conn.complete:
+                self.release()
+                return decoder.flush() if decoder is not None else b""
+            if conn.error is not None:
+                raise conn.error
+            conn.waiter = asyncio.get_running_loop().create_future()
+            await conn.waiter
+        return b""
+
+    def arrived(self, limit: int) -> bytes | None:
+        """The whole body when all of it has come already, is at most ``limit`` bytes and
+        needs no decoding, the connection released; else None (read it with readany)."""
+        conn = self._conn
+        if conn is None or not conn.complete or conn.buffered > limit or self._decoder:
+            return None
+        data = conn.take()
+        self.release()
+        return data
+
+    def release(self) -> None:
+        """Done with the answer: its connection goes back to the pool when the answer was
+        read whole, else it is closed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._client._release(conn, conn.reusable() and not conn.body)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._client._release(conn, False)
+
+    def _decode(self, data: bytes) -> bytes:
+        assert self._decoder is not None
+        try:
+            return self._decoder.decompress(data, DECODE_STEP)
+        except zlib.error as e:
+            raise BadAnswer(f"the body does not decode: {e}") from None
+
+
+def _decoder(coding: str) -> zlib._Decompress | None:
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if coding == "deflate":  # zlib-wrapped as the RFC says (a gzip header is taken too)
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)
+    return None
+
+
+class ProviderClient:
+    """Kept-alive connections to every provider, at most ``limit`` open together."""
+
+    def __init__(
+        self,
+        limit: int = POOL_LIMIT,
+        keepalive: float = KEEPALIVE_SECONDS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.limit = limit
+        self.keepalive = keepalive
+        self._ssl = ssl_context
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._open = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._all: set[_Connection] = set()
+        self._origins: dict[str, tuple[Key, str]] = {}
+        self.closed = False
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:  # the system's trust store, as every other client here
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        connect_timeout: float | None,
+    ) -> ProviderResponse:
+        """Send the request; returns once the answer's head has come. ``url`` is sent as it
+        is (already percent-encoded)."""
+        key, authority, target = self._split(url)
+        data = _request_bytes(method, target, authority, headers, body)
+        fresh = False
+        while True:
+            conn, reused = await self._acquire(key, connect_timeout, fresh)
+            head = conn.begin(data)
+            try:
+                await head
+            except Disconnected:
+                self._release(conn, False)
+                if reused and not conn.received and not fresh:
+                    fresh = True  # closed by the provider while idle: once more, anew
+                    continue
+                raise
+            except BaseException:
+                self._release(conn, False)
+                raise
+            return ProviderResponse(self, conn)
+
+    async def close(self) -> None:
+        self.closed = True
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- the pool ----------------------------------------------------------------------------
+
+    async def _acquire(
+        self, key: Key, connect_timeout: float | None, fresh: bool
+    ) -> tuple[_Connection, bool]:
+        while True:
+            idle = self._idle.get(key)
+            now = time.monotonic()
+            while idle and now - idle[0].idle_since > self.keepalive:  # the oldest first
+                self._release(idle.pop(0), False)
+            while idle and not fresh:
+                conn = idle.pop()
+                if conn.lost:
+                    self._release(conn, False)
+                    continue
+                conn.reset()
+                return conn, True
+            if self.closed or self._open < self.limit or self._close_oldest_idle():
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: the turn goes to the next
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+        if self.closed:
+            raise ConnectFailed(OSError("the client is closed"))
+        self._open += 1
+        try:
+            conn = await self._connect(key, connect_timeout)
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+        self._all.add(conn)
+        return conn, False
+
+    async def _connect(self, key: Key, timeout: float | None) -> _Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        tls = self.ssl_context if scheme == "https" else None
+        try:
+            async with asyncio.timeout(timeout or None):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(key, self),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                    happy_eyeballs_delay=0.25,
+                )
+        except TimeoutError:
+            raise ConnectTimeout(f"no connection to {host}:{port} in {timeout:g}s") from None
+        except OSError as e:  # refused, DNS, unreachable, TLS (ssl.SSLError is an OSError)
+            raise ConnectFailed(e) from None
+        return conn
+
+    def _release(self, conn: _Connection, reusable: bool) -> None:
+        if reusable and not self.closed:
+            conn.head = None
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(conn.key, []).append(conn)
+            self._wake_one()
+            return
+        conn.close()
+        if conn in self._all:
+            self._all.discard(conn)
+            self._open -= 1
+            idle = self._idle.get(conn.key)
+            if idle and conn in idle:
+                idle.remove(conn)
+            self._wake_one()
+
+    def _close_oldest_idle(self) -> bool:
+        oldest: _Connection | None = None
+        for idle in self._idle.values():
+            if idle and (oldest is None or idle[0].idle_since < oldest.idle_since):
+                oldest = idle[0]
+        if oldest is None:
+            return False
+        self._idle[oldest.key].remove(oldest)
+        self._release(oldest, False)
+        return True
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _split(self, url: str) -> tuple[Key, str, str]:
+        """(pool key, Host header, request target) of an absolute http(s) URL."""
+        scheme, sep, rest = url.partition("://")
+        slash = rest.find("/")
+        origin, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+        cached = self._origins.get(f"{scheme}://{origin}") if sep else None
+        if cached is None:
+            if scheme not in _DEFAULT_PORTS or not origin or "@" in origin:
+                raise ValueError(f"not an http(s) URL: {scheme}://…")
+            host, port = _host_port(origin, _DEFAULT_PORTS[scheme])
+            cached = ((scheme, host, port), origin)
+            if len(self._origins) < 4096:
+                self._origins[f"{scheme}://{origin}"] = cached
+        key, authority = cached
+        return key, authority, target
+
+
+def _host_port(origin: str, default: int) -> tuple[str, int]:
+    if origin.startswith("["):  # [v6]:port
+        host, _, rest = origin[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = origin.rpartition(":") if ":" in origin else (origin, "", "")
+    try:
+        port = int(port_text) if port_text else default
+    except ValueError:
+        raise ValueError("the URL's port is not a number") from None
+    if not host or not 0 < port < 65536:
+        raise ValueError("the URL has no host or a bad port")
+    return host, port
+
+
+def _request_bytes(
+    method: str,
+    target: str,
+    authority: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | None,
+) -> bytes:
+    """The request as it goes on the wire. Header values keep the bytes the tool sent (they
+    were read as latin-1); a value only configured as text goes as UTF-8."""
+    pairs = list(headers)
+    text = "".join([method, target, authority, *(n + v for n, v in pairs)])
+    if any(c in text for c in _BAD_HEADER_CHARS) or " " in target or " " in method:
+        raise ValueError("the request line or a header holds a line break, NUL or space")
+    lines = [f"{method} {target} HTTP/1.1\r\nhost: {authority}\r\n"]
+    accept = False
+    for name, value in pairs:
+        lines.append(f"{name}: {value}\r\n")
+        accept = accept or name.lower() == "accept"
+    if not accept:
+        lines.append("accept: */*\r\n")
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"content-length: {len(body or b'')}\r\n")
+    lines.append("\r\n")
+    try:
+        head = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        head = b"".join(_latin1_or_utf8(line) for line in lines)
+    return head + body if body else head
+
+
+def _latin1_or_utf8(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")

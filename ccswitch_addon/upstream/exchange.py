@@ -17,9 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import aiohttp
 from multidict import CIMultiDictProxy
-from yarl import URL
 
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
@@ -29,6 +27,13 @@ from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.answer import Answer
+from ccswitch_addon.upstream.client import (
+    ConnectFailed,
+    ConnectTimeout,
+    ProviderClient,
+    ProviderError,
+    ProviderResponse,
+)
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
 from ccswitch_addon.wire.api import Api
@@ -121,7 +126,7 @@ class _Failed:
 class _Committed:
     provider: ProviderConfig
     permit: Permit | None
-    response: aiohttp.ClientResponse
+    response: ProviderResponse
     record: AttemptRecord | None
     t0: float
     slow: bool
@@ -129,7 +134,7 @@ class _Committed:
     watch: BodyWatch
     complete: bool  # the whole answer is in ``buffered`` and judged already
     leg: Leg | None = None  # how the answer is translated for the tool
-    body: Readable | None = None  # the rest of a stream, translated; else response.content
+    body: Readable | None = None  # the rest of a stream, translated; else the response
 
 
 class Upstream:
@@ -138,14 +143,14 @@ class Upstream:
     def __init__(
         self,
         router: Router,
-        session: aiohttp.ClientSession,
+        client: ProviderClient,
         done: Callable[[Finished], object],
         cooldown: Callable[[str, str], None],
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
         memory: ConversationMemory | None = None,
     ) -> None:
         self.router = router
-        self.session = session
+        self.client = client
         self.admission = Admission(router)
         self._done = done
         self._cooldown = cooldown
@@ -247,18 +252,10 @@ class Upstream:
         ex.models = (out.model_requested, out.model_sent)
         record = self._new_record(ex, provider, out)
         t0 = time.monotonic()
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=timing.connect_seconds, sock_connect=timing.connect_seconds
-        )
         try:
             async with asyncio.timeout(timing.first_byte_seconds or None):
-                response = await self.session.request(
-                    out.method,
-                    URL(out.url, encoded=True),
-                    headers=out.headers,
-                    data=out.body,
-                    allow_redirects=False,
-                    timeout=timeout,
+                response = await self.client.request(
+                    out.method, out.url, out.headers, out.body, timing.connect_seconds
                 )
         except asyncio.CancelledError:
             self._gone(ex, provider, permit, record, t0)
@@ -365,13 +362,16 @@ class Upstream:
         return leg
 
     async def _read(
-        self, response: aiohttp.ClientResponse, deadline: float, limit: int = WHOLE_BODY_LIMIT
+        self, response: ProviderResponse, deadline: float, limit: int = WHOLE_BODY_LIMIT
     ) -> tuple[bytes, bool]:
         """The body up to ``limit`` bytes, by ``deadline`` (monotonic); True when it is whole."""
+        whole = response.arrived(limit)
+        if whole is not None:  # all there already (a small answer): no timer to set
+            return whole, True
         body = bytearray()
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
             while len(body) < limit:
-                chunk = await response.content.readany()
+                chunk = await response.readany()
                 if not chunk:
                     return bytes(body), True
                 body += chunk
@@ -385,7 +385,7 @@ class Upstream:
         record: AttemptRecord | None,
         t0: float,
         slow: bool,
-        response: aiohttp.ClientResponse,
+        response: ProviderResponse,
         watch: BodyWatch,
         leg: Leg,
     ) -> _Committed | _Failed:
@@ -420,7 +420,7 @@ class Upstream:
                 return self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
                 )
-            except aiohttp.ClientError as e:
+            except ProviderError as e:
                 response.close()
                 outcome = classify_error(ErrorKind.BROKEN, _describe(e) or "stream broke")
                 return self._failed(
@@ -472,7 +472,7 @@ class Upstream:
             return
         idle = ex.app.breaker.stream_idle_seconds or None
         watch = chosen.watch
-        source = chosen.body or response.content
+        source = chosen.body or response
         outcome: Outcome | None = None
         try:
             await answer.start(response.status, headers)
@@ -486,7 +486,7 @@ class Upstream:
                     await answer.write(stream_error_event(ex.app.api, ex.path, message))
                     outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
                     break
-                except aiohttp.ClientError as e:
+                except ProviderError as e:
                     outcome = classify_error(ErrorKind.STREAM, _describe(e) or "stream broke")
                     break
                 watch(chunk)
@@ -677,13 +677,13 @@ def _describe(error: BaseException) -> str:
 
 def _transport_outcome(error: Exception, first_byte_seconds: float) -> Outcome:
     """What an attempt that got no response headers means."""
-    if isinstance(error, aiohttp.ConnectionTimeoutError):
+    if isinstance(error, ConnectTimeout):
         return classify_error(ErrorKind.CONNECT, "connect timeout")
-    if isinstance(error, aiohttp.ClientConnectorError):  # refused, DNS, TLS
+    if isinstance(error, ConnectFailed):  # refused, DNS, TLS
         return classify_error(ErrorKind.CONNECT, _describe(error.os_error))
     if isinstance(error, TimeoutError):
         return classify_error(ErrorKind.TIMEOUT, f"no first byte in {first_byte_seconds:g}s")
-    if isinstance(error, aiohttp.ClientError | OSError):
+    if isinstance(error, ProviderError | OSError):
         return classify_error(ErrorKind.RESET, _describe(error))
     if isinstance(error, ValueError):  # a URL or header the client library refuses
         return classify_error(ErrorKind.CONNECT, _describe(error))
@@ -697,7 +697,7 @@ def _broken_outcome(error: Exception, request_seconds: float) -> Outcome:
     """What an attempt whose answer broke before the client got any of it means."""
     if isinstance(error, TimeoutError):
         return classify_error(ErrorKind.BROKEN, f"answer not complete in {request_seconds:g}s")
-    if isinstance(error, aiohttp.ClientError | OSError):
+    if isinstance(error, ProviderError | OSError):
         return classify_error(ErrorKind.BROKEN, _describe(error) or "answer broke")
     logger.error("ccswitch: an answer failed unexpectedly", exc_info=error)
     return classify_error(ErrorKind.BROKEN, f"{type(error).__name__}: {_describe(error)}")

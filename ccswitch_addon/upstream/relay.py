@@ -52,7 +52,7 @@ class Relay:
         if serving:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait(serving, timeout=5.0)
-        await self.upstream.session.close()
+        await self.upstream.client.close()
 
     def add(self, key: str, exchange: Exchange) -> None:
         self.jobs[key] = exchange

@@ -18,11 +18,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-
 from ccswitch_addon.core.bodies import inflate
 from ccswitch_addon.core.config import AppConfig, ProviderConfig
 from ccswitch_addon.core.rewrite import map_model, rewrite_body_model
+from ccswitch_addon.upstream.client import ProviderError, ProviderResponse
 from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
 from ccswitch_addon.wire.api import Api
 from ccswitch_addon.wire.translate import (
@@ -124,15 +123,15 @@ class Leg:
         kept = [(k, v) for k, v in headers if k.lower() != "content-type"]
         return [*kept, ("content-type", self.content_type("", streamed))]
 
-    def body(self, response: aiohttp.ClientResponse) -> Readable:
+    def body(self, response: ProviderResponse) -> Readable:
         """Where the stream's bytes come from: translated, or as the provider sent them."""
         if self.translator is None:
-            return response.content
-        return TranslatedBody(response.content, self.translator.stream())
+            return response
+        return TranslatedBody(response, self.translator.stream())
 
 
 class TranslatedBody:
-    """A streamed answer read through the stream translator: ``readany`` as aiohttp's.
+    """A streamed answer read through the stream translator: ``readany`` as the response's.
 
     Never returns b"" before the end (a read that translates to nothing reads on). When the
     provider's connection breaks, the translator's closing events (an ``error`` event when
@@ -143,7 +142,7 @@ class TranslatedBody:
         self._content = content
         self.machine = machine
         self._ended = False
-        self._broken: aiohttp.ClientError | None = None
+        self._broken: ProviderError | None = None
 
     async def readany(self) -> bytes:
         if self._broken is not None:
@@ -151,7 +150,7 @@ class TranslatedBody:
         while not self._ended:
             try:
                 chunk = await self._content.readany()
-            except aiohttp.ClientError as e:
+            except ProviderError as e:
                 self._ended = True
                 out = self.machine.close()
                 if self.machine.failure is not None:

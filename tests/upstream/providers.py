@@ -25,7 +25,7 @@ from e2e.fakes import error_body, json_body, sse_script
 from ccswitch_addon.core.config import parse_config
 from ccswitch_addon.core.record import Finished
 from ccswitch_addon.core.router import Router
-from ccswitch_addon.upstream.client import new_session
+from ccswitch_addon.upstream.client import ProviderClient
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER, Relay
 
@@ -226,7 +226,7 @@ class Harness:
         self.cooldowns: list[tuple[str, str]] = []
         self.upstream = Upstream(
             self.router,
-            new_session(),
+            ProviderClient(),
             self.finished.append,
             lambda app, pid: self.cooldowns.append((app, pid)),
         )

@@ -118,7 +118,7 @@ async def test_anything_else_is_refused_and_the_connection_closed(
     reader, writer = await connect(h)
     try:
         writer.write(request_bytes)
-        got, headers, body = await read_answer(reader)
+        got, _, body = await read_answer(reader)
         assert got == status
         assert body.startswith(b"ccswitch relay: ")
         assert await closed(reader)
@@ -157,7 +157,7 @@ async def test_a_client_that_hangs_up_cancels_the_provider_request(
     h = await harness(
         CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
     )
-    reader, writer = await connect(h)
+    _, writer = await connect(h)
     job, exchange = h.exchange(body={"model": "m"})
     writer.write(pointed(h, job))
     await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")

@@ -1,0 +1,409 @@
+"""The pooled provider client against raw-socket servers on loopback: framing, decoding, reuse,
+and every way a provider's connection can misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from e2e.fakes import closed_port
+
+from ccswitch_addon.upstream.client import (
+    BadAnswer,
+    ConnectFailed,
+    Disconnected,
+    ProviderClient,
+    ProviderResponse,
+)
+
+LIMIT = 10.0
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Raw:
+    """A loopback server whose every connection runs ``serve``; counts connections."""
+
+    def __init__(self, serve: Serve) -> None:
+        self.serve = serve
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = await reader.readexactly(length)
+        self.requests.append(head + body)
+        return head + body
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Callable[[Serve], Awaitable[Raw]]]:
+    servers: list[Raw] = []
+
+    async def make(serve: Serve) -> Raw:
+        server = Raw(serve)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        assert server.server is not None
+        server.server.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[ProviderClient]:
+    made = ProviderClient()
+    yield made
+    await made.close()
+
+
+async def read_all(response: ProviderResponse) -> bytes:
+    body = b""
+    while chunk := await asyncio.wait_for(response.readany(), LIMIT):
+        body += chunk
+    return body
+
+
+def answering(*answers: bytes, then_close: bool = False) -> Callable[[Raw], Serve]:
+    """Each request on a connection gets the next answer (the last one repeats)."""
+
+    def bind(server_ref: Raw) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for index in range(100):
+                await server_ref.read_request(reader)
+                writer.write(answers[min(index, len(answers) - 1)])
+                await writer.drain()
+                if then_close:
+                    return
+
+        return serve
+
+    return bind
+
+
+async def serving(raw: Callable[[Serve], Awaitable[Raw]], bind: Callable[[Raw], Serve]) -> Raw:
+    holder: list[Raw] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await bind(holder[0])(reader, writer)
+
+    server = await raw(serve)
+    holder.append(server)
+    return server
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+async def post(client: ProviderClient, url: str, body: bytes = b"{}") -> ProviderResponse:
+    headers = [("content-type", "application/json"), ("x-api-key", "k")]
+    return await asyncio.wait_for(
+        client.request("POST", url + "/v1/messages?beta=true", headers, body, 5.0), LIMIT
+    )
+
+
+async def test_the_request_goes_as_one_piece_with_host_and_length(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(OK))
+    response = await post(client, server.url, b'{"model":"m"}')
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert await read_all(response) == b"{}"
+    sent = server.requests[0]
+    assert sent.startswith(b"POST /v1/messages?beta=true HTTP/1.1\r\n")
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in sent
+    assert b"content-length: 13\r\n" in sent
+    assert b"x-api-key: k\r\n" in sent
+    assert sent.endswith(b'\r\n\r\n{"model":"m"}')
+
+
+async def test_a_connection_is_reused_after_an_answer_read_whole(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: t\r\n\r\n"
+    )
+    server = await serving(raw, answering(OK, chunked, OK))
+    for expected in (b"{}", b"abcde", b"{}"):
+        response = await post(client, server.url)
+        assert await read_all(response) == expected
+        response.release()
+    assert server.connections == 1
+
+
+async def test_an_answer_not_read_whole_is_not_reused(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    big = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100000
+    server = await serving(raw, answering(big))
+    response = await post(client, server.url)
+    await response.readany()
+    response.close()
+    response = await post(client, server.url)
+    assert len(await read_all(response)) == 100000
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("GZip", gzip.compress),
+    ],
+)
+async def test_gzip_and_deflate_are_decoded_and_the_header_dropped(
+    raw: Callable[[Serve], Awaitable[Raw]],
+    client: ProviderClient,
+    coding: str,
+    encode: Callable[[bytes], bytes],
+) -> None:
+    plain = b'{"type":"message","content":[' + b'{"text":"hello"},' * 2000 + b"{}]}"
+    packed = encode(plain)
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        coding.encode(),
+        len(packed),
+        packed,
+    )
+    server = await serving(raw, answering(answer))
+    response = await post(client, server.url)
+    assert "content-encoding" not in response.headers
+    assert await read_all(response) == plain
+    assert b"accept-encoding" not in server.requests[0]  # offered by the caller, not here
+
+
+async def test_a_decompression_bomb_comes_out_in_bounded_pieces(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    packed = gzip.compress(b"\0" * (64 * 1024 * 1024), 9)
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(
+        packed
+    )
+    server = await serving(raw, answering(answer + packed))
+    response = await post(client, server.url)
+    sizes = []
+    for _ in range(8):
+        sizes.append(len(await asyncio.wait_for(response.readany(), LIMIT)))
+    response.close()
+    assert max(sizes) <= 256 * 1024
+    assert sum(sizes) > 0
+
+
+async def test_an_unknown_encoding_passes_through_with_its_header(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: br\r\ncontent-length: 3\r\n\r\n\x01\x02\x03"
+    server = await serving(raw, answering(answer))
+    response = await post(client, server.url)
+    assert response.headers["content-encoding"] == "br"
+    assert await read_all(response) == b"\x01\x02\x03"
+
+
+async def test_informational_answers_are_skipped(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </x>; rel=preload\r\n\r\n"
+    server = await serving(raw, answering(early + OK))
+    response = await post(client, server.url)
+    assert response.status == 200
+    assert "link" not in response.headers
+    assert await read_all(response) == b"{}"
+
+
+async def test_a_body_to_the_end_of_the_connection_is_complete_not_broken(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end"
+    server = await serving(raw, answering(answer, then_close=True))
+    response = await post(client, server.url)
+    assert await read_all(response) == b"until the end"
+    response = await post(client, server.url)  # never reused: a new connection
+    assert await read_all(response) == b"until the end"
+    assert server.connections == 2
+
+
+async def test_a_connection_closed_while_idle_is_retried_once_anew(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    # The second request on a connection is read and the connection closed without a word,
+    # as when a provider's idle timeout and the request cross: sent again on a new one.
+    def bind(server_ref: Raw) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server_ref.read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+            await server_ref.read_request(reader)
+
+        return serve
+
+    server = await serving(raw, bind)
+    for _ in range(2):
+        response = await post(client, server.url)
+        assert await read_all(response) == b"{}"
+    assert len(server.requests) == 3  # the second request twice
+    assert server.connections == 2
+
+
+async def test_a_fresh_connection_that_closes_is_not_retried(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    server = await raw(close_at_once)
+    with pytest.raises(Disconnected):
+        await post(client, server.url)
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", Disconnected),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nabcde\r\n", Disconnected),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", BadAnswer),
+    ],
+)
+async def test_a_body_that_breaks_raises_after_what_came(
+    raw: Callable[[Serve], Awaitable[Raw]],
+    client: ProviderClient,
+    answer: bytes,
+    error: type[Exception],
+) -> None:
+    server = await serving(raw, answering(answer, then_close=True))
+    response = await post(client, server.url)
+    assert response.status == 200
+    with pytest.raises(error):
+        await read_all(response)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", BadAnswer),
+        (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * (70 * 1024) + b"\r\n\r\n", BadAnswer),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n",
+            BadAnswer,
+        ),
+    ],
+)
+async def test_an_answer_that_is_not_http_fails_the_request(
+    raw: Callable[[Serve], Awaitable[Raw]],
+    client: ProviderClient,
+    answer: bytes,
+    error: type[Exception],
+) -> None:
+    server = await serving(raw, answering(answer, then_close=True))
+    with pytest.raises(error):
+        await post(client, server.url)
+
+
+async def test_refused_and_unresolvable_hosts_fail_to_connect(client: ProviderClient) -> None:
+    with pytest.raises(ConnectFailed) as refused:
+        await post(client, f"http://127.0.0.1:{closed_port()}")
+    assert isinstance(refused.value.os_error, ConnectionRefusedError)
+    with pytest.raises(ConnectFailed):
+        await post(client, "http://no-such-host.invalid")
+
+
+async def test_tls_failure_is_a_connect_failure(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK)  # plain HTTP where the handshake's answer belongs
+        await writer.drain()
+        await reader.read()
+
+    server = await raw(plain)
+    with pytest.raises(ConnectFailed) as failed:
+        await post(client, f"https://127.0.0.1:{server.port}")
+    assert isinstance(failed.value.os_error, ssl.SSLError | ConnectionError)
+
+
+async def test_a_line_break_in_a_header_never_reaches_the_wire(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(OK))
+    with pytest.raises(ValueError, match="line break"):
+        await client.request("POST", server.url + "/", [("x-a", "1\r\nx-b: 2")], b"", 5.0)
+    assert server.requests == []
+
+
+async def test_a_cancelled_request_closes_its_connection(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.read()  # until the client hangs up
+        closed.set()
+
+    server = await raw(silent)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(post(client, server.url), 0.2)
+    await asyncio.wait_for(closed.wait(), LIMIT)
+
+
+async def test_the_pool_bounds_open_connections(
+    raw: Callable[[Serve], Awaitable[Raw]],
+) -> None:
+    client = ProviderClient(limit=2)
+    gate = asyncio.Event()
+
+    def bind(server_ref: Raw) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server_ref.read_request(reader)
+                await gate.wait()
+                writer.write(OK)
+                await writer.drain()
+
+        return serve
+
+    server = await serving(raw, bind)
+    try:
+        tasks = [asyncio.create_task(post(client, server.url)) for _ in range(5)]
+        deadline = asyncio.get_running_loop().time() + LIMIT
+        while len(server.requests) < 2 or len(client._waiting) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "never two sent, three held"
+            await asyncio.sleep(0.01)
+        assert len(server.requests) == 2  # the other three wait for a connection
+        gate.set()
+        for task in tasks:
+            response = await task
+            assert await read_all(response) == b"{}"
+        assert server.connections == 2
+    finally:
+        await client.close()
