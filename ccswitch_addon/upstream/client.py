@@ -515,13 +515,9 @@ def _request_bytes(
 ) -> bytes:
     """The request as it goes on the wire. Header values keep the bytes the tool sent (they
     were read as latin-1); a value only configured as text goes as UTF-8."""
-    pairs = list(headers)
-    text = "".join([method, target, authority, *(n + v for n, v in pairs)])
-    if any(c in text for c in _BAD_HEADER_CHARS) or " " in target or " " in method:
-        raise ValueError("the request line or a header holds a line break, NUL or space")
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {authority}\r\n"]
     accept = False
-    for name, value in pairs:
+    for name, value in headers:
         lines.append(f"{name}: {value}\r\n")
         accept = accept or name.lower() == "accept"
     if not accept:
@@ -529,8 +525,17 @@ def _request_bytes(
     if body is not None or method in ("POST", "PUT", "PATCH"):
         lines.append(f"content-length: {len(body or b'')}\r\n")
     lines.append("\r\n")
+    text = "".join(lines)
+    breaks = len(lines) + 1  # one a line, two in the first
+    if (
+        text.count("\n") != breaks
+        or text.count("\r") != breaks
+        or "\0" in text
+        or text.count(" ", 0, text.index("\r")) != 2
+    ):
+        raise ValueError("the request line or a header holds a line break, NUL or space")
     try:
-        head = "".join(lines).encode("latin-1")
+        head = text.encode("latin-1")
     except UnicodeEncodeError:
         head = b"".join(_latin1_or_utf8(line) for line in lines)
     return head + body if body else head

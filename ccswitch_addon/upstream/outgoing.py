@@ -92,41 +92,69 @@ def build(
             sent = provider.models.get(requested or "") or provider.models.get("*")
     else:
         requested = sent = peek_model(body)
-    keyed = provider.auth is not Auth.PASSTHROUGH
-    if keyed and query:
+    plan = _plan_of(provider)
+    if plan.keyed and query:
         query = _without_key(query)
-    url = f"{provider.scheme}://{_authority(provider)}{join_path(provider.base_path, path)}"
+    url = plan.origin + join_path(provider.base_path, path)
     if query:
         url += "?" + query
-    put = (*credential_headers(provider), *provider.headers.items())
-    replaced = {name.lower().encode() for name, _ in put}
-    headers: list[tuple[str, str]] = []
-    for name, value in client_headers:
-        lower = name.lower()
-        if (
-            lower in _DROP
-            or lower in replaced
-            or (keyed and lower in _CREDENTIALS)
-            or lower.startswith(b"x-ccswitch-")
-        ):
-            continue
-        headers.append((name.decode("latin-1"), value.decode("latin-1")))
-    headers.extend(put)
-    headers.append(_ACCEPT_ENCODING)
-    # The key, credential headers, and values taken from ${VAR}; a plain extra header (an
-    # X-Title) is shown as it is.
-    secrets = frozenset(value for _, value in credential_headers(provider)) | {
-        value
-        for name, value in provider.headers.items()
-        if name.lower() in provider.secret_headers or name.lower() in CLIENT_CREDENTIAL_HEADERS
-    }
+    drop, keyed = plan.drop, plan.keyed
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in client_headers
+        if (lower := name.lower()) not in drop and not lower.startswith(b"x-ccswitch-")
+    ]
+    headers += plan.put
+    secrets = plan.secrets
     if not keyed:  # the tool's own key, passed on: still not for display
-        secrets |= {
+        secrets = secrets | {
             value.decode("latin-1")
             for name, value in client_headers
             if name.lower() in _CREDENTIALS
         }
     return Outgoing(method, url, tuple(headers), body, requested, sent, secrets)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every request to one provider shares, worked out once per provider."""
+
+    keyed: bool
+    origin: str  # scheme://authority
+    drop: frozenset[bytes]  # client header names (lower case) never sent on
+    put: tuple[tuple[str, str], ...]  # the provider's credential and extra headers, and ours
+    secrets: frozenset[str]  # header values never shown
+
+
+_plans: dict[int, tuple[ProviderConfig, _Plan]] = {}
+
+
+def _plan_of(provider: ProviderConfig) -> _Plan:
+    cached = _plans.get(id(provider))
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    keyed = provider.auth is not Auth.PASSTHROUGH
+    credentials = credential_headers(provider)
+    put = (*credentials, *provider.headers.items())
+    replaced = {name.lower().encode() for name, _ in put}
+    # The key, credential headers, and values taken from ${VAR}; a plain extra header (an
+    # X-Title) is shown as it is.
+    secrets = frozenset(value for _, value in credentials) | {
+        value
+        for name, value in provider.headers.items()
+        if name.lower() in provider.secret_headers or name.lower() in CLIENT_CREDENTIAL_HEADERS
+    }
+    plan = _Plan(
+        keyed=keyed,
+        origin=f"{provider.scheme}://{_authority(provider)}",
+        drop=frozenset(_DROP | replaced | (_CREDENTIALS if keyed else frozenset())),
+        put=(*put, _ACCEPT_ENCODING),
+        secrets=secrets,
+    )
+    if len(_plans) > 1024:  # configurations come and go with reloads
+        _plans.clear()
+    _plans[id(provider)] = (provider, plan)
+    return plan
 
 
 def shown_headers(outgoing: Outgoing) -> list[tuple[str, str]]:
