@@ -4,8 +4,8 @@
     python bench/hooks.py --instructions [--log] [--map]  # instructions per request (valgrind)
 
 A routed request costs the addon three things: the request hook (which points the flow at
-the relay), the relay's work (its aiohttp server takes the small pointed request, the pooled
-aiohttp client sends the real one to the provider and reads the answer, the outcome is
+the relay), the relay's work (its small HTTP/1.1 server takes the pointed request, the pooled
+provider client sends the real one to the provider and reads the answer, the outcome is
 recorded), and the response hooks (the tool's request put back, the flow commented). This
 script does exactly that on a 1 KB Anthropic request, in one process and one event loop,
 with the fake provider (bench/fakes.py) in a process of its own so that its work is not

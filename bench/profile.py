@@ -7,7 +7,7 @@
 
 Starts the fake providers and one mitmdump (with the addon from a snapshot of the package, or
 bare with ``--bare``), drives it at a fixed concurrency while ``py-spy record`` samples it,
-then prints: the share of samples inside ccswitch_addon and aiohttp (the relay; inclusive),
+then prints: the share of samples inside ccswitch_addon (hooks and relay; inclusive),
 the addon functions by inclusive share, per hook and relay entry point by callee, and the
 hottest leaf functions (self time) under the addon's frames and overall, in CPU milliseconds
 per request (samples ÷ rate ÷ requests answered while sampling).
@@ -58,8 +58,8 @@ def frame_name(frame: str) -> str:
 
 
 def in_addon(frame: str) -> bool:
-    """The addon's own code, and the aiohttp server and client only the relay runs."""
-    return "ccswitch_addon/" in frame or "aiohttp/" in frame
+    """The addon's own code: its hooks, the relay's server and the provider client."""
+    return "ccswitch_addon/" in frame
 
 
 def _meta(collapsed: Path) -> dict[str, float]:
@@ -158,7 +158,7 @@ def summarize(collapsed: Path, top: int = 20) -> str:
     lines = [
         f"samples: {total} over {meta['requests']:.0f} requests "
         f"({total * ms_per_sample_request:.3f} CPU ms per request); "
-        f"inside ccswitch_addon and aiohttp (inclusive): {pct(addon_inclusive)}"
+        f"inside ccswitch_addon (inclusive): {pct(addon_inclusive)}"
     ]
     if by_thread:
         lines.append("by thread: " + ", ".join(f"{t} {pct(n)}" for t, n in by_thread.most_common()))

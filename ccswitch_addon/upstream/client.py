@@ -130,7 +130,12 @@ class _Connection(asyncio.Protocol):
             self.complete = True  # the end of the connection is the end of this answer
             self._wake()
             return
-        why = f"connection lost: {exc}" if exc else "the provider closed the connection"
+        when = "mid-answer" if self.head.done() else "before answering"
+        why = (
+            f"connection lost {when}: {exc}"
+            if exc
+            else f"the provider closed the connection {when}"
+        )
         self._fail(Disconnected(why))
 
     def pause_writing(self) -> None:  # the request is written whole; the kernel takes it

@@ -133,6 +133,7 @@ class _Committed:
     buffered: bytes
     watch: BodyWatch
     complete: bool  # the whole answer is in ``buffered`` and judged already
+    headers: list[tuple[str, str]]  # the provider's, less those of its connection
     leg: Leg | None = None  # how the answer is translated for the tool
     body: Readable | None = None  # the rest of a stream, translated; else the response
 
@@ -299,7 +300,7 @@ class Upstream:
             watch = BodyWatch(app.api, leg.content_type(content_type, streamed))
             if watch.sse:
                 return await self._until_commit(
-                    ex, provider, permit, record, t0, slow, response, watch, leg
+                    ex, provider, permit, record, t0, slow, response, headers, watch, leg
                 )
             body, complete = await self._read(response, t0 + timing.request_seconds)
             body, untranslatable = leg.answer(status, content_type, body, complete)
@@ -319,7 +320,7 @@ class Upstream:
                         ex, provider, permit, record, t0, outcome, status, headers, body, slow
                     )
             return _Committed(
-                provider, permit, response, record, t0, slow, body, watch, complete, leg
+                provider, permit, response, record, t0, slow, body, watch, complete, headers, leg
             )
         except asyncio.CancelledError:
             response.close()
@@ -386,6 +387,7 @@ class Upstream:
         t0: float,
         slow: bool,
         response: ProviderResponse,
+        headers: list[tuple[str, str]],
         watch: BodyWatch,
         leg: Leg,
     ) -> _Committed | _Failed:
@@ -398,7 +400,7 @@ class Upstream:
         idle = timing.stream_idle_seconds or None
         first = t0 + timing.first_byte_seconds if timing.first_byte_seconds else None
         held = bytearray()
-        status, headers = response.status, _forwarded(response.headers)
+        status = response.status
         source = leg.body(response)
         while True:
             wait = idle
@@ -452,6 +454,7 @@ class Upstream:
                     bytes(held),
                     watch,
                     False,
+                    headers,
                     leg,
                     source,
                 )
@@ -461,7 +464,7 @@ class Upstream:
     async def _deliver(self, ex: Exchange, answer: Answer, chosen: _Committed) -> None:
         provider, response = chosen.provider, chosen.response
         ex.watch = chosen.watch
-        forwarded = _forwarded(response.headers)
+        forwarded = chosen.headers
         if chosen.leg is not None:
             forwarded = chosen.leg.headers(forwarded, streamed=not chosen.complete)
         headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1)

@@ -40,7 +40,7 @@ def breaker_of(proxy: Proxy, pid: str = "primary") -> dict[str, Any]:
     ("behaviour", "why"),
     [
         (sse_error_midstream(after=0), "error"),
-        (sse_truncated(after=0), "payload"),
+        (sse_truncated(after=0), "closed the connection mid-answer"),
         (ok_sse(events=0, output_tokens=0), "empty completion"),
     ],
     ids=["error-event", "early-eof", "empty-completion"],

@@ -4,12 +4,19 @@ and every way a provider's connection can misbehave."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2e.fakes import closed_port
 
 from ccswitch_addon.upstream.client import (
@@ -405,5 +412,137 @@ async def test_the_pool_bounds_open_connections(
             response = await task
             assert await read_all(response) == b"{}"
         assert server.connections == 2
+    finally:
+        await client.close()
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate it signed for localhost and 127.0.0.1: (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccswitch test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[Raw, Path]]:
+    """A TLS provider on loopback answering OK, and the CA that signed its certificate."""
+    ca, cert, key = _certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    holder: list[Raw] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answering(OK)(holder[0])(reader, writer)
+
+    server = Raw(serve)
+    server.server = await asyncio.start_server(server._client, "127.0.0.1", 0, ssl=context)
+    server.port = server.server.sockets[0].getsockname()[1]
+    holder.append(server)
+    yield server, ca
+    server.server.close()
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_a_tls_provider_is_verified_against_the_trust_store(
+    tls_server: tuple[Raw, Path], host: str
+) -> None:
+    server, ca = tls_server
+    trusting = ProviderClient(ssl_context=ssl.create_default_context(cafile=str(ca)))
+    try:
+        for _ in range(2):
+            response = await post(trusting, f"https://{host}:{server.port}")
+            assert await read_all(response) == b"{}"
+        assert server.connections == 1  # kept alive over TLS too
+    finally:
+        await trusting.close()
+    sent = server.requests[0]
+    assert f"host: {host}:{server.port}\r\n".encode() in sent
+
+
+async def test_an_untrusted_certificate_is_a_connect_failure(
+    tls_server: tuple[Raw, Path], client: ProviderClient
+) -> None:
+    server, _ = tls_server
+    with pytest.raises(ConnectFailed) as failed:
+        await post(client, f"https://localhost:{server.port}")
+    assert isinstance(failed.value.os_error, ssl.SSLCertVerificationError)
+    assert server.requests == []
+
+
+async def test_ssl_cert_file_names_the_trust_store(
+    tls_server: tuple[Raw, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider behind a company CA: the user points SSL_CERT_FILE at a bundle holding it, as
+    # for any OpenSSL-based client.
+    server, ca = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    client = ProviderClient()
+    try:
+        response = await post(client, f"https://localhost:{server.port}")
+        assert await read_all(response) == b"{}"
     finally:
         await client.close()
