@@ -112,6 +112,7 @@ class CcSwitch:
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
         self.settings = Settings()
         self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
+        self._seen = False  # attempt flows can be seen (a flow list or -w): _attempts_seen()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -141,6 +142,8 @@ class CcSwitch:
     def configure(self, updated: set[str]) -> None:
         if "connection_strategy" in updated:
             self._force_lazy()
+        if "save_stream_file" in updated:
+            self._seen = _attempts_seen()
         if updated & NAMES:
             try:
                 settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
@@ -173,6 +176,7 @@ class CcSwitch:
     # await them.
     def running(self) -> None:
         self._running = True
+        self._seen = _attempts_seen()
         self._force_lazy()
         if self.relay is None and self._relay_task is None:
             self._relay_task = asyncio_utils.create_task(
@@ -390,7 +394,7 @@ class CcSwitch:
             if relay is None or flow.error is not None:
                 return
         exchange = exchange_of(request, app, match.endpoint)
-        exchange.keep_records = _attempts_seen()
+        exchange.keep_records = self._seen
         self._routed[flow.id] = (exchange, Original.of(request))
         relay.add(flow.id, exchange)
         point_at_relay(request, relay.port, relay.token, flow.id)
@@ -468,7 +472,7 @@ class CcSwitch:
         elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
         records = exchange.records
-        if (len(records) > 1 or any(r.failed for r in records)) and _attempts_seen():
+        if (len(records) > 1 or any(r.failed for r in records)) and self._seen:
             # After the answer has gone to the client: showing is for people, not on its path.
             task = asyncio_utils.create_task(
                 self._show(flow, app, records), name=f"ccswitch attempts of {flow.id[:8]}"

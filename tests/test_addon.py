@@ -204,10 +204,8 @@ async def test_a_small_json_answer_is_not_streamed(env: Env) -> None:
     assert f.response.status_code == 200
 
 
-async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("ccswitch_addon.addon._attempts_seen", lambda: True)  # as in mitmweb
+async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(env: Env) -> None:
+    env.cc._seen = True  # as in mitmweb, which has a flow list
     env.primary.default = status(529)
     f = model_flow("https://api.anthropic.com/v1/messages", headers={"x-api-key": "mine"})
     await env.cc.request(f)

@@ -108,6 +108,10 @@ class _Connection(asyncio.Protocol):
         self.received = True
         try:
             self.parser.feed_data(data)
+            if not self.head.done():  # all of it was head: llhttp buffers a header whole
+                self.head_size += len(data)
+                if self.head_size > HEAD_LIMIT:
+                    raise BadAnswer("answer head too large")
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswer("the provider switched protocols"))
         except httptools.HttpParserError as e:
@@ -147,9 +151,6 @@ class _Connection(asyncio.Protocol):
     # --- llhttp's callbacks ------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value)
-        if self.head_size > HEAD_LIMIT:
-            raise BadAnswer("answer head too large")
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -188,7 +189,8 @@ class _Connection(asyncio.Protocol):
 
     def begin(self, data: bytes) -> asyncio.Future[None]:
         """Send one request; the future is done once the answer's head has come."""
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing():
+            raise Disconnected("the provider closed the connection before the request")
         self.head = asyncio.get_running_loop().create_future()
         self.received = False
         self.transport.write(data)
@@ -286,7 +288,7 @@ class ProviderResponse:
         """The whole body when all of it has come already, is at most ``limit`` bytes and
         needs no decoding, the connection released; else None (read it with readany)."""
         conn = self._conn
-        if conn is None or not conn.complete or conn.buffered > limit or self._decoder:
+        if conn is None or not conn.complete or conn.buffered > limit or self._decoder is not None:
             return None
         data = conn.take()
         self.release()
@@ -360,9 +362,8 @@ class ProviderClient:
         fresh = False
         while True:
             conn, reused = await self._acquire(key, connect_timeout, fresh)
-            head = conn.begin(data)
             try:
-                await head
+                await conn.begin(data)
             except Disconnected:
                 self._release(conn, False)
                 if reused and not conn.received and not fresh:

@@ -319,6 +319,7 @@ async def test_a_body_that_breaks_raises_after_what_came(
     [
         (b"SSH-2.0-OpenSSH\r\n\r\n", BadAnswer),
         (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * (70 * 1024) + b"\r\n\r\n", BadAnswer),
+        (b"HTTP/1.1 200 OK\r\nx-endless: " + b"a" * (200 * 1024), BadAnswer),  # never ends
         (
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n",
             BadAnswer,
