@@ -86,7 +86,8 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.headers: list[tuple[str, str]] = []
-        self.head_size = 0
+        self.head_size = 0  # header bytes parsed
+        self.head_bytes = 0  # bytes fed while the head was not yet whole
         self.body: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.complete = False
@@ -109,8 +110,8 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
             if not self.head.done():  # all of it was head: llhttp buffers a header whole
-                self.head_size += len(data)
-                if self.head_size > HEAD_LIMIT:
+                self.head_bytes += len(data)
+                if self.head_bytes > HEAD_LIMIT:
                     raise BadAnswer("answer head too large")
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswer("the provider switched protocols"))
@@ -151,6 +152,9 @@ class _Connection(asyncio.Protocol):
     # --- llhttp's callbacks ------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > HEAD_LIMIT:
+            raise BadAnswer("answer head too large")
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -218,7 +222,7 @@ class _Connection(asyncio.Protocol):
         """Ready for the next request on this connection."""
         self.parser = httptools.HttpResponseParser(self)
         self.head = self.waiter = None
-        self.status = self.head_size = self.buffered = 0
+        self.status = self.head_size = self.head_bytes = self.buffered = 0
         self.headers = []
         self.body.clear()
         self.complete = self.keep_alive = self.until_close = self.informational = False
