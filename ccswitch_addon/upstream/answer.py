@@ -68,6 +68,8 @@ class Answer:
 
     def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         """The complete answer, with its length."""
+        if self.started:
+            raise RuntimeError("the relay's answer has begun already")
         self.started = True
         framing = b"content-length: %d\r\n\r\n" % len(body)
         self._protocol.send(head(status, headers, framing) + body)
@@ -75,6 +77,8 @@ class Answer:
 
     async def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
         """The status and headers of an answer whose body follows in chunks."""
+        if self.started:
+            raise RuntimeError("the relay's answer has begun already")
         self.started = True
         await self._protocol.send_and_drain(
             head(status, headers, b"transfer-encoding: chunked\r\n\r\n")

@@ -70,6 +70,23 @@ class BadAnswer(ProviderError):
     """The provider's bytes are not an HTTP/1.x answer this client can read."""
 
 
+STALE_SECONDS = 1.0  # a kept-alive connection that drops this soon after a request, silent
+
+
+class _Surplus(Exception):  # a signal out of llhttp's callbacks, not an error
+    """Stop parsing: what follows is not part of the answer asked for."""
+
+
+def _crossed(conn: _Connection) -> bool:
+    """Whether a request and the provider's close of an idle connection crossed: nothing of
+    an answer came, and the connection dropped at once. Then the provider never took the
+    request, and it goes again on a new connection. A provider that drops a request it
+    worked on is not asked twice."""
+    if conn.received:
+        return False
+    return asyncio.get_running_loop().time() - conn.sent_at < STALE_SECONDS
+
+
 class _Connection(asyncio.Protocol):
     """One connection to a provider; one request at a time."""
 
@@ -80,6 +97,9 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.idle_since = 0.0
         self.received = False  # a byte of the current answer has come
+        self.sent_at = 0.0  # loop time the current request was written
+        self.bodiless = False  # the request was HEAD: the answer has no body whatever it says
+        self.surplus = False  # bytes came after the answer was complete: never reused
         self.paused = False
         self.parser = httptools.HttpResponseParser(self)
         self.head: asyncio.Future[None] | None = None
@@ -103,7 +123,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.head is None:  # nothing asked: a provider talking out of turn is not reused
+        if self.head is None or self.complete:  # talking out of turn: never reused
+            self.surplus = True
             self.close()
             return
         self.received = True
@@ -117,6 +138,9 @@ class _Connection(asyncio.Protocol):
             self._fail(BadAnswer("the provider switched protocols"))
         except httptools.HttpParserError as e:
             self._fail(BadAnswer(f"malformed answer: {e}"))
+        except _Surplus:  # a second answer after the first: the first stands, the rest goes
+            self.surplus = True
+            self.close()
         except ProviderError as e:  # raised by a callback below
             self._fail(e)
 
@@ -151,6 +175,10 @@ class _Connection(asyncio.Protocol):
 
     # --- llhttp's callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Surplus
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_size += len(name) + len(value)
         if self.head_size > HEAD_LIMIT:
@@ -168,10 +196,13 @@ class _Connection(asyncio.Protocol):
         framed = any(
             name.lower() in ("content-length", "transfer-encoding") for name, _ in self.headers
         )
-        self.until_close = not framed and status not in (204, 304)
+        self.until_close = not framed and status not in (204, 304) and not self.bodiless
         assert self.head is not None
         if not self.head.done():
             self.head.set_result(None)
+        if self.bodiless:  # llhttp would wait for the body a HEAD answer only announces
+            self.complete = True
+            raise _Surplus  # stop parsing; whatever the provider sends on is not this answer's
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
@@ -191,12 +222,15 @@ class _Connection(asyncio.Protocol):
 
     # --- the exchange ------------------------------------------------------------------------
 
-    def begin(self, data: bytes) -> asyncio.Future[None]:
+    def begin(self, data: bytes, bodiless: bool) -> asyncio.Future[None]:
         """Send one request; the future is done once the answer's head has come."""
         if self.transport is None or self.transport.is_closing():
             raise Disconnected("the provider closed the connection before the request")
-        self.head = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.head = loop.create_future()
         self.received = False
+        self.bodiless = bodiless
+        self.sent_at = loop.time()
         self.transport.write(data)
         return self.head
 
@@ -214,6 +248,7 @@ class _Connection(asyncio.Protocol):
             self.complete
             and not self.lost
             and not self.until_close
+            and not self.surplus
             and self.error is None
             and self.keep_alive
         )
@@ -226,6 +261,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.body.clear()
         self.complete = self.keep_alive = self.until_close = self.informational = False
+        self.received = self.bodiless = False
         self.error = None
 
     def close(self) -> None:
@@ -252,13 +288,15 @@ class ProviderResponse:
 
     __slots__ = ("_client", "_conn", "_decoder", "headers", "status")
 
+    _decoder: _Decoder | None
+
     def __init__(self, client: ProviderClient, conn: _Connection) -> None:
         self._client = client
         self._conn: _Connection | None = conn
         self.status = conn.status
         headers = CIMultiDict(conn.headers)
         coding = headers.get("content-encoding", "").strip().lower()
-        self._decoder = _decoder(coding)
+        self._decoder = _Decoder(coding) if coding in _DECODED else None
         if self._decoder is not None:  # the tool gets the body decoded, so not the header
             headers.popall("content-encoding")
         self.headers = CIMultiDictProxy(headers)
@@ -267,21 +305,21 @@ class ProviderResponse:
         """The body's next bytes as they come; b"" at its end. Raises Disconnected when the
         connection broke first, BadAnswer on a malformed body."""
         decoder = self._decoder
-        if decoder is not None and decoder.unconsumed_tail:
-            return self._decode(decoder.unconsumed_tail) or await self.readany()
+        if decoder is not None and decoder.pending:
+            return decoder.feed(b"") or await self.readany()
         conn = self._conn
         while conn is not None:
             if conn.body:
                 data = conn.take()
                 if decoder is None:
                     return data
-                out = self._decode(data)
+                out = decoder.feed(data)
                 if out:
                     return out
                 continue
             if conn.complete:
                 self.release()
-                return decoder.flush() if decoder is not None else b""
+                return decoder.finish() if decoder is not None else b""
             if conn.error is not None:
                 raise conn.error
             conn.waiter = asyncio.get_running_loop().create_future()
@@ -310,20 +348,51 @@ class ProviderResponse:
         if conn is not None:
             self._client._release(conn, False)
 
-    def _decode(self, data: bytes) -> bytes:
-        assert self._decoder is not None
+
+_DECODED = frozenset({"gzip", "x-gzip", "deflate"})
+
+
+class _Decoder:
+    """A gzip or deflate body decoded as it comes, at most DECODE_STEP bytes a call.
+
+    gzip may come as several members one after another (RFC 1952); deflate as the RFC says
+    (zlib-wrapped) or raw, as some servers send it. A body that ends inside its compressed
+    stream is broken, not complete."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._wbits = 16 + zlib.MAX_WBITS if coding != "deflate" else 32 + zlib.MAX_WBITS
+        self._zlib = zlib.decompressobj(self._wbits)
+        self._tail = b""  # input not decoded yet (the step was full)
+        self._started = False  # some input was taken: no more falling back to raw deflate
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._tail)
+
+    def feed(self, data: bytes) -> bytes:
+        data, self._tail = self._tail + data if self._tail else data, b""
         try:
-            return self._decoder.decompress(data, DECODE_STEP)
+            out = self._zlib.decompress(data, DECODE_STEP)
         except zlib.error as e:
+            if self.coding == "deflate" and not self._started:
+                self._wbits, self._started = -zlib.MAX_WBITS, True
+                self._zlib = zlib.decompressobj(self._wbits)
+                return self.feed(data)
             raise BadAnswer(f"the body does not decode: {e}") from None
+        self._started = True
+        self._tail = self._zlib.unconsumed_tail
+        if self._zlib.eof and self._zlib.unused_data:  # the next gzip member
+            rest = self._zlib.unused_data
+            self._zlib = zlib.decompressobj(self._wbits)
+            self._tail = rest + self._tail
+        return out
 
-
-def _decoder(coding: str) -> zlib._Decompress | None:
-    if coding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if coding == "deflate":  # zlib-wrapped as the RFC says (a gzip header is taken too)
-        return zlib.decompressobj(32 + zlib.MAX_WBITS)
-    return None
+    def finish(self) -> bytes:
+        out = self._zlib.flush()
+        if self._started and not self._zlib.eof and self._wbits > 0:
+            raise BadAnswer("the body ends inside its compressed stream")
+        return out
 
 
 class ProviderClient:
@@ -364,13 +433,14 @@ class ProviderClient:
         key, authority, target = self._split(url)
         data = _request_bytes(method, target, authority, headers, body)
         fresh = False
+        bodiless = method == "HEAD"
         while True:
             conn, reused = await self._acquire(key, connect_timeout, fresh)
             try:
-                await conn.begin(data)
+                await conn.begin(data, bodiless)
             except Disconnected:
                 self._release(conn, False)
-                if reused and not conn.received and not fresh:
+                if reused and not fresh and _crossed(conn):
                     fresh = True  # closed by the provider while idle: once more, anew
                     continue
                 raise
@@ -400,7 +470,7 @@ class ProviderClient:
                 self._release(idle.pop(0), False)
             while idle and not fresh:
                 conn = idle.pop()
-                if conn.lost:
+                if conn.lost or conn.transport is None or conn.transport.is_closing():
                     self._release(conn, False)
                     continue
                 conn.reset()
@@ -445,7 +515,8 @@ class ProviderClient:
                     happy_eyeballs_delay=0.25,
                 )
         except TimeoutError:
-            raise ConnectTimeout(f"no connection to {host}:{port} in {timeout:g}s") from None
+            limit = f" in {timeout:g}s" if timeout else ""
+            raise ConnectTimeout(f"no connection to {host}:{port}{limit}") from None
         except OSError as e:  # refused, DNS, unreachable, TLS (ssl.SSLError is an OSError)
             raise ConnectFailed(e) from None
         return conn

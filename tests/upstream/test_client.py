@@ -542,3 +542,101 @@ async def test_ssl_cert_file_names_the_trust_store(
         assert await read_all(response) == b"{}"
     finally:
         await client.close()
+
+
+# --- what a review found ----------------------------------------------------------------------
+
+
+async def test_a_head_answer_has_no_body_whatever_its_length_says(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ncontent-type: text/html\r\n\r\n"
+    server = await serving(raw, answering(answer))
+    response = await asyncio.wait_for(
+        client.request("HEAD", server.url + "/", [], None, 5.0), LIMIT
+    )
+    assert response.status == 200
+    assert await read_all(response) == b""
+    assert server.requests[0].startswith(b"HEAD / HTTP/1.1\r\n")
+    assert b"content-length" not in server.requests[0]
+
+
+async def test_a_post_the_provider_held_then_dropped_is_not_sent_again(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ccswitch_addon.upstream.client.STALE_SECONDS", 0.05)
+
+    def bind(server_ref: Raw) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server_ref.read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+            await server_ref.read_request(reader)
+            await asyncio.sleep(0.3)  # the provider works on it, then drops the connection
+
+        return serve
+
+    server = await serving(raw, bind)
+    assert await read_all(await post(client, server.url)) == b"{}"
+    with pytest.raises(Disconnected):
+        await post(client, server.url)
+    assert len(server.requests) == 2  # the second request once, never again
+
+
+async def test_bytes_after_a_complete_answer_are_not_part_of_it(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    surplus = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 9\r\n\r\nINJECTED!"
+    server = await serving(raw, answering(OK + surplus, OK))
+    response = await post(client, server.url)
+    assert response.status == 200
+    assert await read_all(response) == b"{}"
+    assert await read_all(await post(client, server.url)) == b"{}"
+    assert server.connections == 2  # the talkative connection was not reused
+
+
+async def test_a_pooled_connection_already_closing_is_not_used(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(OK))
+    assert await read_all(await post(client, server.url)) == b"{}"
+    (pooled,) = next(iter(client._idle.values()))
+    assert pooled.transport is not None
+    pooled.transport.close()  # its close is under way; connection_lost has not run yet
+    assert await read_all(await post(client, server.url)) == b"{}"
+    assert server.connections == 2
+
+
+def _answer_encoded(coding: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-encoding: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        coding,
+        len(body),
+        body,
+    )
+
+
+async def test_gzip_members_one_after_another_are_all_decoded(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    body = gzip.compress(b"first ") + gzip.compress(b"second")
+    server = await serving(raw, answering(_answer_encoded(b"gzip", body)))
+    assert await read_all(await post(client, server.url)) == b"first second"
+
+
+async def test_raw_deflate_is_decoded(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = packer.compress(b'{"raw":"deflate"}') + packer.flush()
+    server = await serving(raw, answering(_answer_encoded(b"deflate", body)))
+    assert await read_all(await post(client, server.url)) == b'{"raw":"deflate"}'
+
+
+async def test_a_body_cut_inside_its_gzip_stream_is_broken(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    body = gzip.compress(b"x" * 5000 + bytes(range(256)) * 20)[:-20]
+    server = await serving(raw, answering(_answer_encoded(b"gzip", body)))
+    response = await post(client, server.url)
+    with pytest.raises(BadAnswer, match="inside its compressed stream"):
+        await read_all(response)
