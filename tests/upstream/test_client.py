@@ -130,6 +130,24 @@ async def serving(raw: Callable[[Serve], Awaitable[Raw]], bind: Callable[[Raw], 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
 
+def one_then_drop(hold: float = 0.0) -> Callable[[Raw], Serve]:
+    """Answer a connection's first request; read its second, hold it ``hold`` seconds (the
+    provider's own pace), then close the connection without a word."""
+
+    def bind(server_ref: Raw) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server_ref.read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+            await server_ref.read_request(reader)
+            if hold:
+                await asyncio.sleep(hold)
+
+        return serve
+
+    return bind
+
+
 async def post(client: ProviderClient, url: str, body: bytes = b"{}") -> ProviderResponse:
     headers = [("content-type", "application/json"), ("x-api-key", "k")]
     return await asyncio.wait_for(
@@ -264,16 +282,7 @@ async def test_a_connection_closed_while_idle_is_retried_once_anew(
 ) -> None:
     # The second request on a connection is read and the connection closed without a word,
     # as when a provider's idle timeout and the request cross: sent again on a new one.
-    def bind(server_ref: Raw) -> Serve:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server_ref.read_request(reader)
-            writer.write(OK)
-            await writer.drain()
-            await server_ref.read_request(reader)
-
-        return serve
-
-    server = await serving(raw, bind)
+    server = await serving(raw, one_then_drop())
     for _ in range(2):
         response = await post(client, server.url)
         assert await read_all(response) == b"{}"
@@ -565,18 +574,7 @@ async def test_a_post_the_provider_held_then_dropped_is_not_sent_again(
     raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ccswitch_addon.upstream.client.STALE_SECONDS", 0.05)
-
-    def bind(server_ref: Raw) -> Serve:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server_ref.read_request(reader)
-            writer.write(OK)
-            await writer.drain()
-            await server_ref.read_request(reader)
-            await asyncio.sleep(0.3)  # the provider works on it, then drops the connection
-
-        return serve
-
-    server = await serving(raw, bind)
+    server = await serving(raw, one_then_drop(hold=0.3))  # it works on it, then drops it
     assert await read_all(await post(client, server.url)) == b"{}"
     with pytest.raises(Disconnected):
         await post(client, server.url)
