@@ -9,33 +9,15 @@ instead, never with fake success terminals.
 
 from __future__ import annotations
 
-import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccswitch_addon.wire.translate.anthropic_chat import stop_reason
-from ccswitch_addon.wire.translate.common import (
-    SHAPE_ERRORS,
-    ChatChoiceReader,
-    ChatUsage,
-    JsonObject,
-    ThinkSplitter,
-    ToolNames,
-    dumps,
-    error_message,
-)
-from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator, encode_event
+from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State
+from ccswitch_addon.wire.translate.common import JsonObject, ToolNames, dumps
+from ccswitch_addon.wire.translate.sse import encode_event
 
-__all__ = ["ChatToAnthropicStream", "State"]
-
-
-class State(enum.Enum):
-    START = "start"  # nothing sent yet
-    MESSAGE = "message"  # message_start sent, content flowing
-    FINISHING = "finishing"  # finish_reason seen, blocks closed; waiting for usage and the end
-    DONE = "done"  # message_delta and message_stop sent
-    FAILED = "failed"  # an error event sent
+__all__ = ["ChatToAnthropicStream"]
 
 
 @dataclass(slots=True)
@@ -47,70 +29,23 @@ class _Tool:
     open: bool = False
 
 
-class ChatToAnthropicStream(SseTranslator, ChatChoiceReader):
+class ChatToAnthropicStream(ChatStreamTranslator):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream."""
 
     def __init__(self, names: ToolNames | None = None) -> None:
         super().__init__()
         self.names = names or ToolNames()
-        self.state = State.START
-        self.failure: str | None = None  # why the stream failed, once it has
         self._next_block = 0
         self._open: tuple[str, int] | None = None  # the open thinking or text block
         self._visible = False  # visible output began: later reasoning is dropped
-        self._think = ThinkSplitter()
         self._tools: dict[int, _Tool] = {}
         self._finish: Any = None
-        self._usage = ChatUsage()
         self._message_id = "msg_ccswitch"
-
-    @property
-    def finished(self) -> bool:
-        """The stream ended properly: the client got ``message_stop``."""
-        return self.state is State.DONE
 
     # --- output --------------------------------------------------------------------------
 
     def _send(self, kind: str, data: JsonObject) -> None:
         self._out.append(encode_event(kind, dumps({"type": kind, **data})))
-
-    def _event(self, event: SseEvent) -> None:
-        if self.state in (State.DONE, State.FAILED):
-            return
-        data = event.data.strip()
-        if data == "[DONE]":
-            self.on_done()
-            return
-        if not data:
-            return
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            return  # a provider's non-JSON keep-alive
-        if not isinstance(chunk, dict):
-            return
-        if chunk.get("error"):  # "error": null is a placeholder some gateways send
-            message, _ = error_message(data.encode())
-            self.fail(f"the provider reported an error: {message}")
-            return
-        try:
-            self.on_chunk(chunk)
-        except SHAPE_ERRORS as e:
-            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
-
-    # --- one method per incoming kind ------------------------------------------------------
-
-    def on_chunk(self, chunk: JsonObject) -> None:
-        if chunk.get("usage"):
-            self._usage = ChatUsage.of(chunk["usage"])
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices:
-            return  # a usage-only chunk
-        if self.state is State.START:
-            self.on_first(chunk)
-        if self.state is not State.MESSAGE:
-            return  # after the first finish_reason only usage counts
-        self.read_choice(choices[0])
 
     def on_first(self, chunk: JsonObject) -> None:
         self._message_id = f"msg_{chunk.get('id') or 'ccswitch'}"
@@ -127,7 +62,6 @@ class ChatToAnthropicStream(SseTranslator, ChatChoiceReader):
             "usage": usage,
         }
         self._send("message_start", {"message": message})
-        self.state = State.MESSAGE
 
     def on_reasoning(self, text: str) -> None:
         if self._visible:
@@ -180,30 +114,18 @@ class ChatToAnthropicStream(SseTranslator, ChatChoiceReader):
         self._finish = stop_reason(reason, started)
         self.state = State.FINISHING
 
-    def on_done(self) -> None:
-        self.on_end()
+    def on_complete(self) -> None:
+        self._send(
+            "message_delta",
+            {
+                "delta": {"stop_reason": self._finish, "stop_sequence": None},
+                "usage": self._usage.anthropic(),
+            },
+        )
+        self._send("message_stop", {})
 
-    def on_end(self) -> None:
-        if self.state is State.MESSAGE:
-            # the held text of an unfinished <think> is lost with the stream anyway
-            self.fail("the stream ended without a finish_reason")
-        elif self.state is State.START:
-            self.fail("the stream ended before any answer")
-        elif self.state is State.FINISHING:
-            self._send(
-                "message_delta",
-                {
-                    "delta": {"stop_reason": self._finish, "stop_sequence": None},
-                    "usage": self._usage.anthropic(),
-                },
-            )
-            self._send("message_stop", {})
-            self.state = State.DONE
-
-    def fail(self, why: str) -> None:
-        self.failure = why
+    def on_failed(self, why: str) -> None:
         self._send("error", {"error": {"type": "api_error", "message": f"ccswitch: {why}"}})
-        self.state = State.FAILED
 
     # --- blocks -----------------------------------------------------------------------
 

@@ -10,34 +10,16 @@ fails: "completed" without a call would silently stop Codex's agent loop.
 
 from __future__ import annotations
 
-import enum
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccswitch_addon.wire.translate.common import (
-    SHAPE_ERRORS,
-    BadAnswer,
-    ChatChoiceReader,
-    ChatUsage,
-    JsonObject,
-    ThinkSplitter,
-    dumps,
-    error_message,
-)
+from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State
+from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, dumps
 from ccswitch_addon.wire.translate.responses_chat import ResponsesTools, finish_status
-from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator, encode_event
+from ccswitch_addon.wire.translate.sse import encode_event
 
-__all__ = ["ChatToResponsesStream", "State"]
-
-
-class State(enum.Enum):
-    START = "start"  # nothing sent yet
-    STREAMING = "streaming"  # response.created sent, output flowing
-    FINISHING = "finishing"  # finish_reason seen, items done; waiting for usage and the end
-    DONE = "done"  # response.completed or response.incomplete sent
-    FAILED = "failed"  # response.failed sent
+__all__ = ["ChatToResponsesStream"]
 
 
 @dataclass(slots=True)
@@ -47,7 +29,7 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
-class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
+class ChatToResponsesStream(ChatStreamTranslator):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream.
 
     ``on_complete(response)`` is called with the final response object (for the
@@ -63,8 +45,6 @@ class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
     ) -> None:
         super().__init__()
         self.tools = tools or ResponsesTools()
-        self.state = State.START
-        self.failure: str | None = None
         self._created_at = created_at
         self._on_complete = on_complete
         self._sequence = 0
@@ -73,15 +53,8 @@ class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
         self._open: JsonObject | None = None  # the streaming reasoning or message item
         self._open_text: list[str] = []
         self._visible = False
-        self._think = ThinkSplitter()
         self._calls: dict[int, _Call] = {}
         self._status: tuple[str, str | None] = ("completed", None)
-        self._usage = ChatUsage()
-
-    @property
-    def finished(self) -> bool:
-        """The stream ended properly (completed or incomplete)."""
-        return self.state is State.DONE
 
     # --- output --------------------------------------------------------------------------
 
@@ -89,42 +62,6 @@ class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
         payload = {"type": kind, "sequence_number": self._sequence, **data}
         self._sequence += 1
         self._out.append(encode_event(kind, dumps(payload)))
-
-    def _event(self, event: SseEvent) -> None:
-        if self.state in (State.DONE, State.FAILED):
-            return
-        data = event.data.strip()
-        if data == "[DONE]":
-            self.on_end()
-            return
-        try:
-            chunk = json.loads(data) if data else None
-        except ValueError:
-            return
-        if not isinstance(chunk, dict):
-            return
-        if chunk.get("error"):
-            message, _ = error_message(data.encode())
-            self.fail(f"the provider reported an error: {message}")
-            return
-        try:
-            self.on_chunk(chunk)
-        except SHAPE_ERRORS as e:
-            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
-
-    # --- one method per incoming kind ------------------------------------------------------
-
-    def on_chunk(self, chunk: JsonObject) -> None:
-        if chunk.get("usage"):
-            self._usage = ChatUsage.of(chunk["usage"])
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices:
-            return
-        if self.state is State.START:
-            self.on_first(chunk)
-        if self.state is not State.STREAMING:
-            return
-        self.read_choice(choices[0])
 
     def on_first(self, chunk: JsonObject) -> None:
         rid = f"resp_{chunk.get('id') or 'ccswitch'}"
@@ -141,7 +78,6 @@ class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
         }
         self._send("response.created", {"response": self._response})
         self._send("response.in_progress", {"response": self._response})
-        self.state = State.STREAMING
 
     def on_reasoning(self, text: str) -> None:
         if self._visible:
@@ -220,32 +156,24 @@ class ChatToResponsesStream(SseTranslator, ChatChoiceReader):
         self._status = finish_status(reason)
         self.state = State.FINISHING
 
-    def on_end(self) -> None:
-        if self.state is State.STREAMING:
-            self.fail("the stream ended without a finish_reason")
-        elif self.state is State.START:
-            self.fail("the stream ended before any answer")
-        elif self.state is State.FINISHING:
-            status, reason = self._status
-            response = {
-                **self._response,
-                "status": status,
-                "incomplete_details": {"reason": reason} if reason else None,
-                "output": self._output,
-                "usage": self._usage.responses(),
-            }
-            kind = "response.completed" if status == "completed" else "response.incomplete"
-            self._send(kind, {"response": response})
-            self.state = State.DONE
-            if self._on_complete is not None:
-                self._on_complete(response)
+    def on_complete(self) -> None:
+        status, reason = self._status
+        response = {
+            **self._response,
+            "status": status,
+            "incomplete_details": {"reason": reason} if reason else None,
+            "output": self._output,
+            "usage": self._usage.responses(),
+        }
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        self._send(kind, {"response": response})
+        if self._on_complete is not None:
+            self._on_complete(response)
 
-    def fail(self, why: str) -> None:
-        self.failure = why
+    def on_failed(self, why: str) -> None:
         error = {"code": "server_error", "message": f"ccswitch: {why}"}
         response = {**self._response, "status": "failed", "error": error, "output": self._output}
         self._send("response.failed", {"response": response})
-        self.state = State.FAILED
 
     # --- items ------------------------------------------------------------------------
 

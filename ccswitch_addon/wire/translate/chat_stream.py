@@ -1,0 +1,115 @@
+"""What every translation of a Chat Completions stream shares: reading it.
+
+Each ``data:`` line is a chunk; ``[DONE]`` or the end of the stream ends it; an ``error``
+chunk or a malformed one fails it. The first chunk with a choice opens the answer, each
+choice is read in order (ChatChoiceReader), and usage may come in any chunk, also after the
+finish reason. A subclass says how the answer opens (``on_first``), what each part of a
+choice becomes, how it closes (``on_complete``) and how it fails (``on_failed``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+
+from ccswitch_addon.wire.translate.common import (
+    SHAPE_ERRORS,
+    ChatChoiceReader,
+    ChatUsage,
+    JsonObject,
+    ThinkSplitter,
+    error_message,
+)
+from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator
+
+__all__ = ["ChatStreamTranslator", "State"]
+
+
+class State(enum.Enum):
+    START = "start"  # nothing sent yet
+    STREAMING = "streaming"  # the answer's opening events sent, output flowing
+    FINISHING = "finishing"  # finish_reason seen, output closed; waiting for usage and the end
+    DONE = "done"  # the closing events sent
+    FAILED = "failed"  # the API's own error event sent
+
+
+class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
+    """A Chat Completions stream read for another API's stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = State.START
+        self.failure: str | None = None  # why the stream failed, once it has
+        self._think = ThinkSplitter()
+        self._usage = ChatUsage()
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended properly: the client got the API's closing events."""
+        return self.state is State.DONE
+
+    def _event(self, event: SseEvent) -> None:
+        if self.state in (State.DONE, State.FAILED):
+            return
+        data = event.data.strip()
+        if data == "[DONE]":
+            self.on_end()
+            return
+        if not data:
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return  # a provider's non-JSON keep-alive
+        if not isinstance(chunk, dict):
+            return
+        if chunk.get("error"):  # "error": null is a placeholder some gateways send
+            message, _ = error_message(data.encode())
+            self.fail(f"the provider reported an error: {message}")
+            return
+        try:
+            self.on_chunk(chunk)
+        except SHAPE_ERRORS as e:
+            self.fail(f"the provider sent a malformed chunk ({type(e).__name__})")
+
+    def on_chunk(self, chunk: JsonObject) -> None:
+        if chunk.get("usage"):
+            self._usage = ChatUsage.of(chunk["usage"])
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return  # a usage-only chunk
+        if self.state is State.START:
+            self.on_first(chunk)
+            self.state = State.STREAMING
+        if self.state is not State.STREAMING:
+            return  # after the first finish_reason only usage counts
+        self.read_choice(choices[0])
+
+    def on_end(self) -> None:
+        if self.state is State.STREAMING:
+            # the held text of an unfinished <think> is lost with the stream anyway
+            self.fail("the stream ended without a finish_reason")
+        elif self.state is State.START:
+            self.fail("the stream ended before any answer")
+        elif self.state is State.FINISHING:
+            self.state = State.DONE
+            self.on_complete()
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        self.on_failed(why)
+        self.state = State.FAILED
+
+    # --- what a subclass says ---------------------------------------------------------------
+
+    def on_first(self, chunk: JsonObject) -> None:
+        """The first chunk with a choice: send the answer's opening events."""
+        raise NotImplementedError
+
+    def on_complete(self) -> None:
+        """After the finish reason and the end: send the answer's closing events."""
+        raise NotImplementedError
+
+    def on_failed(self, why: str) -> None:
+        """Send the API's own error event."""
+        raise NotImplementedError
