@@ -411,38 +411,24 @@ class Upstream:
                 async with asyncio.timeout(wait):
                     chunk = await source.readany()
             except TimeoutError:
-                response.close()
                 late = first is not None and time.monotonic() >= first
                 why = (
                     f"no first token in {timing.first_byte_seconds:g}s"
                     if late
                     else f"silent for {idle:g}s before its first token"
                 )
-                outcome = classify_error(ErrorKind.BROKEN, why)
-                return self._failed(
-                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
-                )
+                break
             except ProviderError as e:
-                response.close()
-                outcome = classify_error(ErrorKind.BROKEN, _describe(e) or "stream broke")
-                return self._failed(
-                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
-                )
+                why = _describe(e) or "stream broke"
+                break
             watch(chunk)
             held += chunk
             if not chunk:  # the end, before any content
-                response.release()
-                problem = watch.problem() or "stream ended with no content"
-                outcome = classify_error(ErrorKind.BROKEN, problem)
-                return self._failed(
-                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
-                )
+                why = watch.problem() or "stream ended with no content"
+                break
             if watch.error:
-                response.close()
-                outcome = classify_error(ErrorKind.BROKEN, watch.error)
-                return self._failed(
-                    ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
-                )
+                why = watch.error
+                break
             if watch.content or len(held) >= COMMIT_BYTES:
                 return _Committed(
                     provider,
@@ -458,6 +444,11 @@ class Upstream:
                     leg,
                     source,
                 )
+        response.release()  # kept only when the stream ended cleanly, else closed
+        outcome = classify_error(ErrorKind.BROKEN, why)
+        return self._failed(
+            ex, provider, permit, record, t0, outcome, status, headers, bytes(held), slow
+        )
 
     # --- the answer the client gets -----------------------------------------------------------
 
@@ -650,16 +641,11 @@ def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP]
 
 
-_LABELS = frozenset({"x-ccswitch-provider", "x-ccswitch-attempts"})
-
-
 def _labelled(
     headers: Sequence[tuple[str, str]], provider: str, attempts: int
 ) -> list[tuple[str, str]]:
-    labelled = [(k, v) for k, v in headers if k.lower() not in _LABELS]
-    labelled.append(("x-ccswitch-provider", provider))
-    labelled.append(("x-ccswitch-attempts", str(attempts)))
-    return labelled
+    """The headers with our two labels added; a provider's own were dropped (_forwarded)."""
+    return [*headers, ("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
 
 
 def _json_reply(
