@@ -7,14 +7,14 @@ before the rewrite parses or inflates the body.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import zlib
 from dataclasses import dataclass
 
-import brotli  # type: ignore[import-untyped]  # mitmproxy's own dependencies, like zstandard
-import zstandard
+import brotli  # type: ignore[import-untyped]
+
+from ccswitch_addon.core import zstd
 
 __all__ = ["BodyProblem", "check_json_body", "inflate"]
 
@@ -87,11 +87,10 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
         elif coding == "br":
             out = _inflate_brotli(body, limit)
         elif coding == "zstd":
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body))
-            out = reader.read(limit + 1)
+            out = zstd.decompress_bounded(body, limit)
         else:
             raise BodyProblem(400, f"ccswitch: unsupported content-encoding {encoding!r}")
-    except (zlib.error, zstandard.ZstdError, ValueError, OSError) as e:
+    except (zlib.error, zstd.ZstdError, ValueError, OSError) as e:
         raise BodyProblem(
             400, f"ccswitch: the {coding} request body does not decode: {e}"
         ) from None
