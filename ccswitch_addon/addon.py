@@ -23,9 +23,8 @@ from typing import Any
 from mitmproxy import command, ctx, eventsequence, exceptions, http
 from mitmproxy.log import ALERT
 from mitmproxy.proxy.mode_specs import ReverseMode
-from mitmproxy.utils import asyncio_utils
 
-from ccswitch_addon import guard
+from ccswitch_addon import compat, guard
 from ccswitch_addon.core.config import (
     AppConfig,
     Config,
@@ -179,7 +178,7 @@ class CcSwitch:
         self._seen = _attempts_seen()
         self._force_lazy()
         if self.relay is None and self._relay_task is None:
-            self._relay_task = asyncio_utils.create_task(
+            self._relay_task = compat.create_task(
                 self._start_relay(), name="ccswitch provider relay"
             )
         if ctx.options.listen_host not in ("127.0.0.1", "localhost", "::1"):
@@ -195,8 +194,8 @@ class CcSwitch:
             )
         if not self._tasks:
             self._tasks = [
-                asyncio_utils.create_task(self._watch_config(), name="ccswitch config watcher"),
-                asyncio_utils.create_task(self._tick(), name="ccswitch timers and probes"),
+                compat.create_task(self._watch_config(), name="ccswitch config watcher"),
+                compat.create_task(self._tick(), name="ccswitch timers and probes"),
             ]
             if ctx.options.ccswitch_redis and self.engine is not None:
                 self.gateway = SharedState(
@@ -206,7 +205,7 @@ class CcSwitch:
                     ctx.options.ccswitch_redis_down,
                 )
                 self._tasks.append(
-                    asyncio_utils.create_task(self.gateway.run(), name="ccswitch team gateway")
+                    compat.create_task(self.gateway.run(), name="ccswitch team gateway")
                 )
 
     def done(self) -> None:
@@ -216,7 +215,7 @@ class CcSwitch:
         if self.relay is not None:
             relay, self.relay, self.upstream = self.relay, None, None
             # In-flight attempts are cancelled: their permits go back.
-            self._stopping = asyncio_utils.create_task(relay.stop(), name="ccswitch relay stop")
+            self._stopping = compat.create_task(relay.stop(), name="ccswitch relay stop")
         if self.engine is not None:
             self.engine.close()
 
@@ -334,7 +333,7 @@ class CcSwitch:
                 continue
             # A recovered provider gets traffic back without a user's request as the probe.
             for app, provider in self.engine.probes_due():
-                task = asyncio_utils.create_task(
+                task = compat.create_task(
                     self._probe(app, provider), name=f"ccswitch probe {app.name}:{provider.id}"
                 )
                 probes.add(task)
@@ -474,7 +473,7 @@ class CcSwitch:
         records = exchange.records
         if (len(records) > 1 or any(r.failed for r in records)) and self._seen:
             # After the answer has gone to the client: showing is for people, not on its path.
-            task = asyncio_utils.create_task(
+            task = compat.create_task(
                 self._show(flow, app, records), name=f"ccswitch attempts of {flow.id[:8]}"
             )
             self._showing.add(task)
