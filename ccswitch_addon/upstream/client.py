@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ccswitch_addon.upstream import dial
+
 __all__ = [
     "BadAnswer",
     "ConnectFailed",
@@ -506,14 +508,17 @@ class ProviderClient:
         tls = self.ssl_context if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout or None):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(key, self),
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=host if tls is not None else None,
-                    happy_eyeballs_delay=0.25,
-                )
+                sock = await dial.open_socket(host, port)
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(key, self),
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             limit = f" in {timeout:g}s" if timeout else ""
             raise ConnectTimeout(f"no connection to {host}:{port}{limit}") from None
