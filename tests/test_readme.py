@@ -94,5 +94,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = re.search(r"^python3 -m venv .*pytest$", README, re.M)
     assert command is not None
     test_part = command.group(0).split("&& ", 2)[-1]
-    assert test_part == "pip install -e '.[test]' && python -m pytest"
+    assert test_part == "pip install -e '.[test]' -c requirements/test.txt && python -m pytest"
     assert test_part in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_lock_pins_every_supported_python_and_regenerates_by_its_own_script() -> None:
+    lock = (ROOT / "requirements" / "test.txt").read_text()
+    assert "requirements/compile.sh" in lock.splitlines()[1]  # the command that regenerates it
+    for version, mitmproxy in (("3.11", "11."), ("3.12", "12."), ("3.13", "12.")):
+        pins = [line for line in lock.splitlines() if f'python_version == "{version}"' in line]
+        assert any(line.startswith(f"mitmproxy=={mitmproxy}") for line in pins), version
+        assert all("==" in line for line in pins)

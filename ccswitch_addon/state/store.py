@@ -83,16 +83,20 @@ class BreakerRow:
 
 def _connect(path: Path, wal: bool = True, timeout: float = 2.0) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
-    if wal:
-        connection.execute("PRAGMA journal_mode=WAL")
-    else:
-        # Exclusive locking before the first access keeps SQLite off the -shm file while it
-        # leaves WAL mode (it keeps the WAL index on the heap instead).
-        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
-        connection.execute("PRAGMA journal_mode=DELETE")
-        connection.execute("PRAGMA locking_mode=NORMAL")
-        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # releases it
-    connection.execute("PRAGMA synchronous=NORMAL")
+    try:
+        if wal:
+            connection.execute("PRAGMA journal_mode=WAL")
+        else:
+            # Exclusive locking before the first access keeps SQLite off the -shm file while it
+            # leaves WAL mode (it keeps the WAL index on the heap instead).
+            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+            connection.execute("PRAGMA journal_mode=DELETE")
+            connection.execute("PRAGMA locking_mode=NORMAL")
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # releases it
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        connection.close()  # a locked or damaged file: nothing is left open (3.13 warns)
+        raise
     return connection
 
 
@@ -373,8 +377,12 @@ def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
         raise StoreError(f"{path}: no state file (has the proxy run with this state path?)")
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot read the state file: {e}") from None
+    try:
         connection.execute("SELECT count(*) FROM schema_version").fetchone()
     except sqlite3.Error as e:
+        connection.close()
         raise StoreError(f"{path}: cannot read the state file: {e}") from None
     with closing(connection):
         yield connection

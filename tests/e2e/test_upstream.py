@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mitmproxy.version
 import pytest
 
 from .fakes import (
@@ -377,6 +378,11 @@ def test_a_json_answer_with_an_error_inside_a_200_is_failed_over(
 # --- mitmweb's flow list -------------------------------------------------------------------
 
 
+# mitmweb 12 asks for a password on its API (web_password, sent as a bearer token); 11 has none.
+WEB_AUTH = int(mitmproxy.version.VERSION.split(".")[0]) >= 12
+WEB_PASSWORD = "ccswitch-test"
+
+
 class WebProxy(Proxy):
     """mitmweb instead of mitmdump, its web server on `web_port`."""
 
@@ -386,7 +392,10 @@ class WebProxy(Proxy):
         args = super().command()
         args[0] = str(Path(args[0]).with_name("mitmweb"))
         self.web_port = closed_port()
-        return [*args, "--set", f"web_port={self.web_port}", "--set", "web_open_browser=false"]
+        args += ["--set", f"web_port={self.web_port}", "--set", "web_open_browser=false"]
+        if WEB_AUTH:
+            args += ["--set", f"web_password={WEB_PASSWORD}"]
+        return args
 
 
 def test_dashboard_polls_stay_out_of_mitmwebs_flow_list_and_attempts_are_in_it(
@@ -405,7 +414,8 @@ def test_dashboard_polls_stay_out_of_mitmwebs_flow_list_and_attempts_are_in_it(
 
         def listed() -> list[str]:
             conn = http.client.HTTPConnection("127.0.0.1", proxy.web_port, timeout=5)
-            conn.request("GET", "/flows")
+            auth = {"Authorization": f"Bearer {WEB_PASSWORD}"} if WEB_AUTH else {}
+            conn.request("GET", "/flows", headers=auth)
             flows = json.loads(conn.getresponse().read())
             conn.close()
             return [f"{f['request']['host']}{f['request']['path']}" for f in flows]
