@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -210,7 +211,7 @@ def test_screenshots_of_an_empty_a_healthy_and_a_failing_over_state(
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             return db.execute(sql).fetchall()
     except sqlite3.Error:
         return []

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +396,8 @@ def test_provider_text_is_printed_escaped_by_ccswitch_log(
     assert "\x1b" not in result.stdout
     assert "\x07" not in result.stdout
     assert len(result.stdout.splitlines()) == 2  # the header and one row
-    stored = sqlite3.connect(proxy.state_path).execute("SELECT error FROM requests").fetchone()
+    with closing(sqlite3.connect(proxy.state_path)) as db:
+        stored = db.execute("SELECT error FROM requests").fetchone()
     assert EscapingError.MESSAGE in stored[0]  # kept as data, escaped when printed
 
 
