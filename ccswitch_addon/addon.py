@@ -465,6 +465,8 @@ class CcSwitch:
             "app": app,
             "provider": finished.served,
             "attempts": [a.to_json() for a in finished.attempts],
+            "route": finished.route,
+            "why": finished.why,
         }
         flow.comment = finished.comment()
         if finished.served is None:

@@ -140,11 +140,14 @@ class Engine:
                     input_tokens=done.usage.input_tokens,
                     output_tokens=done.usage.output_tokens,
                     streaming=done.streaming,
+                    route=done.route,
+                    why=done.why,
                 )
             )
         self.history.finished(_log_entry(done, now))
         if done.served is None:
             return None
+        self.router.served(done.app, done.route, done.conversation, done.served)
         previous = self.switches.active(done.app)
         current = self.router.current(done.app)
 
@@ -293,4 +296,6 @@ def _log_entry(done: Finished, now: float) -> dict[str, Any]:
         "input_tokens": done.usage.input_tokens,
         "output_tokens": done.usage.output_tokens,
         "chain": [a.to_json() for a in done.attempts],
+        "route": done.route,
+        "why": done.why,
     }

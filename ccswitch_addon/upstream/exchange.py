@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,8 +22,11 @@ from multidict import CIMultiDictProxy
 
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
+from ccswitch_addon.core.facts import Facts
+from ccswitch_addon.core.keypool import REFUSED
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.core.record import Attempt, Finished
+from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
@@ -67,6 +71,7 @@ _RESPONSE_DROP = frozenset(
         "trailer",
         "x-ccswitch-provider",
         "x-ccswitch-attempts",
+        "x-ccswitch-route",
     }
 )
 
@@ -111,6 +116,10 @@ class Exchange:
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
     thinking_stripped: bool = False  # retried once without thinking after a signature 400
+    route: str | None = None  # the route that took it (core/routes.py)
+    why: str | None = None  # what affinity decided
+    conversation: str | None = None
+    keys: dict[str, list[int]] = field(default_factory=dict)  # pool keys used, per provider
 
 
 @dataclass(slots=True)
@@ -166,13 +175,20 @@ class Upstream:
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
         optional = ex.endpoint.path if ex.endpoint.optional else None
-        selection = self.router.select_providers(app.name, optional)
+        facts = Facts(app.api, ex.path, ex.headers, ex.body)
+        selection = self.router.select_providers(app.name, optional, facts)
+        ex.route, ex.why, ex.conversation = selection.route, selection.why, selection.conversation
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
                 break
+            keyed = self._keyed(ex, provider)
+            if keyed is None:
+                ex.skipped.append(f"{provider.id}: every key cooling down")
+                continue
+            provider = keyed
             leg = self._leg(ex, provider)
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
@@ -221,14 +237,17 @@ class Upstream:
                 app.api, 502, f"ccswitch: no provider answered ({tried})", _UNANSWERED[app.api]
             )
             failure.headers, failure.body = list(reply.headers), reply.body
-        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
+        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
         answer.whole(failure.status or 502, headers, failure.body)
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
-        for pid in selection.app.queue:
+        queue = selection.app.queue
+        if selection.route is not None:
+            queue = next(r.queue for r in selection.app.routing.routes if r.name == selection.route)
+        for pid in queue:
             if pid not in chosen:
                 provider = selection.app.providers[pid]
                 state = (
@@ -238,6 +257,51 @@ class Upstream:
                 )
                 notes.append(f"{pid}: {state}")
         return notes
+
+    # --- key pools ---------------------------------------------------------------------------
+
+    def _keyed(self, ex: Exchange, provider: ProviderConfig) -> ProviderConfig | None:
+        """The provider with the pool key this request uses (the conversation's own), or
+        None when every key cools down; a provider without a pool as it is."""
+        pool = self.router.pools.get(ex.app.name, provider.id)
+        if pool is None:
+            return provider
+        used = ex.keys.setdefault(provider.id, [])
+        index = pool.pick(ex.conversation, used)
+        if index is None:
+            return None
+        used.append(index)
+        return dataclasses.replace(provider, api_key=pool.key(index))
+
+    def _another_key(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        record: AttemptRecord | None,
+        status: int,
+        outcome: Outcome,
+        answer: bytes,
+    ) -> tuple[ProviderConfig, Leg] | None:
+        """A key refused (401, 403, 429): it cools down alone and the request goes again at
+        once with another key of the same provider, counted neither against the provider nor
+        as an attempt. None when the provider has no other key that can serve."""
+        pool = self.router.pools.get(ex.app.name, provider.id)
+        used = ex.keys.get(provider.id)
+        if pool is None or not used or status not in REFUSED:
+            return None
+        index = used[-1]
+        until = outcome.cooldown_until or time.time() + ex.app.breaker.open_seconds
+        pool.refused(index, until, f"{status}: {outcome.reason}")
+        keyed = self._keyed(ex, provider)
+        if keyed is None:
+            return None
+        refused = f"key {mask(pool.key(index))} refused ({status}): cooling down"
+        if record is not None:
+            record.response_body, record.ended = answer, time.time()
+            record.error = f"{refused}; sent again with another key"
+        logger.info("ccswitch: %s:%s %s", ex.app.name, provider.id, refused)
+        leg = self._leg(ex, keyed)
+        return (keyed, leg) if leg.out is not None else None
 
     # --- one attempt -----------------------------------------------------------------------
 
@@ -287,6 +351,9 @@ class Upstream:
                     timing.max_cooldown_seconds,
                 )
                 response.release()
+                again = self._another_key(ex, provider, record, status, outcome, body)
+                if again is not None:
+                    return await self._attempt(ex, again[0], permit, again[1])
                 failed = self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
@@ -458,7 +525,7 @@ class Upstream:
         forwarded = chosen.headers
         if chosen.leg is not None:
             forwarded = chosen.leg.headers(forwarded, streamed=not chosen.complete)
-        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1)
+        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1, ex.route)
         if chosen.complete:
             self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
             self._finish(ex, provider.id)
@@ -623,6 +690,9 @@ class Upstream:
             total_ms=round((time.time() - ex.started) * 1000, 1),
             ttfb_ms=ex.ttfb_ms,
             streaming=bool(ex.watch and ex.watch.sse),
+            route=ex.route,
+            why=ex.why,
+            conversation=ex.conversation,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage
@@ -642,10 +712,11 @@ def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
 
 
 def _labelled(
-    headers: Sequence[tuple[str, str]], provider: str, attempts: int
+    headers: Sequence[tuple[str, str]], provider: str, attempts: int, route: str | None = None
 ) -> list[tuple[str, str]]:
-    """The headers with our two labels added; a provider's own were dropped (_forwarded)."""
-    return [*headers, ("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
+    """The headers with our labels added; a provider's own were dropped (_forwarded)."""
+    labels = [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
+    return [*headers, *labels, *([("x-ccswitch-route", route)] if route else [])]
 
 
 def _json_reply(
