@@ -44,7 +44,7 @@ def conversation_of_user_id(user_id: object) -> str | None:
 class Facts:
     """One request's answers to the routing questions, each computed on first use."""
 
-    __slots__ = ("_conversation", "_doc", "_model", "api", "body", "headers", "path")
+    __slots__ = ("_conversation", "_doc", "_headers", "_model", "api", "body", "headers", "path")
 
     def __init__(
         self,
@@ -58,16 +58,19 @@ class Facts:
         self.headers = headers
         self.body = body or b""
         self._doc: Any = _UNSET
+        self._headers: dict[bytes, bytes] | None = None
         self._model: Any = _UNSET
         self._conversation: Any = _UNSET
 
     def header(self, name: str) -> str | None:
         """The first value of a header (``name`` in lower case)."""
-        wanted = name.encode()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return None
+        found = self._headers
+        if found is None:  # one pass over the headers, first value of each name kept
+            found = self._headers = {}
+            for key, value in self.headers:
+                found.setdefault(key.lower(), value)
+        value = found.get(name.encode())
+        return value.decode("latin-1") if value is not None else None
 
     def document(self) -> dict[str, Any]:
         """The JSON body, parsed once; {} when it is not a JSON object."""
@@ -92,13 +95,18 @@ class Facts:
         if self.api is Api.GEMINI:
             match = _GEMINI_MODEL.search(self.path)
             return match.group(1) if match else None
-        if b'"model"' not in self.body:
+        at = self.body.find(b'"model"')
+        if at < 0:
             return None
-        try:
-            found = top_level_model(self.body.decode("utf-8"))
-        except (ValueError, RecursionError):
-            return None
-        return found[2] if found is not None and isinstance(found[2], str) else None
+        # Coding tools put the model first: decode only the head of a long context, and the
+        # whole body only when the members before the model run past it.
+        for text in (self.body[: at + 512].decode("utf-8", "replace"), None):
+            try:
+                found = top_level_model(text if text is not None else self.body.decode("utf-8"))
+            except (ValueError, RecursionError):
+                continue
+            return found[2] if found is not None and isinstance(found[2], str) else None
+        return None
 
     @property
     def subagent(self) -> bool:
@@ -106,7 +114,9 @@ class Facts:
         system prompt; Codex sends ``x-openai-subagent``."""
         if self.header("x-openai-subagent") is not None:
             return True
-        at = self.body.find(_BILLING)
+        # From the end: Claude Code sends system after the growing messages, so the search
+        # runs over the tools only, and a message quoting the line is not taken for it.
+        at = self.body.rfind(_BILLING)
         if at < 0:
             return False
         end = self.body.find(b'"', at + len(_BILLING))
