@@ -116,11 +116,12 @@ def day(conversations: int, turns: int, seed: int) -> list[Turn]:
     return out
 
 
-def outages(seed: int) -> list[tuple[float, float]]:
+def outages(seed: int, count: int) -> list[tuple[float, float]]:
+    """``count`` outages of 2 minutes, one in each equal part of the day."""
     rng = random.Random(seed + 1)
-    first = rng.uniform(1, 3) * 3600
-    second = rng.uniform(4.5, 6.5) * 3600
-    return [(first, first + OUTAGE), (second, second + OUTAGE)]
+    part = DAY / count
+    starts = [part * n + rng.uniform(0.1, 0.9) * (part - OUTAGE) for n in range(count)]
+    return [(start, start + OUTAGE) for start in starts]
 
 
 def price(tally: Tally, pid: str, turn: Turn, now: float) -> None:
@@ -227,14 +228,16 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=50)
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--outages", type=int, default=2, help="2-minute primary outages")
     parser.add_argument("--cpu", action="store_true", help="also the CPU µs per request")
     args = parser.parse_args()
     conversations, turns = (10, 10) if args.quick else (args.conversations, args.turns)
     plan = day(conversations, turns, args.seed)
-    down = outages(args.seed)
+    down = outages(args.seed, args.outages)
     print(
         f"{conversations} conversations × {turns} turns, primary down "
-        + " and ".join(f"{a / 3600:.2f}h–{b / 3600:.2f}h" for a, b in down)
+        + ", ".join(f"{a / 3600:.2f}h–{b / 3600:.2f}h" for a, b in down[:4])
+        + (f" and {len(down) - 4} more" if len(down) > 4 else "")
     )
     ideal = simulate("ideal", plan, down)
     print(f"{'mode':8} {'hit ratio':>9} {'cost $':>9} {'vs ideal':>8} {'moves':>6} "

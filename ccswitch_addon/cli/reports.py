@@ -151,7 +151,9 @@ def _routing_lines(app: dict[str, Any], now: float) -> list[str]:
     """Routes with their queues, live conversations and pool keys (status JSON: routing)."""
     lines = []
     for route in app.get("routes") or []:
-        when = ", ".join(f"{k}: {v}" for k, v in route["when"].items())
+        when = "; ".join(
+            f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in route["when"].items()
+        )
         lines.append(
             printable(
                 f"  route {route['name']} ({when}): {' → '.join(route['queue'])};"
