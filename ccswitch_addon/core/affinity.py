@@ -96,6 +96,8 @@ def place(
                 break
             if closed(pid):
                 return Placement(None, f"failback: conversation {who} returns to {pid}")
+    if stay.provider == offered[0]:  # where the queue sends it anyway: nothing to say
+        return Placement(stay.provider, None)
     return Placement(stay.provider, f"affinity: conversation {who} stays on {stay.provider}")
 
 

@@ -287,8 +287,8 @@ class Upstream:
         as an attempt. None when the provider has no other key that can serve."""
         pool = self.router.pools.get(ex.app.name, provider.id)
         used = ex.keys.get(provider.id)
-        if pool is None or not used or status not in REFUSED:
-            return None
+        if pool is None or not used or status not in REFUSED or not outcome.retry:
+            return None  # no pool, or a rule said the client gets this answer
         index = used[-1]
         until = outcome.cooldown_until or time.time() + ex.app.breaker.open_seconds
         pool.refused(index, until, f"{status}: {outcome.reason}")
