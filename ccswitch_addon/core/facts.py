@@ -69,8 +69,8 @@ class Facts:
             found = self._headers = {}
             for key, value in self.headers:
                 found.setdefault(key.lower(), value)
-        value = found.get(name.encode())
-        return value.decode("latin-1") if value is not None else None
+        raw = found.get(name.encode())
+        return raw.decode("latin-1") if raw is not None else None
 
     def document(self) -> dict[str, Any]:
         """The JSON body, parsed once; {} when it is not a JSON object."""
