@@ -243,6 +243,7 @@ class CcSwitch:
             engine.remember_breaker,
             engine.admit,
             engine.memory,
+            engine.recall,
         )
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)

@@ -158,6 +158,7 @@ class Upstream:
         cooldown: Callable[[str, str], None],
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
         memory: ConversationMemory | None = None,
+        recall: Callable[[AppConfig, Facts], Awaitable[None]] | None = None,
     ) -> None:
         self.router = router
         self.client = client
@@ -165,6 +166,7 @@ class Upstream:
         self._done = done
         self._cooldown = cooldown
         self._admit = admit  # the team gateway's leave, for a probe or an unproven provider
+        self._recall = recall  # the team gateway's memory of conversations
         # previous_response_id history for Responses requests translated to Chat providers
         self.memory = memory if memory is not None else ConversationMemory()
 
@@ -176,6 +178,8 @@ class Upstream:
         app = ex.app
         optional = ex.endpoint.path if ex.endpoint.optional else None
         facts = Facts(app.api, ex.path, ex.headers, ex.body)
+        if self._recall is not None:
+            await self._recall(app, facts)
         selection = self.router.select_providers(app.name, optional, facts)
         ex.route, ex.why, ex.conversation = selection.route, selection.why, selection.conversation
         ex.skipped = self._skipped(selection)
