@@ -197,7 +197,7 @@ class Upstream:
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
                     self._finish(ex, provider.id)
-                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts))
+                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
                     return
                 refused = refused or leg.reply
                 continue
@@ -223,14 +223,15 @@ class Upstream:
                 break
         if failure is None and refused is not None:
             self._finish(ex, None)
-            _json_reply(answer, refused, None, len(ex.attempts))
+            _json_reply(answer, refused, None, len(ex.attempts), ex.route)
             return
         if failure is None:
             reply = unavailable(
                 app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
             )
             self._finish(ex, None)
-            answer.whole(reply.status, reply.headers, reply.body)
+            routed = [("x-ccswitch-route", ex.route)] if ex.route else []
+            answer.whole(reply.status, [*reply.headers, *routed], reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
@@ -724,13 +725,19 @@ def _labelled(
 
 
 def _json_reply(
-    answer: Answer, reply: tuple[int, bytes], provider: str | None, attempts: int
+    answer: Answer,
+    reply: tuple[int, bytes],
+    provider: str | None,
+    attempts: int,
+    route: str | None = None,
 ) -> None:
     """An answer the proxy gives in the tool's format without a provider's."""
     headers = [("content-type", "application/json")]
     if provider is not None:
         headers.append(("x-ccswitch-provider", provider))
     headers.append(("x-ccswitch-attempts", str(attempts)))
+    if route:
+        headers.append(("x-ccswitch-route", route))
     answer.whole(reply[0], headers, reply[1])
 
 
