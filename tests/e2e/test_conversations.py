@@ -10,6 +10,7 @@ import pytest
 
 from .fakes import FakeProvider, error, ok_json
 from .proxy import Proxy, request, wait_until
+from .test_dashboard import CHROMIUM, render
 from .test_routing import BODY, CLIENT_HEADERS, provider_status, send, status
 
 pytestmark = pytest.mark.e2e
@@ -154,3 +155,31 @@ def test_a_key_pool_with_one_key_answering_429(
     assert in_conversation(proxy, "c-pool").status == 200
     assert backup.requests[0].headers["x-api-key"] == used[1]
     assert KEY_1 not in proxy.output()
+
+
+def test_the_dashboard_shows_routes_conversations_and_keys(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    primary, backup = fakes("primary"), fakes("backup")
+    routes = """\
+    routes:
+      - name: small
+        when: {model: "*haiku*"}
+        queue: [backup]"""
+    keys = 'api_keys: ["${KEY_1}", "${KEY_2}"]'
+    proxy = make_proxy(
+        config(primary.url, backup.url, routes, backup_key=keys),
+        env={"KEY_1": KEY_1, "KEY_2": KEY_2},
+    )
+    assert in_conversation(proxy, "c-1", "claude-haiku-4-5").status == 200
+    assert in_conversation(proxy, "c-2").status == 200
+
+    dom = render(proxy).dom
+
+    assert "route small (model: *haiku*): backup · current backup · active backup" in dom
+    assert "live conversations: primary 1, backup 1" in dom
+    assert "keys of backup: sk-p…6789 ready" in dom
+    assert "[route small]" in dom  # the request log says why
+    assert KEY_1 not in dom
