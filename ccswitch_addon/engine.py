@@ -91,6 +91,8 @@ class Engine:
         found = await self.gateway.recall_conversation(app.name, name, conversation)
         if found is None:
             return
+        if not name and found[1] <= self.router.let_go.get(app.name, 0.0):
+            return  # served before a manual switch let go of the queue's conversations
         local = self.router.affinity.get(app.name, name, conversation)
         if local is None or local.last < found[1]:
             self.router.affinity.served(app.name, name, conversation, found[0], found[1])

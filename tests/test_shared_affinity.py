@@ -89,3 +89,16 @@ async def test_redis_gone_leaves_local_affinity(
     a.engine.request_done(Finished("claude", "backup", [], total_ms=1.0, conversation="c-9"))
     redis_server.stop()
     assert await a.place("c-9") == "backup"  # its own memory, no wait on a dead Redis
+
+
+async def test_a_manual_switch_is_not_undone_by_the_fleets_memory(
+    pair: tuple[Instance, Instance], redis_server: RedisServer
+) -> None:
+    a, b = pair
+    a.engine.request_done(Finished("claude", "backup", [], total_ms=1.0, conversation="c-3"))
+    client: Any = redis_server.client()
+    await until(lambda: client.get(key("t", "conv", "claude", "|c-3")), "it in Redis")
+    client.close()
+    assert await b.place("c-3") == "backup"
+    b.engine.switch("claude", "primary")
+    assert await b.place("c-3") == "primary"

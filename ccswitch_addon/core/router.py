@@ -103,6 +103,7 @@ class Router:
         self.affinity = Affinity()  # in memory only: see core/affinity.py
         self.pools = KeyPools(clock)
         self.route_active: dict[tuple[str, str], str] = {}  # (app, route): last served by
+        self.let_go: dict[str, float] = {}  # app: when a manual switch let go of its queue's
         self.config = config
         self.reload(config)
 
@@ -371,6 +372,7 @@ class Router:
         # The user expects their next request there: conversations on the app's queue let go
         # of the provider they held; those of a route keep theirs (routes have own queues).
         self.affinity.forget(app, "")
+        self.let_go[app] = self._clock()
 
     def reset(self, app: str, pid: str) -> None:
         self.breaker(app, pid).reset()
