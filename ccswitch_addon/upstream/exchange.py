@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,10 +22,8 @@ from multidict import CIMultiDictProxy
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.facts import Facts
-from ccswitch_addon.core.keypool import REFUSED
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.core.record import Attempt, Finished
-from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.upstream.admission import Admission
@@ -38,6 +35,7 @@ from ccswitch_addon.upstream.client import (
     ProviderError,
     ProviderResponse,
 )
+from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
 from ccswitch_addon.wire.api import Api
@@ -188,7 +186,7 @@ class Upstream:
         for provider in selection.providers:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
                 break
-            keyed = self._keyed(ex, provider)
+            keyed = with_key(self.router, ex, provider)
             if keyed is None:
                 ex.skipped.append(f"{provider.id}: every key cooling down")
                 continue
@@ -263,51 +261,6 @@ class Upstream:
                 notes.append(f"{pid}: {state}")
         return notes
 
-    # --- key pools ---------------------------------------------------------------------------
-
-    def _keyed(self, ex: Exchange, provider: ProviderConfig) -> ProviderConfig | None:
-        """The provider with the pool key this request uses (the conversation's own), or
-        None when every key cools down; a provider without a pool as it is."""
-        pool = self.router.pools.get(ex.app.name, provider.id)
-        if pool is None:
-            return provider
-        used = ex.keys.setdefault(provider.id, [])
-        index = pool.pick(ex.conversation, used)
-        if index is None:
-            return None
-        used.append(index)
-        return dataclasses.replace(provider, api_key=pool.key(index))
-
-    def _another_key(
-        self,
-        ex: Exchange,
-        provider: ProviderConfig,
-        record: AttemptRecord | None,
-        status: int,
-        outcome: Outcome,
-        answer: bytes,
-    ) -> tuple[ProviderConfig, Leg] | None:
-        """A key refused (401, 403, 429): it cools down alone and the request goes again at
-        once with another key of the same provider, counted neither against the provider nor
-        as an attempt. None when the provider has no other key that can serve."""
-        pool = self.router.pools.get(ex.app.name, provider.id)
-        used = ex.keys.get(provider.id)
-        if pool is None or not used or status not in REFUSED or not outcome.retry:
-            return None  # no pool, or a rule said the client gets this answer
-        index = used[-1]
-        until = outcome.cooldown_until or time.time() + ex.app.breaker.open_seconds
-        pool.refused(index, until, f"{status}: {outcome.reason}")
-        keyed = self._keyed(ex, provider)
-        if keyed is None:
-            return None
-        refused = f"key {mask(pool.key(index))} refused ({status}): cooling down"
-        if record is not None:
-            record.response_body, record.ended = answer, time.time()
-            record.error = f"{refused}; sent again with another key"
-        logger.info("ccswitch: %s:%s %s", ex.app.name, provider.id, refused)
-        leg = self._leg(ex, keyed)
-        return (keyed, leg) if leg.out is not None else None
-
     # --- one attempt -----------------------------------------------------------------------
 
     def _leg(self, ex: Exchange, provider: ProviderConfig) -> Leg:
@@ -356,9 +309,12 @@ class Upstream:
                     timing.max_cooldown_seconds,
                 )
                 response.release()
-                again = self._another_key(ex, provider, record, status, outcome, body)
-                if again is not None:
-                    return await self._attempt(ex, again[0], permit, again[1])
+                again = another_key(self.router, ex, provider, status, outcome)
+                if again is not None:  # not an attempt: the same provider with another key
+                    if record is not None:
+                        record.response_body, record.ended = body, time.time()
+                        record.error = again[1]
+                    return await self._attempt(ex, again[0], permit, self._leg(ex, again[0]))
                 failed = self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
