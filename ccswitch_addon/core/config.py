@@ -455,7 +455,14 @@ def _parse_provider(
     if auth is not Auth.PASSTHROUGH:
         if "api_key" not in entries and not key_nodes:
             raise node.error(f"api_key is required with auth: {auth.value} (use ${{VAR}})")
-        for key_node in [entries["api_key"]] if "api_key" in entries else key_nodes:
+        if "api_key" in entries and not _VAR.search(entries["api_key"].text()):
+            literal = True
+            warnings.append(
+                entries["api_key"].error(
+                    "the key is written in the file; prefer ${VAR} from the environment"
+                )
+            )
+        for key_node in key_nodes:  # a pool's keys, each like api_key
             if not _VAR.search(key_node.text()):
                 literal = True
                 warnings.append(
