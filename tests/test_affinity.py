@@ -130,8 +130,12 @@ def test_affinity_off(clock: FakeClock) -> None:
         ),
         clock,
     )
-    selection = r.select_providers("claude", None, request("c1"))
-    assert selection.conversation is None
+    serve(r, request("c1"))
+    trip(r, "official")
+    assert serve(r, request("c1"))[0] == "relay"
+    heal(r, clock, "official")
+    assert serve(r, request("c1")) == ("official", None)  # no stay: the queue decides
+    assert r.live_conversations("claude") == {}
 
 
 def test_live_conversations_per_provider(clock: FakeClock) -> None:

@@ -65,7 +65,7 @@ class Selection:
     retry_at: float | None = None  # with all_unavailable: when the first one is allowed again
     route: str | None = None  # the route whose queue this is; None: the app's queue
     why: str | None = None  # what affinity decided, for the log
-    conversation: str | None = None  # the request's conversation, when affinity is on
+    conversation: str | None = None  # the request's conversation, if it names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +276,10 @@ class Router:
                 reason = "endpoint_missing" if lacking else "none_configured"
                 return Selection(config, (), reason, route=name)
             return Selection(config, (), "all_unavailable", min(waits), route=name)
-        affine = facts is not None and routing.affinity_seconds > 0
-        conversation = facts.conversation if affine and facts is not None else None
+        # Known even with affinity off: a key pool keeps a conversation's key all the same.
+        conversation = facts.conversation if facts is not None else None
         why = None
-        if conversation is not None:
+        if conversation is not None and routing.affinity_seconds > 0:
             placement = place(
                 [p.id for p in chosen],
                 self.affinity.get(app, name or "", conversation),
