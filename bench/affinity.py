@@ -185,13 +185,19 @@ def cpu(requests: int, subagent: bool) -> tuple[float, float]:
     router = Router(parse_config(text, "bench", env={}))
     # Claude Code's order and rough sizes: model, messages (the growing part), system with
     # the billing line at its head, tools.
+    # Text like code and prose: a run of one character would be a pathological case for the
+    # byte searches (their skips rely on mismatches).
     billing = "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=sdk-cli;"
+    words = 'the quick brown fox jumps over the lazy dog; def f(x): return x * 2 # "q" [1, 2] '
     body = json.dumps(
         {
             "model": "claude-opus-4-8",
-            "messages": [{"role": "user", "content": "x" * 40_000}],
-            "system": [{"type": "text", "text": billing}, {"type": "text", "text": "s" * 10_000}],
-            "tools": [{"name": f"tool{n}", "description": "d" * 2_000} for n in range(10)],
+            "messages": [{"role": "user", "content": (words * 500)[:40_000]}],
+            "system": [
+                {"type": "text", "text": billing},
+                {"type": "text", "text": (words * 125)[:10_000]},
+            ],
+            "tools": [{"name": f"tool{n}", "description": (words * 25)[:2_000]} for n in range(10)],
             "metadata": {"user_id": "{}"},
         }
     ).encode()
