@@ -172,3 +172,15 @@ def test_affinity_and_failback_values() -> None:
     r = routing("    affinity_seconds: 0\n    failback: at_once\n")
     assert r.affinity_seconds == 0
     assert r.failback is Failback.AT_ONCE
+
+
+def test_thinking_is_read_from_the_top_level_member() -> None:
+    block = {"type": "thinking", "thinking": "earlier", "signature": "s"}
+    history = {"role": "assistant", "content": [block]}
+    off = {"model": "m", "messages": [history]}
+    assert not facts(off).thinking  # a thinking block in the history is no request for it
+    on = {**off, "thinking": {"type": "enabled", "budget_tokens": 31999}}
+    assert facts(on).thinking
+    assert not facts({**off, "thinking": {"type": "disabled"}}).thinking
+    quoted = {"model": "m", "messages": [{"content": '"thinking": {"type": "enabled"}'}]}
+    assert not facts(quoted).thinking

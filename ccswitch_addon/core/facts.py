@@ -23,6 +23,7 @@ _GEMINI_MODEL = re.compile(r"/models/([^/:?]+):")
 _SESSION_SUFFIX = re.compile(r"_session_([0-9A-Za-z-]{8,})$")  # Claude Code 1.x user_id
 _TOKEN_BYTES = 4  # an estimate of the input tokens: four bytes of body a token
 _UNSET: Any = object()
+_DECODER = json.JSONDecoder()
 
 
 def conversation_of_user_id(user_id: object) -> str | None:
@@ -131,20 +132,39 @@ class Facts:
     def thinking(self) -> bool:
         """The request asks for thinking (Anthropic), reasoning (OpenAI) or a thinking
         budget (Gemini)."""
-        doc = self.document()
-        thinking = doc.get("thinking")
-        if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
-            return True
-        reasoning = doc.get("reasoning")
-        if isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none"):
-            return True
-        if doc.get("reasoning_effort") not in (None, "none"):
-            return True
-        config = doc.get("generationConfig")
+        if self.api is Api.ANTHROPIC:
+            thinking = self._member("thinking")
+            return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+        if self.api is Api.OPENAI:
+            reasoning = self._member("reasoning")
+            if isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none"):
+                return True
+            return self.document().get("reasoning_effort") not in (None, "none")
+        config = self._member("generationConfig")
         budget = config.get("thinkingConfig") if isinstance(config, dict) else None
         if isinstance(budget, dict):
             return budget.get("thinkingBudget", -1) != 0 or bool(budget.get("includeThoughts"))
         return False
+
+    def _member(self, key: str) -> Any:
+        """A top-level member whose value is an object, found from the end without parsing
+        the body: the tools send these after the long messages. Anything less clear (the
+        name inside a message, a value that is no object) is read from the parsed body."""
+        name = b'"' + key.encode() + b'"'
+        at = self.body.rfind(name)
+        if at < 0:
+            return None  # nowhere in the body
+        if self._doc is _UNSET:
+            rest = self.body[at + len(name) : at + len(name) + 4096].lstrip()
+            if rest.startswith(b":"):
+                text = rest[1:].lstrip().decode("utf-8", "replace")
+                try:
+                    value, _ = _DECODER.raw_decode(text)
+                except ValueError:
+                    value = None
+                if isinstance(value, dict):
+                    return value
+        return self.document().get(key)
 
     @property
     def conversation(self) -> str | None:
