@@ -2,8 +2,10 @@
 
 Routes and affinity ask these questions of every routed request, so each answer is worked
 out only when asked and at most once, and the cheap places are looked at first: headers,
-then the top-level ``model`` member (coding tools put it first), then a byte search; the
-whole body is parsed only for ``thinking`` and for a conversation id that no header carries.
+then the top-level ``model`` member (coding tools put it first), then a search from the end
+(the tools send ``system``, ``thinking`` and ``reasoning`` after the growing messages); the
+whole body is parsed only when that leaves a doubt, and for a conversation id that no
+header carries.
 """
 
 from __future__ import annotations
