@@ -1,6 +1,6 @@
 """The addon's own work per request, in process: its hooks and its relay, over pre-made flows.
 
-    python bench/hooks.py [--log] [--map]                 # CPU µs per request, hooks on − off
+    python bench/hooks.py [--log] [--map] [--routes]      # CPU µs per request, hooks on − off
     python bench/hooks.py --instructions [--log] [--map]  # instructions per request (valgrind)
 
 A routed request costs the addon three things: the request hook (which points the flow at
@@ -55,7 +55,7 @@ PARTS = ("request", "exchange", "response")
 CONFIG = """\
 apps:
   claude:
-    queue: [primary]
+    queue: [primary]{routes}
     providers:
       primary:
         base_url: http://127.0.0.1:{port}
@@ -70,13 +70,19 @@ REQUEST = json.dumps(
 ).encode()
 
 
-def make_flow() -> http.HTTPFlow:
-    request = http.Request.make(
-        "POST",
-        "https://api.anthropic.com/v1/messages",
-        REQUEST,
-        {"content-type": "application/json", "x-api-key": "bench", "anthropic-version": "1"},
-    )
+# --routes: three routes none of which takes the request, and a conversation to keep
+ROUTES = """
+    routes:
+      - {name: small, when: {model: "*haiku*"}, queue: [primary]}
+      - {name: subagents, when: {subagent: true}, queue: [primary]}
+      - {name: long, when: {tokens_over: 150000}, queue: [primary]}"""
+
+
+def make_flow(conversation: str | None = None) -> http.HTTPFlow:
+    headers = {"content-type": "application/json", "x-api-key": "bench", "anthropic-version": "1"}
+    if conversation is not None:
+        headers["x-claude-code-session-id"] = conversation
+    request = http.Request.make("POST", "https://api.anthropic.com/v1/messages", REQUEST, headers)
     client = tflow.tclient_conn()
     client.peername = ("127.0.0.1", 50000)
     flow = tflow.tflow(req=request, client_conn=client)
@@ -103,7 +109,8 @@ async def drive(
     of each part: the request hook, the exchange (to the relay and the provider's answer back,
     or straight to the provider), the response hooks."""
     models = "\n        models: {claude-sonnet-4-5: mapped-model}" if args.map else ""
-    (tmp / "providers.yaml").write_text(CONFIG.format(port=port, models=models))
+    routes = ROUTES if args.routes else ""
+    (tmp / "providers.yaml").write_text(CONFIG.format(port=port, models=models, routes=routes))
     state = tmp / f"state-{'on' if hooks_on else 'off'}.db"
     addon = CcSwitch()
     with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
@@ -118,7 +125,10 @@ async def drive(
         relay = addon.relay
         assert relay is not None
         conn = Conn(relay.port if hooks_on else port)
-        flows = [make_flow() for _ in range(args.requests + WARMUP)]
+        flows = [
+            make_flow(f"conv-{n % 50}" if args.routes else None)
+            for n in range(args.requests + WARMUP)
+        ]
         responses = [
             http.Response.make(200, RESPONSE, {"content-type": "application/json"}) for _ in flows
         ]
@@ -196,6 +206,7 @@ def instructions(args: argparse.Namespace) -> int:
                 "--cachegrind-out-file=/dev/null", f"--log-file={log}",
                 sys.executable, __file__, "--requests", str(args.requests),
                 *(["--log"] if args.log else []), *(["--map"] if args.map else []),
+                *(["--routes"] if args.routes else []),
             ]  # fmt: skip
             env = {**os.environ, "PYTHONHASHSEED": "0", "BENCH_HOOKS": hooks}
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -210,6 +221,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--log", action="store_true", help="with the request log")
     parser.add_argument("--map", action="store_true", help="with a model mapping")
+    parser.add_argument("--routes", action="store_true", help="with routes and conversations")
     parser.add_argument("--instructions", action="store_true", help="count under valgrind")
     args = parser.parse_args()
     if args.instructions:

@@ -242,6 +242,7 @@ class CcSwitch:
             engine.remember_breaker,
             engine.admit,
             engine.memory,
+            engine.recall,
         )
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)
@@ -464,6 +465,8 @@ class CcSwitch:
             "app": app,
             "provider": finished.served,
             "attempts": [a.to_json() for a in finished.attempts],
+            "route": finished.route,
+            "why": finished.why,
         }
         flow.comment = finished.comment()
         if finished.served is None:

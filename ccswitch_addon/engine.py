@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ccswitch_addon.core.breaker import Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
+from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, UnknownName
 from ccswitch_addon.core.stats import Stats
@@ -40,6 +41,14 @@ class Gateway(Protocol):
     def probe_ok(self, app: str, pid: str) -> None: ...
 
     def annotate(self, status: dict[str, Any]) -> None: ...
+
+    def remember_conversation(
+        self, app: str, route: str, conversation: str, pid: str, seconds: float
+    ) -> None: ...
+
+    async def recall_conversation(
+        self, app: str, route: str, conversation: str
+    ) -> tuple[str, float] | None: ...
 
 
 class Engine:
@@ -68,6 +77,25 @@ class Engine:
         if permit is None or self.gateway is None:
             return permit
         return await self.gateway.admit(app, pid, permit)
+
+    async def recall(self, app: AppConfig, facts: Facts) -> None:
+        """With a team gateway: learn where the fleet last served this request's conversation
+        (another instance may have served its last turn) before the router places it."""
+        if self.gateway is None or not app.routing.affinity_seconds:
+            return
+        conversation = facts.conversation
+        if conversation is None:
+            return
+        route = app.routing.route_for(facts) if app.routing.routes else None
+        name = route.name if route is not None else ""
+        found = await self.gateway.recall_conversation(app.name, name, conversation)
+        if found is None:
+            return
+        if not name and found[1] <= self.router.let_go.get(app.name, 0.0):
+            return  # served before a manual switch let go of the queue's conversations
+        local = self.router.affinity.get(app.name, name, conversation)
+        if local is None or local.last < found[1]:
+            self.router.affinity.served(app.name, name, conversation, found[0], found[1])
 
     # --- state file ---------------------------------------------------------------------
 
@@ -140,11 +168,19 @@ class Engine:
                     input_tokens=done.usage.input_tokens,
                     output_tokens=done.usage.output_tokens,
                     streaming=done.streaming,
+                    route=done.route,
+                    why=done.why,
                 )
             )
         self.history.finished(_log_entry(done, now))
         if done.served is None:
             return None
+        self.router.served(done.app, done.route, done.conversation, done.served)
+        if self.gateway is not None and done.conversation is not None:
+            seconds = self.router.app(done.app).routing.affinity_seconds
+            self.gateway.remember_conversation(
+                done.app, done.route or "", done.conversation, done.served, seconds
+            )
         previous = self.switches.active(done.app)
         current = self.router.current(done.app)
 
@@ -293,4 +329,6 @@ def _log_entry(done: Finished, now: float) -> dict[str, Any]:
         "input_tokens": done.usage.input_tokens,
         "output_tokens": done.usage.output_tokens,
         "chain": [a.to_json() for a in done.attempts],
+        "route": done.route,
+        "why": done.why,
     }

@@ -66,7 +66,9 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         p = app.providers[pid]
         place = f"{position}." if pid in app.queue else "-"
         line = f"  {place:3} {pid:16} {p.base_url}  auth {p.auth.value}"
-        if p.api_key:
+        if p.api_keys:
+            line += f"  pool of {len(p.api_keys)} keys"
+        elif p.api_key:
             line += f"  key {mask(p.api_key)}"
         line += f"  format {p.format.value}"
         if p.models:
@@ -85,6 +87,34 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         if pid not in app.queue:
             line += "  (outside the queue: for a manual switch)"
         print(line, file=out)
+        for number, key in enumerate(p.api_keys, start=1):
+            # check runs without the proxy: a key's cooldowns are in `ccswitch status`
+            print(
+                f"        key {number}: {mask(key) if key else '-'}  {'ready' if key else 'unset'}",
+                file=out,
+            )
+    _describe_routing(app, out)
+
+
+def _describe_routing(app: AppConfig, out: TextIO) -> None:
+    routing = app.routing
+    for route in routing.routes:
+        when = route.when
+        conditions = (
+            ([f"model {', '.join(when.models)}"] if when.models else [])
+            + ([f"subagent {when.subagent}"] if when.subagent is not None else [])
+            + ([f"tokens over {when.tokens_over}"] if when.tokens_over is not None else [])
+            + ([f"thinking {when.thinking}"] if when.thinking is not None else [])
+            + [f"header {h} ~ {p.pattern}" for h, p in when.headers]
+        )
+        print(f"  route {route.name}: {'; '.join(conditions)} → {', '.join(route.queue)}", file=out)
+    if routing.affinity_seconds:
+        print(
+            f"  affinity: {routing.affinity_seconds:g}s, failback {routing.failback.value}",
+            file=out,
+        )
+    else:
+        print("  affinity: off", file=out)
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -132,6 +132,7 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
             rows,
         )
         out.append("  " + table.replace("\n", "\n  "))
+        out.extend(_routing_lines(app, now))
     events = status.get("events") or []
     if events:
         out.append("recent switches:")
@@ -144,6 +145,36 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 )
             )
     return "\n".join(out)
+
+
+def _routing_lines(app: dict[str, Any], now: float) -> list[str]:
+    """Routes with their queues, live conversations and pool keys (status JSON: routing)."""
+    lines = []
+    for route in app.get("routes") or []:
+        when = "; ".join(
+            f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in route["when"].items()
+        )
+        lines.append(
+            printable(
+                f"  route {route['name']} ({when}): {' → '.join(route['queue'])};"
+                f" current {route.get('current') or '-'}, active {route.get('active') or '-'}"
+            )
+        )
+    if "affinity_seconds" in app:
+        seconds = app["affinity_seconds"]
+        conversations = app.get("conversations") or {}
+        held = ", ".join(f"{pid} {n}" for pid, n in conversations.items()) or "none"
+        mode = f"{seconds:g}s, failback {app.get('failback')}" if seconds else "off"
+        lines.append(f"  affinity {mode}; live conversations: {held}")
+    for pid, keys in (app.get("keys") or {}).items():
+        shown = []
+        for key in keys:
+            state = key["state"]
+            if state == "cooldown":
+                state += f" {_until(key.get('cooldown_until'), now)}"
+            shown.append(f"{key['key']} {state} ({key['conversations']} conv.)")
+        lines.append(f"  keys of {pid}: " + ", ".join(shown))
+    return lines
 
 
 def status_from_store(
@@ -211,9 +242,12 @@ def log_rows(
         )
         rows = [[_clock(r[0]), *r[1:]] for r in db.execute(sql, (cutoff, app, app))]
         return ["time", "app", "from", "to", "reason"], rows
+    # A state file written before routes (schema 2) has no route column.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    routed = "route, why" if "route" in columns else "NULL, NULL"
     sql = (
         "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
-        " total_ms, ttfb_ms, input_tokens, output_tokens, streaming FROM requests"
+        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {routed} FROM requests"
         " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
     )
     rows = []
@@ -232,6 +266,7 @@ def log_rows(
                 r[10],
                 r[11],
                 "yes" if r[12] else "no",
+                "; ".join(([f"route {r[13]}"] if r[13] else []) + ([r[14]] if r[14] else [])),
             ]
         )
     return [
@@ -246,6 +281,7 @@ def log_rows(
         "in tok",
         "out tok",
         "stream",
+        "why",
     ], rows
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.routes import Routing, parse_routing
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
@@ -210,6 +211,9 @@ APP_KEYS = (
     "breaker",
     "rules",
     "providers",
+    "routes",
+    "affinity_seconds",
+    "failback",
 )
 PROVIDER_KEYS = (
     "name",
@@ -218,6 +222,7 @@ PROVIDER_KEYS = (
     "replay_reasoning",
     "auth",
     "api_key",
+    "api_keys",
     "models",
     "headers",
     "rules",
@@ -278,6 +283,8 @@ class ProviderConfig:
     # A translated provider that wants its earlier reasoning sent back with its tool calls
     # (DeepSeek, Kimi and the like: "reasoning_content is missing" otherwise).
     replay_reasoning: bool = False
+    # A key pool (api_keys): every key, the first also as api_key; () with a single key.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,7 @@ class AppConfig:
     rules: tuple[Rule, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()  # what paths says, with each endpoint's kind
     websocket: WebSocket = field(default_factory=lambda: WebSocket.REFUSE)
+    routing: Routing = field(default_factory=Routing)  # routes, affinity, failback
 
     def rules_for(self, provider: ProviderConfig) -> tuple[Rule, ...]:
         """The provider's own rules first, then the app's."""
@@ -403,6 +411,14 @@ def _parse_provider(
     values = {
         key: expand(entries[key]) for key in ("name", "base_url", "api_key") if key in entries
     }
+    if "api_key" in entries and "api_keys" in entries:
+        raise entries["api_keys"].error("give api_key or api_keys (a pool), not both")
+    key_nodes = list(_key_nodes(entries["api_keys"])) if "api_keys" in entries else []
+    pool = tuple(expand(item) for item in key_nodes)
+    if len(set(pool)) < len(pool) and not unset:
+        raise entries["api_keys"].error("the pool names one key twice")
+    if pool:
+        values["api_key"] = pool[0]
     models = (
         {k: expand(v) for k, v in entries["models"].mapping().items()}
         if "models" in entries
@@ -437,15 +453,23 @@ def _parse_provider(
         scheme, host, port, base_path = "https", "unset.invalid", 443, ""
     literal = False
     if auth is not Auth.PASSTHROUGH:
-        if "api_key" not in entries:
+        if "api_key" not in entries and not key_nodes:
             raise node.error(f"api_key is required with auth: {auth.value} (use ${{VAR}})")
-        if not _VAR.search(entries["api_key"].text()):
+        if "api_key" in entries and not _VAR.search(entries["api_key"].text()):
             literal = True
             warnings.append(
                 entries["api_key"].error(
                     "the key is written in the file; prefer ${VAR} from the environment"
                 )
             )
+        for key_node in key_nodes:  # a pool's keys, each like api_key
+            if not _VAR.search(key_node.text()):
+                literal = True
+                warnings.append(
+                    key_node.error(
+                        "the key is written in the file; prefer ${VAR} from the environment"
+                    )
+                )
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
     probe = _parse_probe(entries["probe"], own_api) if "probe" in entries else None
     return ProviderConfig(
@@ -470,7 +494,15 @@ def _parse_provider(
         replay_reasoning=(
             entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
         ),
+        api_keys=pool if len(pool) > 1 and auth is not Auth.PASSTHROUGH else (),
     )
+
+
+def _key_nodes(node: Node) -> list[Node]:
+    items = list(node.sequence()) if node.is_sequence() else [node]
+    if not items:
+        raise node.error("the key pool is empty; list at least one ${VAR}")
+    return items
 
 
 def _parse_probe(node: Node, api: Api) -> Probe | None:
@@ -590,6 +622,10 @@ def _parse_app(
     defaults = known.breaker if known else _QUICK
     breaker = _parse_breaker(entries.get("breaker"), defaults)
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    try:
+        routing = parse_routing(entries, providers, broken, name)
+    except ConfigError as e:
+        mistakes.record(e)
     mistakes.check()
     if all(providers[pid].disabled for pid in queue):
         warnings.append(
@@ -619,6 +655,7 @@ def _parse_app(
         rules,
         endpoints,
         websocket,
+        routing,
     )
 
 

@@ -44,6 +44,14 @@ class Finished:
     ttfb_ms: float | None = None
     usage: Usage = field(default_factory=Usage)
     streaming: bool = False
+    route: str | None = None  # the route that took the request; None: the app's queue
+    why: str | None = None  # "affinity: conversation 4f2a… stays on relay"
+    conversation: str | None = None  # with affinity on: the conversation it belongs to
+
+    def because(self) -> str | None:
+        """The route and why this provider, as the log and mitmweb show them."""
+        parts = ([f"route {self.route}"] if self.route else []) + ([self.why] if self.why else [])
+        return "; ".join(parts) or None
 
     def failures(self) -> list[str]:
         """The attempts that did not serve, as ``primary: 529``."""
@@ -55,4 +63,9 @@ class Finished:
         if self.served is None:
             return f"{self.app}: every attempt failed ({'; '.join(failed) or 'none made'})"
         why = failed + self.skipped
-        return f"{self.app} → {self.served}" + (f" (after {', '.join(why)})" if why else "")
+        because = self.because()
+        return (
+            f"{self.app} → {self.served}"
+            + (f" [{because}]" if because else "")
+            + (f" (after {', '.join(why)})" if why else "")
+        )

@@ -19,6 +19,7 @@ __all__ = [
     "probe_request",
     "rewrite_body_model",
     "rewrite_gemini_path",
+    "top_level_model",
 ]
 
 # Every header a client may carry its own key in; removed before a provider's key is set.
@@ -90,6 +91,9 @@ def _top_level_model(text: str) -> tuple[int, int, object] | None:
         if text[index : index + 1] != ",":
             return None
         index += 1
+
+
+top_level_model = _top_level_model  # for core.facts: which model a request asks for
 
 
 def rewrite_body_model(body: bytes, models: Mapping[str, str]) -> tuple[bytes | None, str | None]:

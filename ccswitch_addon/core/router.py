@@ -8,8 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ccswitch_addon.core.affinity import Affinity, place
 from ccswitch_addon.core.breaker import CircuitBreaker, Permit, State
 from ccswitch_addon.core.config import AppConfig, Config, Endpoint, ProviderConfig
+from ccswitch_addon.core.facts import Facts
+from ccswitch_addon.core.keypool import KeyPools
 from ccswitch_addon.core.outcome import Outcome
 
 __all__ = [
@@ -60,6 +63,9 @@ class Selection:
     providers: tuple[ProviderConfig, ...]
     reason: str | None = None  # "none_configured" | "all_unavailable" when providers is empty
     retry_at: float | None = None  # with all_unavailable: when the first one is allowed again
+    route: str | None = None  # the route whose queue this is; None: the app's queue
+    why: str | None = None  # what affinity decided, for the log
+    conversation: str | None = None  # the request's conversation, if it names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class Router:
         self._patterns: dict[str, tuple[tuple[re.Pattern[str], Match], ...]] = {}
         self._missing: dict[tuple[str, str, str], float] = {}  # (app, provider, path): until
         self.observer: Observer | None = None
+        self.affinity = Affinity()  # in memory only: see core/affinity.py
+        self.pools = KeyPools(clock)
+        self.route_active: dict[tuple[str, str], str] = {}  # (app, route): last served by
+        self.let_go: dict[str, float] = {}  # app: when a manual switch let go of its queue's
         self.config = config
         self.reload(config)
 
@@ -141,6 +151,9 @@ class Router:
         self.config, self._breakers, self._current = config, breakers, current
         self._by_host = {host: tuple(apps) for host, apps in by_host.items()}
         self._exact, self._patterns, self._missing = exact, patterns, missing
+        self.pools.reload(config)
+        apps = config.apps
+        self.affinity.keep(lambda app, pid: app in apps and pid in apps[app].providers)
 
     def _listener(self, app: str, pid: str) -> Callable[[CircuitBreaker, State, State], None]:
         def changed(_: CircuitBreaker, old: State, new: State) -> None:
@@ -216,20 +229,32 @@ class Router:
 
     # --- routing ------------------------------------------------------------------------------
 
-    def select_providers(self, app: str, endpoint: str | None = None) -> Selection:
-        """The providers to try, in order; with ``endpoint``, not those known to lack it."""
+    def select_providers(
+        self, app: str, endpoint: str | None = None, facts: Facts | None = None
+    ) -> Selection:
+        """The providers to try, in order; with ``endpoint``, not those known to lack it.
+
+        With ``facts`` (the request's own answers) a route may take the request, and a
+        conversation goes first to the provider that last served it (core/affinity.py).
+        """
         config = self.app(app)
-        current = self.current_of(config)
-        ordered = (
-            config.queue
-            if current == config.queue[0]
-            else (current, *(pid for pid in config.queue if pid != current))
-        )
+        routing = config.routing
+        route = routing.route_for(facts) if facts is not None and routing.routes else None
+        if route is not None:
+            ordered = route.queue  # a manual switch moves the app's queue only
+        else:
+            current = self.current_of(config)
+            ordered = (
+                config.queue
+                if current == config.queue[0]
+                else (current, *(pid for pid in config.queue if pid != current))
+            )
+        name = route.name if route is not None else None
         if not config.failover:
-            head = config.providers[current]
+            head = config.providers[ordered[0]]
             if head.disabled:
-                return Selection(config, (), "none_configured")
-            return Selection(config, (head,))
+                return Selection(config, (), "none_configured", route=name)
+            return Selection(config, (head,), route=name)
         chosen: list[ProviderConfig] = []
         waits: list[float] = []
         lacking = 0
@@ -246,11 +271,46 @@ class Router:
             else:
                 # A half-open provider busy with its probe is free again within moments.
                 waits.append(breaker.reopens_at() or self._clock() + 1.0)
-        if chosen:
-            return Selection(config, tuple(chosen[: config.max_attempts]))
-        if not waits:
-            return Selection(config, (), "endpoint_missing" if lacking else "none_configured")
-        return Selection(config, (), "all_unavailable", min(waits))
+        if not chosen:
+            if not waits:
+                reason = "endpoint_missing" if lacking else "none_configured"
+                return Selection(config, (), reason, route=name)
+            return Selection(config, (), "all_unavailable", min(waits), route=name)
+        # Known even with affinity off: a key pool keeps a conversation's key all the same.
+        conversation = facts.conversation if facts is not None else None
+        why = None
+        if conversation is not None and routing.affinity_seconds > 0:
+            placement = place(
+                [p.id for p in chosen],
+                self.affinity.get(app, name or "", conversation),
+                conversation,
+                routing.affinity_seconds,
+                routing.failback,
+                self._clock(),
+                lambda pid: self._breakers[(app, pid)].label() == "closed",
+            )
+            why = placement.why
+            if placement.first is not None and chosen[0].id != placement.first:
+                first = config.providers[placement.first]
+                chosen.remove(first)
+                chosen.insert(0, first)
+        limit = config.max_attempts
+        return Selection(
+            config, tuple(chosen[:limit]), route=name, why=why, conversation=conversation
+        )
+
+    def served(self, app: str, route: str | None, conversation: str | None, pid: str) -> None:
+        """A request was served by pid: its route's active provider, and its conversation
+        stays there (core/affinity.py)."""
+        if route is not None:
+            self.route_active[(app, route)] = pid
+        if conversation is not None:
+            self.affinity.served(app, route or "", conversation, pid, self._clock())
+
+    def live_conversations(self, app: str) -> dict[str, int]:
+        """Conversations per provider served within the app's affinity_seconds."""
+        seconds = self.app(app).routing.affinity_seconds
+        return self.affinity.live(app, seconds, self._clock()) if seconds else {}
 
     def acquire(self, app: str, pid: str, hold: bool = True) -> Permit | None:
         """A permit to send to this provider now; with failover off the breaker is not consulted.
@@ -309,9 +369,16 @@ class Router:
                 f"{app} keeps routing to {self.current(app)}"
             )
         self._current[app] = pid
+        # The user expects their next request there: conversations on the app's queue let go
+        # of the provider they held; those of a route keep theirs (routes have own queues).
+        self.affinity.forget(app, "")
+        self.let_go[app] = self._clock()
 
     def reset(self, app: str, pid: str) -> None:
         self.breaker(app, pid).reset()
+        pool = self.pools.get(app, pid)
+        if pool is not None:
+            pool.reset()
         for key in [key for key in self._missing if key[:2] == (app, pid)]:
             del self._missing[key]
         if self.observer is not None:

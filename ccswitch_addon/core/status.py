@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ccswitch_addon.core.router import Router
+from ccswitch_addon.core.routing_status import routing_status
 from ccswitch_addon.core.switch import SwitchManager
 
 __all__ = ["build_status", "printable"]
@@ -58,6 +59,7 @@ def build_status(router: Router, switches: SwitchManager) -> dict[str, Any]:
             "current": current,
             "active": switches.active(name),
             "queue": entries,
+            **routing_status(router, app),
         }
     return {
         "config": router.config.source,

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 DOWN_POLICIES = ("keep_open", "local")
 TIMEOUT_SECONDS = 0.25  # every Redis call; past it the instance goes on alone
+RECALL_SECONDS = 0.05  # a conversation's provider, read on the request path
+CONVERSATION_ID_MAX = 200  # characters of a conversation id in a key
 REFRESH_SECONDS = 1.0  # full re-read: pub/sub loses messages across reconnects
 KEEP_MS = 3_600_000  # a breaker key lives this long past its last deadline, then expires
 PROBE_LEASE_MS = 120_000  # a half-open probe's lease: taken over only after this
@@ -69,12 +71,15 @@ def key(prefix: str, kind: str, app: str = "", pid: str = "") -> str:
 
     ``cb`` breaker hash, ``inflight`` an unproven provider's unanswered requests (sorted
     set), ``w`` the prefix of its error-rate buckets, ``active`` an app's active provider,
-    ``events`` the event stream, ``channel`` the pub/sub channel.
+    ``events`` the event stream, ``channel`` the pub/sub channel, ``conv`` the provider that
+    last served a conversation (``pid`` is then ``route|conversation``).
     """
     if kind in ("cb", "inflight", "w"):
         return f"{prefix}:{{{app}:{pid}}}:{kind}" + (":" if kind == "w" else "")
     if kind == "active":
         return f"{prefix}:{{{app}}}:active"
+    if kind == "conv":
+        return f"{prefix}:{{{app}}}:conv:{pid}"
     if kind in ("events", "channel"):
         return f"{prefix}:{kind}"
     raise ValueError(f"no such key kind: {kind}")
@@ -488,6 +493,38 @@ class SharedState:
             # a switch comes back through the stream, like everyone else's
         finally:
             self._switching.discard(app)
+
+    # --- conversation affinity, shared ------------------------------------------------------
+
+    def remember_conversation(
+        self, app: str, route: str, conversation: str, pid: str, seconds: float
+    ) -> None:
+        """The provider that served a conversation, for every instance; the key's time to
+        live is the idle time after which the conversation lets go of it."""
+        if self.reachable and seconds > 0:
+            name = key(self.prefix, "conv", app, f"{route}|{conversation[:CONVERSATION_ID_MAX]}")
+            value = f"{pid}\t{time.time():.3f}"
+            self._spawn(_quietly(self.client.set(name, value, px=int(seconds * 1000))))
+
+    async def recall_conversation(
+        self, app: str, route: str, conversation: str
+    ) -> tuple[str, float] | None:
+        """(provider, when it last served) of a conversation, as the fleet knows it; None
+        when unknown, idle, or Redis does not answer within RECALL_SECONDS."""
+        if not self.reachable:
+            return None
+        name = key(self.prefix, "conv", app, f"{route}|{conversation[:CONVERSATION_ID_MAX]}")
+        try:
+            raw = await asyncio.wait_for(self.client.get(name), RECALL_SECONDS)
+        except _RetryErrors:
+            return None  # on the request path: no wait, no lost-Redis alarm for a slow read
+        if not raw:
+            return None
+        pid, _, when = str(raw).partition("\t")
+        try:
+            return pid, float(when)
+        except ValueError:
+            return None
 
     def probe_ok(self, app: str, pid: str) -> None:
         if self.reachable:

@@ -31,7 +31,7 @@ __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONVERSATION_TURNS = 256  # previous_response_id turns kept in the file, newest first
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: (
@@ -49,6 +49,8 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     ),
     # Responses turns translated for Chat providers, so previous_response_id survives a restart.
     2: ("CREATE TABLE conversations (id TEXT PRIMARY KEY, previous TEXT, items TEXT, time REAL)",),
+    # The route that took a request and why its provider (affinity), for `ccswitch log`.
+    3: ("ALTER TABLE requests ADD COLUMN route TEXT", "ALTER TABLE requests ADD COLUMN why TEXT"),
 }
 
 
@@ -70,6 +72,8 @@ class RequestRow(NamedTuple):
     input_tokens: int | None
     output_tokens: int | None
     streaming: bool
+    route: str | None = None
+    why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ class Store:
         self._put(
             "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
             " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
-            " streaming) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " streaming, route, why) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
 

@@ -21,6 +21,7 @@ from multidict import CIMultiDictProxy
 
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
+from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
@@ -34,6 +35,7 @@ from ccswitch_addon.upstream.client import (
     ProviderError,
     ProviderResponse,
 )
+from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
 from ccswitch_addon.wire.api import Api
@@ -67,6 +69,7 @@ _RESPONSE_DROP = frozenset(
         "trailer",
         "x-ccswitch-provider",
         "x-ccswitch-attempts",
+        "x-ccswitch-route",
     }
 )
 
@@ -111,6 +114,10 @@ class Exchange:
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
     thinking_stripped: bool = False  # retried once without thinking after a signature 400
+    route: str | None = None  # the route that took it (core/routes.py)
+    why: str | None = None  # what affinity decided
+    conversation: str | None = None
+    keys: dict[str, list[int]] = field(default_factory=dict)  # pool keys used, per provider
 
 
 @dataclass(slots=True)
@@ -149,6 +156,7 @@ class Upstream:
         cooldown: Callable[[str, str], None],
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
         memory: ConversationMemory | None = None,
+        recall: Callable[[AppConfig, Facts], Awaitable[None]] | None = None,
     ) -> None:
         self.router = router
         self.client = client
@@ -156,6 +164,7 @@ class Upstream:
         self._done = done
         self._cooldown = cooldown
         self._admit = admit  # the team gateway's leave, for a probe or an unproven provider
+        self._recall = recall  # the team gateway's memory of conversations
         # previous_response_id history for Responses requests translated to Chat providers
         self.memory = memory if memory is not None else ConversationMemory()
 
@@ -166,18 +175,27 @@ class Upstream:
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
         optional = ex.endpoint.path if ex.endpoint.optional else None
-        selection = self.router.select_providers(app.name, optional)
+        facts = Facts(app.api, ex.path, ex.headers, ex.body)
+        if self._recall is not None:
+            await self._recall(app, facts)
+        selection = self.router.select_providers(app.name, optional, facts)
+        ex.route, ex.why, ex.conversation = selection.route, selection.why, selection.conversation
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
                 break
+            keyed = with_key(self.router, ex, provider)
+            if keyed is None:
+                ex.skipped.append(f"{provider.id}: every key cooling down")
+                continue
+            provider = keyed
             leg = self._leg(ex, provider)
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
                     self._finish(ex, provider.id)
-                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts))
+                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
                     return
                 refused = refused or leg.reply
                 continue
@@ -203,14 +221,15 @@ class Upstream:
                 break
         if failure is None and refused is not None:
             self._finish(ex, None)
-            _json_reply(answer, refused, None, len(ex.attempts))
+            _json_reply(answer, refused, None, len(ex.attempts), ex.route)
             return
         if failure is None:
             reply = unavailable(
                 app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
             )
             self._finish(ex, None)
-            answer.whole(reply.status, reply.headers, reply.body)
+            routed = [("x-ccswitch-route", ex.route)] if ex.route else []
+            answer.whole(reply.status, [*reply.headers, *routed], reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
@@ -221,14 +240,17 @@ class Upstream:
                 app.api, 502, f"ccswitch: no provider answered ({tried})", _UNANSWERED[app.api]
             )
             failure.headers, failure.body = list(reply.headers), reply.body
-        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
+        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
         answer.whole(failure.status or 502, headers, failure.body)
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
-        for pid in selection.app.queue:
+        queue = selection.app.queue
+        if selection.route is not None:
+            queue = next(r.queue for r in selection.app.routing.routes if r.name == selection.route)
+        for pid in queue:
             if pid not in chosen:
                 provider = selection.app.providers[pid]
                 state = (
@@ -287,6 +309,12 @@ class Upstream:
                     timing.max_cooldown_seconds,
                 )
                 response.release()
+                again = another_key(self.router, ex, provider, status, outcome)
+                if again is not None:  # not an attempt: the same provider with another key
+                    if record is not None:
+                        record.response_body, record.ended = body, time.time()
+                        record.error = again[1]
+                    return await self._attempt(ex, again[0], permit, self._leg(ex, again[0]))
                 failed = self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
@@ -458,7 +486,7 @@ class Upstream:
         forwarded = chosen.headers
         if chosen.leg is not None:
             forwarded = chosen.leg.headers(forwarded, streamed=not chosen.complete)
-        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1)
+        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1, ex.route)
         if chosen.complete:
             self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
             self._finish(ex, provider.id)
@@ -623,6 +651,9 @@ class Upstream:
             total_ms=round((time.time() - ex.started) * 1000, 1),
             ttfb_ms=ex.ttfb_ms,
             streaming=bool(ex.watch and ex.watch.sse),
+            route=ex.route,
+            why=ex.why,
+            conversation=ex.conversation,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage
@@ -642,20 +673,27 @@ def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
 
 
 def _labelled(
-    headers: Sequence[tuple[str, str]], provider: str, attempts: int
+    headers: Sequence[tuple[str, str]], provider: str, attempts: int, route: str | None = None
 ) -> list[tuple[str, str]]:
-    """The headers with our two labels added; a provider's own were dropped (_forwarded)."""
-    return [*headers, ("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
+    """The headers with our labels added; a provider's own were dropped (_forwarded)."""
+    labels = [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
+    return [*headers, *labels, *([("x-ccswitch-route", route)] if route else [])]
 
 
 def _json_reply(
-    answer: Answer, reply: tuple[int, bytes], provider: str | None, attempts: int
+    answer: Answer,
+    reply: tuple[int, bytes],
+    provider: str | None,
+    attempts: int,
+    route: str | None = None,
 ) -> None:
     """An answer the proxy gives in the tool's format without a provider's."""
     headers = [("content-type", "application/json")]
     if provider is not None:
         headers.append(("x-ccswitch-provider", provider))
     headers.append(("x-ccswitch-attempts", str(attempts)))
+    if route:
+        headers.append(("x-ccswitch-route", route))
     answer.whole(reply[0], headers, reply[1])
 
 

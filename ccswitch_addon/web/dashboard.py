@@ -166,6 +166,25 @@ function buttons(name, app, p) {
   return cell;
 }
 
+function routing(app) {  // routes, live conversations, pool keys (README: Routes, ...)
+  const lines = (app.routes || []).map(r => el("div", {"data-route": r.name},
+    "route " + r.name + " (" + Object.entries(r.when).map(([k, v]) => k + ": " + v)
+      .join(", ") + "): " + r.queue.join(" \\u2192 ") + " \\u00b7 current " +
+    (r.current ?? "-") + " \\u00b7 active " + (r.active ?? "-")));
+  if (app.affinity_seconds !== undefined) {
+    const held = Object.entries(app.conversations || {}).map(([p, n]) => p + " " + n);
+    lines.push(el("div", {"data-conversations": ""}, "affinity " + (app.affinity_seconds ?
+      app.affinity_seconds + "s, failback " + app.failback : "off") +
+      " \\u00b7 live conversations: " + (held.join(", ") || "none")));
+  }
+  for (const [pid, keys] of Object.entries(app.keys || {})) {
+    lines.push(el("div", {"data-keys": pid}, "keys of " + pid + ": " + keys.map(k =>
+      k.key + " " + k.state + (k.cooldown_until ? " until " + when(k.cooldown_until) : "") +
+      " (" + k.conversations + ")").join(", ")));
+  }
+  return el("div", {class: "routing muted"}, ...lines);
+}
+
 function timeline(name, app) {
   const box = el("div", {class: "timeline"});
   const data = history && history.apps[name];
@@ -273,6 +292,7 @@ function render(status) {
          el("thead", {}, el("tr", {}, ...["#", "provider", "state", "why", "requests",
            "failures", "success", "p50", "p95", ""].map(h => el("th", {}, h)))),
          el("tbody", {}, ...rows)),
+      routing(app),
       timeline(name, app),
       el("div", {class: "charts"},
          small("requests / min", name, app, "requests"),
@@ -298,8 +318,10 @@ function orEmpty(rows, columns, text) {
 }
 
 function chain(row) {
-  if (!row.chain) return row.attempts > 1 ? row.attempts + " attempts" : "";
-  return row.chain.map(a => a.provider + " " + (a.error || a.status)).join(" \\u2192 ");
+  const why = [row.route ? "route " + row.route : "", row.why || ""].filter(x => x).join("; ");
+  const tail = why ? " [" + why + "]" : "";
+  if (!row.chain) return (row.attempts > 1 ? row.attempts + " attempts" : "") + tail;
+  return row.chain.map(a => a.provider + " " + (a.error || a.status)).join(" \\u2192 ") + tail;
 }
 
 function renderLog(requests, tokens) {

@@ -28,6 +28,8 @@ ROW_FIELDS = (
     "total_ms",
     "input_tokens",
     "output_tokens",
+    "route",
+    "why",
 )
 
 
