@@ -35,6 +35,7 @@ from ccswitch_addon.core.config import (
     check_self_loop,
     load_config,
 )
+from ccswitch_addon.core.envfile import env_path
 from ccswitch_addon.core.paths import default_config_path
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.status import printable
@@ -102,7 +103,7 @@ class CcSwitch:
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
-        self._config_stamp: tuple[float, int] | None = None
+        self._config_stamp: tuple[object, ...] | None = None
         self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
@@ -284,7 +285,7 @@ class CcSwitch:
             self._open_store()
         else:
             self.engine.reload(config)
-        self._config_stamp = _stamp(Path(config.source))
+        self._config_stamp = _stamps(Path(config.source))
         apps = ", ".join(f"{name} [{' → '.join(app.queue)}]" for name, app in config.apps.items())
         logger.info("ccswitch: %s: %s", config.source, apps)
 
@@ -308,7 +309,7 @@ class CcSwitch:
             if self.engine is None:
                 continue
             path = Path(self.engine.router.config.source)
-            stamp = _stamp(path)
+            stamp = _stamps(path)
             if stamp == self._config_stamp:
                 continue
             self._config_stamp = stamp
@@ -587,12 +588,17 @@ def _unlist(flow: http.HTTPFlow) -> None:
         view.remove([flow])
 
 
-def _stamp(path: Path) -> tuple[float, int] | None:
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime, stat.st_size
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _stamps(config: Path) -> tuple[object, ...]:
+    """providers.yaml and the .env beside it: a key added there takes effect at once."""
+    return _stamp(config), _stamp(env_path(config))
 
 
 addons = [CcSwitch()]

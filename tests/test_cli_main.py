@@ -271,3 +271,35 @@ def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> 
 def ccswitch_listens(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_init_writes_a_private_env_file_and_check_names_where_keys_come_from(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_BACKUP_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["init"]) == 0
+    env = home / ".ccswitch" / ".env"
+    assert f"keys go in {env} (mode 0600)" in capsys.readouterr().out
+    assert env.stat().st_mode & 0o777 == 0o600
+    text = env.read_text()
+    for name in ("OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_BACKUP_API_KEY"):
+        assert f"# {name}=\n" in text
+    assert main(["check"]) == 0
+    out, err = capsys.readouterr()
+    assert "add DEEPSEEK_API_KEY to ~/.ccswitch/.env (takes effect at once)" in err
+
+    env.write_text(text + "OPENROUTER_API_KEY=sk-or-from-file-1234\n")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-ds-from-env-5678")
+    assert main(["check"]) == 0
+    out, err = capsys.readouterr()
+    assert "key sk-o…1234 (from ~/.ccswitch/.env)" in out
+    assert "key sk-d…5678 (from environment)" in out
+    assert "sk-or-from-file-1234" not in out + err
+    assert "other users can read" not in err
+
+    env.chmod(0o644)
+    assert main(["check"]) == 0
+    assert f"warning: {env}: other users can read its keys: chmod 600 {env}" in (
+        capsys.readouterr().err
+    )

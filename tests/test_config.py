@@ -16,6 +16,7 @@ from ccswitch_addon.core.config import (
     load_config,
     parse_config,
 )
+from ccswitch_addon.core.envfile import env_path, shown
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "providers.yaml"
 
@@ -190,13 +191,18 @@ apps:
 def test_an_unset_variable_disables_the_provider_with_a_warning(env: dict[str, str]) -> None:
     config = parse_config(VALID, "p.yaml", env=env)
     backup = config.apps["claude"].providers["backup"]
-    assert backup.disabled == "${BACKUP_KEY} is not set (apps.claude.providers.backup.api_key)"
+    assert backup.disabled == (
+        "${BACKUP_KEY} is not set (apps.claude.providers.backup.api_key); "
+        f"add BACKUP_KEY to {shown(env_path('p.yaml'))} (takes effect at once), "
+        "or export it and restart"
+    )
+    assert backup.missing == "BACKUP_KEY"
     assert config.apps["claude"].providers["primary"].disabled is None
     [warning] = config.warnings
     assert warning.disabling is True
-    assert str(warning) == (
+    assert str(warning).startswith(
         "p.yaml:12: apps.claude.providers.backup.api_key: "
-        "provider disabled: environment variable BACKUP_KEY is not set"
+        "provider disabled: environment variable BACKUP_KEY is not set; add BACKUP_KEY to "
     )
 
 
@@ -204,9 +210,9 @@ def test_an_unset_variable_in_base_url_is_not_checked_as_a_url() -> None:
     text = one_app("claude", "{base_url: '${URL}', auth: passthrough}")
     config = parse_config(text, "p.yaml", env={})
     provider = config.apps["claude"].providers["a"]
-    assert provider.disabled == "${URL} is not set (apps.claude.providers.a.base_url)"
+    assert provider.disabled.startswith("${URL} is not set (apps.claude.providers.a.base_url); ")
     assert provider.base_url == "${URL}"
-    assert [str(w) for w in config.warnings if w.disabling] == [
+    assert [str(w).partition(";")[0] for w in config.warnings if w.disabling] == [
         "p.yaml:5: apps.claude.providers.a.base_url: "
         "provider disabled: environment variable URL is not set"
     ]

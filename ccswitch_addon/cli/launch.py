@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ccswitch_addon.core.config import Config
+from ccswitch_addon.core.envfile import env_path
 from ccswitch_addon.core.paths import home_config_path
 
 __all__ = [
@@ -252,10 +254,32 @@ def exec_mitm(command: list[str], out: TextIO) -> int:
 
 
 def init_config(target: Path | None = None) -> tuple[bool, Path]:
-    """Write the example providers.yaml; (False, path) when one is there already."""
+    """Write the example providers.yaml and a .env for its keys beside it; (False, path) when
+    a providers.yaml is there already."""
     path = target or home_config_path()
     if path.exists():
         return False, path
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    example = EXAMPLE.read_text(encoding="utf-8")
+    path.write_text(example, encoding="utf-8")
+    init_env(env_path(path), example)
     return True, path
+
+
+def init_env(path: Path, config_text: str) -> bool:
+    """A .env readable only by its owner, with a commented line per ${VAR} of the config;
+    an existing one is left alone."""
+    names = dict.fromkeys(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", config_text))
+    lines = [
+        "# Keys for providers.yaml beside this file: NAME=value, one a line (python-dotenv).",
+        "# The proxy reads this file again when it changes: a key added here takes effect at",
+        "# once. A variable exported in the proxy's environment wins over this file.",
+        *(f"# {name}=" for name in names if name != "VAR"),
+    ]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return True

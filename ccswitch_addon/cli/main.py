@@ -36,6 +36,7 @@ from ccswitch_addon.cli.reports import (
     usage_rows,
 )
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
+from ccswitch_addon.core.envfile import KeyEnv, env_path, read_env
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
@@ -47,7 +48,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _describe_app(app: AppConfig, out: TextIO) -> None:
+def _describe_app(app: AppConfig, out: TextIO, keys: KeyEnv | None = None) -> None:
     b = app.breaker
     mode = "failover on" if app.failover else "failover off"
     attempts = app.max_attempts or len(app.queue)
@@ -68,6 +69,9 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
         line = f"  {place:3} {pid:16} {p.base_url}  auth {p.auth.value}"
         if p.api_key:
             line += f"  key {mask(p.api_key)}"
+            origin = keys.origin(p.key_var) if keys and p.key_var else None
+            if origin:
+                line += f" (from {origin})"
         line += f"  format {p.format.value}"
         if p.models:
             line += "  models " + ", ".join(f"{k} → {v}" for k, v in p.models.items())
@@ -104,8 +108,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         failed = failed or error
         print(f"{'error' if error else 'warning'}: {warning}", file=err)
     print(f"{config.source}: {len(config.apps)} app(s)", file=out)
+    keys = read_env(path)
     for app in config.apps.values():
-        _describe_app(app, out)
+        _describe_app(app, out, keys)
     return EXIT_USAGE if failed else EXIT_OK
 
 
@@ -225,6 +230,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _warn_shadowed(path, err)
         return EXIT_FAILED
     print(f"wrote {path}; edit it, then `ccswitch check` and `ccswitch run`", file=out)
+    print(f"keys go in {env_path(path)} (mode 0600): NAME=value, read at once", file=out)
     _warn_shadowed(path, err)
     return EXIT_OK
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.envfile import exposed, fix_hint, read_env
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
@@ -278,6 +279,8 @@ class ProviderConfig:
     # A translated provider that wants its earlier reasoning sent back with its tool calls
     # (DeepSeek, Kimi and the like: "reasoning_content is missing" otherwise).
     replay_reasoning: bool = False
+    key_var: str | None = None  # the ${VAR} api_key names, for where it came from
+    missing: str | None = None  # the first unset ${VAR}: the short form of `disabled`
 
 
 @dataclass(frozen=True)
@@ -419,14 +422,17 @@ def _parse_provider(
     disabled: str | None = None
     if unset:
         first = unset[0]
-        disabled = f"${{{first.variable}}} is not set ({first.node.path})"
+        disabled = f"${{{first.variable}}} is not set ({first.node.path}); " + fix_hint(
+            first.variable, first.node.source
+        )
         for e in unset:
             warnings.append(
                 ConfigError(
                     e.node.source,
                     e.node.line,
                     e.node.path,
-                    f"provider disabled: environment variable {e.variable} is not set",
+                    f"provider disabled: environment variable {e.variable} is not set; "
+                    + fix_hint(e.variable, e.node.source),
                     disabling=True,
                 )
             )
@@ -470,7 +476,14 @@ def _parse_provider(
         replay_reasoning=(
             entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
         ),
+        key_var=_key_var(entries.get("api_key")),
+        missing=unset[0].variable if unset else None,
     )
+
+
+def _key_var(node: Node | None) -> str | None:
+    found = _VAR.search(node.text()) if node is not None else None
+    return found.group(1) if found else None
 
 
 def _parse_probe(node: Node, api: Api) -> Probe | None:
@@ -671,4 +684,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(source, None, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(source, None, "", f"cannot read: {e}") from None
-    return parse_config(text, source, env)
+    if env is not None:
+        return parse_config(text, source, env)
+    keys = read_env(path)  # the environment, else the .env beside the file
+    config = parse_config(text, source, keys.values)
+    if exposed(keys.path):
+        warning = ConfigError(
+            str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+        )
+        config = Config(config.source, config.apps, (*config.warnings, warning))
+    return config
