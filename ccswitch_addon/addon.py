@@ -286,7 +286,7 @@ class CcSwitch:
         else:
             self.engine.reload(config)
         self._config_stamp = _stamps(Path(config.source))
-        apps = ", ".join(f"{name} [{' → '.join(app.queue)}]" for name, app in config.apps.items())
+        apps = ", ".join(f"{name} [{_queue_line(app)}]" for name, app in config.apps.items())
         logger.info("ccswitch: %s: %s", config.source, apps)
 
     def _open_store(self) -> None:
@@ -571,6 +571,19 @@ class CcSwitch:
         if reply.status == 200 and request.method == "POST":
             logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
         return True
+
+
+def _queue_line(app: AppConfig) -> str:
+    """``official → chat (disabled: CHAT_API_KEY not set) → openrouter``."""
+    marked = []
+    for pid in app.queue:
+        provider = app.providers[pid]
+        if provider.disabled:
+            why = f"{provider.missing} not set" if provider.missing else "see ccswitch check"
+            marked.append(f"{pid} (disabled: {why})")
+        else:
+            marked.append(pid)
+    return " → ".join(marked)
 
 
 def _attempts_seen() -> bool:

@@ -149,9 +149,9 @@ class Engine:
         current = self.router.current(done.app)
 
         def reason() -> str:  # worked out only when the active provider changes
-            failed = done.failures()
-            if failed or done.skipped:
-                return "after " + ", ".join(failed + done.skipped)
+            steps = done.before_served()
+            if steps:
+                return "after " + ", ".join(steps)
             if done.served == current and current != self.router.app(done.app).queue[0]:
                 return "manual switch"
             return "recovered"

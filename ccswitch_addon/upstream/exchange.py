@@ -22,6 +22,7 @@ from multidict import CIMultiDictProxy
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.reasons import no_failover, order_of, skip_reason
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
@@ -67,6 +68,7 @@ _RESPONSE_DROP = frozenset(
         "trailer",
         "x-ccswitch-provider",
         "x-ccswitch-attempts",
+        "x-ccswitch-note",
     }
 )
 
@@ -111,6 +113,8 @@ class Exchange:
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
     thinking_stripped: bool = False  # retried once without thinking after a signature 400
+    order: tuple[str, ...] = ()  # the providers in the order this request considers them
+    note: str | None = None  # why no backup was tried (core/reasons.py)
 
 
 @dataclass(slots=True)
@@ -167,6 +171,7 @@ class Upstream:
         app = ex.app
         optional = ex.endpoint.path if ex.endpoint.optional else None
         selection = self.router.select_providers(app.name, optional)
+        ex.order = order_of(app, self.router.current_of(app))
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
@@ -191,8 +196,8 @@ class Upstream:
                     self.router.record_result(app.name, provider.id, gone, held)
                     raise
             if permit is None:
-                label = self.router.breaker(app.name, provider.id).label()
-                ex.skipped.append(f"{provider.id}: {label}")
+                breaker = self.router.breaker(app.name, provider.id)
+                ex.skipped.append(f"{provider.id}: {skip_reason(provider, breaker)}")
                 continue
             result = await self._attempt(ex, provider, permit, leg)
             if isinstance(result, _Committed):
@@ -205,24 +210,34 @@ class Upstream:
             self._finish(ex, None)
             _json_reply(answer, refused, None, len(ex.attempts))
             return
+        if failure is None or failure.outcome.retry:
+            ex.note = no_failover(app, [a.provider for a in ex.attempts], ex.skipped)
         if failure is None:
             reply = unavailable(
-                app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
+                app.api,
+                app.name,
+                selection.reason or "all_unavailable",
+                selection.retry_at,
+                note=ex.note,
             )
             self._finish(ex, None)
-            answer.whole(reply.status, reply.headers, reply.body)
+            answer.whole(reply.status, _noted(reply.headers, ex.note), reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
         self._finish(ex, served)
         if failure.status is None:  # no provider answered at all: say so in the API's shape
             tried = "; ".join(a.short() for a in ex.attempts)
+            message = f"ccswitch: no provider answered ({tried})"
             reply = api_error(
-                app.api, 502, f"ccswitch: no provider answered ({tried})", _UNANSWERED[app.api]
+                app.api,
+                502,
+                message + (f"; {ex.note}" if ex.note else ""),
+                _UNANSWERED[app.api],
             )
             failure.headers, failure.body = list(reply.headers), reply.body
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
-        answer.whole(failure.status or 502, headers, failure.body)
+        answer.whole(failure.status or 502, _noted(headers, ex.note), failure.body)
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
@@ -231,12 +246,10 @@ class Upstream:
         for pid in selection.app.queue:
             if pid not in chosen:
                 provider = selection.app.providers[pid]
-                state = (
-                    "disabled"
-                    if provider.disabled
-                    else self.router.breaker(selection.app.name, pid).label()
+                breaker = (
+                    None if provider.disabled else self.router.breaker(selection.app.name, pid)
                 )
-                notes.append(f"{pid}: {state}")
+                notes.append(f"{pid}: {skip_reason(provider, breaker)}")
         return notes
 
     # --- one attempt -----------------------------------------------------------------------
@@ -623,6 +636,8 @@ class Upstream:
             total_ms=round((time.time() - ex.started) * 1000, 1),
             ttfb_ms=ex.ttfb_ms,
             streaming=bool(ex.watch and ex.watch.sse),
+            order=ex.order,
+            note=ex.note,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage
@@ -646,6 +661,11 @@ def _labelled(
 ) -> list[tuple[str, str]]:
     """The headers with our two labels added; a provider's own were dropped (_forwarded)."""
     return [*headers, ("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
+
+
+def _noted(headers: Sequence[tuple[str, str]], note: str | None) -> list[tuple[str, str]]:
+    """The answer's headers with why no backup was tried, when none was."""
+    return [*headers, ("x-ccswitch-note", note)] if note else list(headers)
 
 
 def _json_reply(
