@@ -37,6 +37,7 @@ from ccswitch_addon.core.config import (
 )
 from ccswitch_addon.core.envfile import env_path
 from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.status import printable
 from ccswitch_addon.core.switch import SwitchEvent
@@ -154,6 +155,11 @@ class CcSwitch:
                 logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
                 return
             previous, self.settings = self.settings, settings
+            # mitmproxy's per-connection lines (client connect, server disconnect, …) are
+            # four a request; its warnings (a failed TLS handshake) still show.
+            logging.getLogger("mitmproxy.proxy.server").setLevel(
+                logging.WARNING if settings.quiet else logging.NOTSET
+            )
         else:
             previous = self.settings
         if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
@@ -468,6 +474,8 @@ class CcSwitch:
             "attempts": [a.to_json() for a in finished.attempts],
         }
         flow.comment = finished.comment()
+        status = flow.response.status_code if flow.response else None
+        logger.info("ccswitch: %s", request_line(finished, status))
         if finished.served is None:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:

@@ -19,14 +19,19 @@ from ccswitch_addon.core.envfile import env_path
 from ccswitch_addon.core.paths import home_config_path
 
 __all__ = [
+    "QUIET_ARGS",
     "TOOLS",
     "LaunchOptions",
+    "ccswitch_path",
+    "env_command",
     "env_lines",
+    "free_port",
     "init_config",
     "mitm_command",
     "paste_lines",
     "port_taken",
     "split_launch_args",
+    "verbose",
 ]
 
 ADDON = Path(__file__).resolve().parent.parent / "addon.py"
@@ -120,19 +125,37 @@ def paste_lines(
         spec = TOOLS[name]
         if reverse_target and reverse_target.rstrip("/") != spec.upstream:
             continue
-        out.append(f"# {spec.label}:")
-        out += [
-            f"  {line}"
-            for line in env_lines(
-                name, reverse=bool(reverse_target), host=host, port=port, confdir=confdir
-            )
-            if not line.startswith("#")
-        ]
+        lines = env_lines(name, reverse=bool(reverse_target), host=host, port=port, confdir=confdir)
+        out.append(f"# {spec.label}: in another shell (works without the venv active)")
+        out.append(f'  eval "$({env_command(name, bool(reverse_target), port, confdir)})"')
+        sets = [line.removeprefix("export ") for line in lines if not line.startswith("#")]
+        out.append(f"  # sets {' '.join(sets)}")
     status = "ccswitch status"
     if (host, port) != (DEFAULT_HOST, DEFAULT_PORT):
         status += f" --proxy http://{host}:{port}"
     out.append(f"# status: {status}   dashboard: http://{host}:{port}/__ccswitch/")
     return "\n".join(out)
+
+
+def ccswitch_path() -> str:
+    """This ccswitch by its absolute path, so a shell without the venv on PATH finds it."""
+    beside = Path(sys.executable).parent / "ccswitch"  # not resolved: the venv's own bin
+    if beside.exists():
+        return str(beside.absolute())
+    found = shutil.which("ccswitch")
+    return str(Path(found or sys.argv[0]).absolute())
+
+
+def env_command(tool: str, reverse: bool, port: int, confdir: str) -> str:
+    """``/abs/ccswitch env TOOL`` with the options that differ from the defaults."""
+    words = [ccswitch_path(), "env", tool]
+    if reverse:
+        words.append("--reverse")
+    if port != DEFAULT_PORT:
+        words += ["--port", str(port)]
+    if confdir != "~/.mitmproxy":
+        words += ["--confdir", confdir]
+    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -188,6 +211,26 @@ def split_launch_args(args: Sequence[str]) -> LaunchOptions:
     if port is not None:
         rest = ["--listen-port", str(port), *rest]
     return LaunchOptions(config, port, wants_help, rest)
+
+
+def free_port(host: str, taken: int, tries: int = 20) -> int | None:
+    """The first port after ``taken`` that nothing listens on, checked now."""
+    for port in range(taken + 1, min(taken + 1 + tries, 65536)):
+        if not port_taken(host, port):
+            return port
+    return None
+
+
+# `ccswitch run`'s console: the addon's line per routed request, not mitmdump's flow and
+# connection lines (passthrough traffic, the dashboard's polling). -v keeps them all.
+QUIET_ARGS = ("--set", "flow_detail=0", "--set", "ccswitch_quiet=true")
+
+
+def verbose(args: Sequence[str]) -> bool:
+    """Whether the mitmdump arguments ask for its own lines: -v, or a flow_detail chosen."""
+    return any(
+        a in ("-v", "--verbose") or a.startswith(("flow_detail=", "ccswitch_quiet=")) for a in args
+    )
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -11,19 +11,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ccswitch_addon.cli.client import DEFAULT_PROXY, ProxyUnavailable, call
-from ccswitch_addon.cli.configfile import CONFIG_HELP, announce, load_named, resolve
+from ccswitch_addon.cli.client import DEFAULT_PROXY, NotCcswitch, ProxyUnavailable, call
+from ccswitch_addon.cli.configfile import (
+    CONFIG_HELP,
+    announce,
+    load_named,
+    resolve,
+    shadowing_notice,
+)
 from ccswitch_addon.cli.launch import (
     DEFAULT_HOST,
+    QUIET_ARGS,
     TOOLS,
     confdir_of,
     env_lines,
     exec_mitm,
+    free_port,
     init_config,
     mitm_command,
     paste_lines,
     port_taken,
     split_launch_args,
+    verbose,
 )
 from ccswitch_addon.cli.reports import (
     USAGE_COVERS,
@@ -117,6 +126,11 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         code, status = call(args.proxy, "GET", "/status")
+        if code == 200 and not (isinstance(status, dict) and isinstance(status.get("apps"), dict)):
+            raise NotCcswitch(f"no ccswitch at {args.proxy} (it answered {_excerpt(status)})")
+    except NotCcswitch as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_USAGE
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; reading the state file instead", file=err)
         config = load_named(args.config, err, quiet_missing=True)
@@ -133,11 +147,17 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_FAILED
         if status.get("config"):
             announce(Path(status["config"]), f"used by the proxy at {args.proxy}", err)
+            shadowing_notice(Path(status["config"]), err)
     if args.json:
         print(json.dumps(status, indent=2), file=out)
     else:
         print(status_table(status), file=out)
     return EXIT_OK
+
+
+def _excerpt(answer: Any) -> str:
+    text = json.dumps(answer)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -219,6 +239,12 @@ def cmd_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for line in env_lines(args.tool, reverse=args.reverse, port=args.port, confdir=args.confdir):
         print(line, file=out)
+    if not port_taken(DEFAULT_HOST, args.port):
+        print(
+            f"ccswitch env: warning: no proxy listens on {DEFAULT_HOST}:{args.port}; "
+            f"{TOOLS[args.tool].label} will fail to connect until `ccswitch run` is started",
+            file=err,
+        )
     return EXIT_OK
 
 
@@ -268,16 +294,25 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         # The proxy reads the file named here, whatever its working directory.
         path, _ = resolve(options.config)
         mitm_args = ["--set", f"ccswitch_config={path.resolve()}", *mitm_args]
+    if not verbose(mitm_args):
+        mitm_args = [*QUIET_ARGS, *mitm_args]  # one line per routed request; -v for all
     command, host, port, reverse = mitm_command(program, mitm_args)
     if port_taken(host, port):
+        free = free_port(host, port)
+        elsewhere = (
+            f"start this one elsewhere: ccswitch {args.command} --port {free} (free now)"
+            if free
+            else "no free port found near it"
+        )
         print(
             f"ccswitch: {host}:{port} is in use already. Is ccswitch already running? "
             f"(`ccswitch status --proxy http://{host}:{port}`)\n"
-            f"Stop it, or start this one elsewhere: ccswitch {args.command} --port {port + 2}",
+            f"Stop it, or {elsewhere}",
             file=err,
         )
         return EXIT_FAILED
     config = load_named(options.config, err)
+    shadowing_notice(resolve(options.config)[0], err)
     print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)
     return exec_mitm(command, out)
 
