@@ -3,6 +3,7 @@ the untrusted-CA warning, a quiet console."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,99 @@ def test_a_key_added_to_the_env_file_takes_effect_without_a_restart(
     assert reply.headers["x-ccswitch-provider"] == "backup"
     assert backup.requests[-1].headers["x-api-key"] == KEY
     assert KEY not in proxy.output()
+
+
+FOUR = """\
+apps:
+  claude:
+    queue: [official, chat, openrouter, deepseek]
+    breaker: {{failure_threshold: 1, open_seconds: 600}}
+    providers:
+      official: {{base_url: "{official}", auth: passthrough}}
+      chat: {{base_url: "{spare}", api_key: "${{CCSW_CHAT_KEY}}"}}
+      openrouter: {{base_url: "{openrouter}", auth: passthrough}}
+      deepseek: {{base_url: "{spare}", api_key: "${{CCSW_DS_KEY}}"}}
+"""
+
+
+def test_a_switch_reason_names_only_what_came_before_the_provider_that_served(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    official, openrouter, spare = fakes("official"), fakes("openrouter"), fakes("spare")
+    official.default = error(529)
+    openrouter.default = ok_json()
+    proxy = make_proxy(
+        FOUR.format(official=official.url, openrouter=openrouter.url, spare=spare.url)
+    )
+    proxy.wait_for_output(
+        "claude [official → chat (disabled: CCSW_CHAT_KEY not set) → openrouter → "
+        "deepseek (disabled: CCSW_DS_KEY not set)]"
+    )
+    reply = send(proxy)
+    assert reply.status == 200
+    assert reply.headers["x-ccswitch-provider"] == "openrouter"
+    assert "x-ccswitch-note" not in reply.headers
+    (event,) = status(proxy)["events"]
+    assert event["reason"] == (
+        "after official: 529, chat: skipped, disabled (CCSW_CHAT_KEY not set)"
+    )
+    line = proxy.wait_for_output("ccswitch: claude  official 529 → openrouter 200  → 200  ")
+    assert "deepseek" not in line
+    assert spare.requests == []
+
+
+def test_no_failover_is_explained_to_the_client_and_in_the_log(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    official, openrouter, spare = fakes("official"), fakes("openrouter"), fakes("spare")
+    openrouter.queue(error(500))
+    official.queue(ok_json())
+    proxy = make_proxy(
+        FOUR.format(official=official.url, openrouter=openrouter.url, spare=spare.url)
+    )
+    token = request(proxy, "GET", "http://ccswitch.local/token").json()["token"]
+    switched = request(
+        proxy,
+        "POST",
+        "http://ccswitch.local/switch",
+        json={"app": "claude", "provider": "openrouter"},
+        headers={"content-type": "application/json", "x-ccswitch-token": token},
+    )
+    assert switched.status == 200
+    send(proxy)  # openrouter 500 (opens: threshold 1) → official serves
+    official.default = error(529)
+    reply = send(proxy)  # official 529; openrouter open, chat and deepseek disabled
+    assert reply.status == 529
+    note = reply.headers["x-ccswitch-note"]
+    assert note.startswith("no failover: ")
+    assert "chat disabled (CCSW_CHAT_KEY not set)" in note
+    assert "deepseek disabled (CCSW_DS_KEY not set)" in note
+    assert re.search(r"openrouter open until \d\d:\d\d", note), note
+    line = proxy.wait_for_output("ccswitch: claude  official 529  → 529")
+    assert note in line
+
+
+def test_the_quiet_console_prints_one_line_per_routed_request_and_nothing_else(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    official, spare = fakes("official"), fakes("spare")
+    official.default = ok_json(input_tokens=12, output_tokens=34)
+    spare.default = ok_json()
+    (tmp_path / ".env").write_text("CCSW_DOTENV_KEY=sk-spare-123456\n")
+    (tmp_path / ".env").chmod(0o600)
+    proxy = make_proxy(
+        config(official.url, spare.url),
+        extra=["--set", "flow_detail=0", "--set", "ccswitch_quiet=true"],
+    )
+    proxy.wait_for_output("ccswitch: dashboard at")
+    before = len(proxy.output())
+    for path in ("/status", "/history", "/token", "/"):  # what a dashboard refresh asks
+        assert request(proxy, "GET", f"http://ccswitch.local{path}").status == 200
+    passthrough = request(proxy, "GET", f"{spare.url}/elsewhere")  # not a routed path
+    assert passthrough.status == 200
+    reply = send(proxy)
+    assert reply.status == 200
+    line = proxy.wait_for_output("ccswitch: claude  official 200  → 200  ", since=before)
+    assert line.endswith("12+34 tok")
+    new = [text for text in proxy.output()[before:].splitlines() if text.strip()]
+    assert new == [line], new
