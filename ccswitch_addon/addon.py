@@ -20,12 +20,13 @@ import json
 import logging
 from typing import Any
 
-from mitmproxy import command, ctx, eventsequence, exceptions, http
+from mitmproxy import command, ctx, eventsequence, exceptions, http, tls
 from mitmproxy.log import ALERT
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.utils import asyncio_utils
 
 from ccswitch_addon import guard
+from ccswitch_addon.cli.launch import TOOLS, ca_path, env_command
 from ccswitch_addon.core.config import (
     AppConfig,
     Config,
@@ -70,6 +71,7 @@ from ccswitch_addon.web.control import (
     own_origins,
     reach,
 )
+from ccswitch_addon.web.trust import Trust
 from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["CcSwitch"]
@@ -112,6 +114,7 @@ class CcSwitch:
         self._stopping: asyncio.Task[None] | None = None
         self._showing: set[asyncio.Task[None]] = set()  # attempt flows on their way to mitmweb
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
+        self.trust = Trust(_setup_hint)
         self.settings = Settings()
         self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
         self._seen = False  # attempt flows can be seen (a flow list or -w): _attempts_seen()
@@ -286,6 +289,7 @@ class CcSwitch:
             logger.warning("%s", warning)
         if self.engine is None:
             self.engine = Engine(config)
+            self.engine.warnings = self.trust.warnings
             self.engine.switches.add_listener(self._announce)
             self.engine.switches.add_listener(self._notifier)
             self._open_store()
@@ -357,6 +361,31 @@ class CcSwitch:
             detail = f"probe failed: {e}"
         finally:
             self.engine.probe_done(app.name, provider.id, ok, detail)
+
+    # --- TLS with the tools: is the CA trusted? ------------------------------------------
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        app = self._app_of(data.conn.sni)
+        if app is None:
+            return
+        peer = data.conn.peername
+        client = peer[0] if peer else "?"
+        warning = self.trust.failed(app, data.conn.sni or "", client, data.conn.error or "")
+        if warning:
+            logger.warning("ccswitch: %s", warning)
+
+    def tls_established_client(self, data: tls.TlsData) -> None:
+        app = self._app_of(data.conn.sni)
+        if app is not None and self.trust.succeeded(app):
+            logger.info("ccswitch: a %s client trusts the proxy's CA now", app)
+
+    def _app_of(self, host: str | None) -> str | None:
+        if self.engine is None or not host:
+            return None
+        for name, app in self.engine.router.config.apps.items():
+            if host.lower() in app.hosts:
+                return name
+        return None
 
     # --- request ------------------------------------------------------------------------
 
@@ -579,6 +608,17 @@ class CcSwitch:
         if reply.status == 200 and request.method == "POST":
             logger.log(ALERT, "ccswitch: %s via the control endpoint", path.rsplit("/", 1)[-1])
         return True
+
+
+def _setup_hint(app: str) -> str:
+    """The line that makes a tool trust the CA (and use the proxy), for the CA warning."""
+    confdir = getattr(ctx.options, "confdir", "~/.mitmproxy")
+    server = ctx.master.addons.get("proxyserver")
+    bound = [addr[1] for addr in server.listen_addrs()] if server else []
+    port = (bound[0] if bound else None) or getattr(ctx.options, "listen_port", None) or 8080
+    if app not in TOOLS:
+        return f"the tool with the CA {ca_path(confdir)} trusted"
+    return f'eval "$({env_command(app, False, port, confdir)})"'
 
 
 def _queue_line(app: AppConfig) -> str:

@@ -55,6 +55,8 @@ class Engine:
         self._probing: set[tuple[str, str]] = set()
         # A reload the running proxy refused: {"message", "since"}, until a good one.
         self.config_error: dict[str, Any] | None = None
+        # what the status shows under "warnings" (the addon's untrusted-CA warnings)
+        self.warnings: Callable[[], list[str]] = list
         self.history = History(clock)  # what the dashboard draws over the last hour
         self.state_listeners.append(self.history.transition)
         self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
@@ -260,6 +262,7 @@ class Engine:
                 entry["health"] = _health(entry)
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
+        status["warnings"] = self.warnings()
         if self.gateway is not None:
             self.gateway.annotate(status)
         return status

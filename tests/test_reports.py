@@ -193,6 +193,16 @@ def test_status_table_shows_reopen_time() -> None:
     assert "in 30s" in status_table(status, now=1000.0)
 
 
+def test_status_table_shows_warnings() -> None:
+    status = {
+        "apps": {"claude": {"current": "a", "active": None, "queue": [{"id": "a"}]}},
+        "warnings": ["a client (claude at 127.0.0.1, …) does not trust the proxy's CA: run …"],
+    }
+    assert "WARNING: a client (claude at 127.0.0.1, …) does not trust the proxy's CA" in (
+        status_table(status, now=1000.0)
+    )
+
+
 def test_status_table_of_a_team_gateway_instance() -> None:
     status = {
         "instance": "gw1:4242",

@@ -88,6 +88,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
     live = any("requests" in e for app in status["apps"].values() for e in app["queue"])
     if live:
         out.append(STATUS_COUNTS)
+    for warning in status.get("warnings") or ():
+        out.append(f"WARNING: {warning}")
     error = status.get("config_error")
     if error:
         since = time.strftime("%H:%M:%S", time.localtime(error["since"]))

@@ -234,11 +234,15 @@ function small(title, name, app, key) {
 
 function render(status) {
   const banner = document.getElementById("banner");
+  const notes = (status.warnings || []).map(w => "warning: " + w);
   if (status.config_error) {
-    banner.style.display = "block";
-    banner.textContent = "providers.yaml was not reloaded (since " +
+    notes.unshift("providers.yaml was not reloaded (since " +
       when(status.config_error.since) + "); the previous configuration keeps serving:\\n" +
-      status.config_error.message;
+      status.config_error.message);
+  }
+  if (notes.length) {
+    banner.style.display = "block";
+    banner.textContent = notes.join("\\n");
   } else {
     banner.style.display = "none";
     banner.textContent = "";

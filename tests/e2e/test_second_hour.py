@@ -4,6 +4,8 @@ the untrusted-CA warning, a quiet console."""
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,38 @@ def test_the_quiet_console_prints_one_line_per_routed_request_and_nothing_else(
     assert line.endswith("12+34 tok")
     new = [text for text in proxy.output()[before:].splitlines() if text.strip()]
     assert new == [line], new
+
+
+def _untrusting_handshake(proxy: Proxy, host: str = "api.anthropic.com") -> str:
+    """CONNECT through the proxy, then a TLS handshake that trusts only the system CAs."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += raw.recv(1024)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        context = ssl.create_default_context()  # not the proxy's CA: as a tool without it
+        try:
+            with context.wrap_socket(raw, server_hostname=host):
+                pass
+        except ssl.SSLCertVerificationError as e:
+            return str(e)
+    raise AssertionError("the handshake succeeded without the proxy's CA")
+
+
+def test_a_client_without_the_ca_is_a_warning_until_one_trusts_it(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    official, spare = fakes("official"), fakes("spare")
+    official.default = ok_json()
+    proxy = make_proxy(config(official.url, spare.url))
+    assert status(proxy)["warnings"] == []
+    assert "certificate verify failed" in _untrusting_handshake(proxy)
+    warnings = wait_until(lambda: status(proxy)["warnings"], 10, "the CA warning")
+    (warning,) = warnings
+    assert warning.startswith("a client (claude at 127.0.0.1, for api.anthropic.com) ")
+    assert "does not trust the proxy's CA: run eval \"$(/" in warning
+    assert " env claude --port " in warning  # the line for this proxy's port
+    proxy.wait_for_output("does not trust the proxy's CA")
+    assert send(proxy).status == 200  # a client with the CA: the warning goes
+    wait_until(lambda: status(proxy)["warnings"] == [], 10, "the warning cleared")
