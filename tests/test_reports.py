@@ -195,7 +195,9 @@ def test_status_table_shows_reopen_time() -> None:
 
 def test_status_table_shows_warnings() -> None:
     status = {
-        "apps": {"claude": {"current": "a", "active": None, "queue": [{"id": "a"}]}},
+        "apps": {
+            "claude": {"current": "a", "active": None, "queue": [{"id": "a", "state": "closed"}]}
+        },
         "warnings": ["a client (claude at 127.0.0.1, …) does not trust the proxy's CA: run …"],
     }
     assert "WARNING: a client (claude at 127.0.0.1, …) does not trust the proxy's CA" in (
