@@ -385,8 +385,9 @@ def _parse_provider(
     env: Mapping[str, str],
     warnings: list[ConfigError],
     app: str = "",
+    mistakes: Mistakes | None = None,
 ) -> ProviderConfig:
-    entries = node.mapping(PROVIDER_KEYS)
+    entries = node.mapping(PROVIDER_KEYS, mistakes)
     if "base_url" not in entries:
         raise node.error("base_url is required")
     fmt = _parse_format(entries["format"], api, app) if "format" in entries else default_format(api)
@@ -541,19 +542,21 @@ def _items(
 def _parse_app(
     name: str, node: Node, env: Mapping[str, str], warnings: list[ConfigError]
 ) -> AppConfig:
-    entries = node.mapping(APP_KEYS)
+    mistakes = Mistakes()  # every mistake of the app in one run, not only the first one
+    entries = node.mapping(APP_KEYS, mistakes)
     known = KNOWN_APPS.get(name)
     if known is None:
         missing = [k for k in ("hosts", "paths") if k not in entries]
         if missing:
-            raise node.error(
-                f"'{name}' is not a known app (claude, codex, gemini), "
-                f"so it must set {' and '.join(missing)}"
+            mistakes.record(
+                node.error(
+                    f"'{name}' is not a known app (claude, codex, gemini), "
+                    f"so it must set {' and '.join(missing)}"
+                )
             )
+    api = known.api if known else Api.OPENAI
     if "api" in entries:
-        api = entries["api"].choice(Api, "api")
-    else:
-        api = known.api if known else Api.OPENAI
+        api = mistakes.attempt(lambda: entries["api"].choice(Api, "api"), api)
     hosts = (
         tuple(h.lower() for h, _ in _items(entries["hosts"]))
         if "hosts" in entries
@@ -565,44 +568,65 @@ def _parse_app(
         paths = tuple(text for text, _ in _items(entries["paths"]))
         for text, item in _items(entries["paths"]):
             if not text.startswith("/"):
-                raise item.error(f"a path prefix starts with '/', got {text!r}")
+                mistakes.record(item.error(f"a path prefix starts with '/', got {text!r}"))
         endpoints = tuple(Endpoint(path) for path in paths)
     else:
         endpoints = known.endpoints if known else ()
         paths = tuple(endpoint.path for endpoint in endpoints)
     if "providers" not in entries:
-        raise node.error("providers is required")
+        mistakes.record(node.error("providers is required"))
+        mistakes.check()
     providers: dict[str, ProviderConfig] = {}
-    mistakes = Mistakes()  # every provider's mistakes, not only the first one's
     broken: set[str] = set()
     for pid, pnode in entries["providers"].mapping().items():
         try:
             if not _ID.match(pid):
                 raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
-            providers[pid] = _parse_provider(pid, pnode, api, env, warnings, name)
+            providers[pid] = _parse_provider(pid, pnode, api, env, warnings, name, mistakes)
         except ConfigError as e:
             mistakes.record(e)
             broken.add(pid)
     if "queue" not in entries:
-        raise node.error("queue is required: the providers in priority order")
+        mistakes.record(node.error("queue is required: the providers in priority order"))
+        mistakes.check()
     queue_node = entries["queue"]
-    queue = tuple(
-        text for text, _ in _items(queue_node, "the queue is empty; list at least one provider")
-    )
-    for index, (pid, item) in enumerate(_items(queue_node)):
-        if pid in broken:
-            continue
-        if pid not in providers:
-            raise item.error(
-                f"{pid!r} is not a provider of {name}; known: {', '.join(providers) or 'none'}"
-            )
-        if queue.index(pid) != index:
-            raise item.error(f"{pid!r} is listed twice")
-    failover = entries["failover"].boolean() if "failover" in entries else True
-    max_attempts = entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else None
+
+    def check_queue() -> tuple[str, ...]:
+        empty = "the queue is empty; list at least one provider"
+        queue = tuple(text for text, _ in _items(queue_node, empty))
+        for index, (pid, item) in enumerate(_items(queue_node)):
+            if pid in broken:
+                continue
+            if pid not in providers:
+                known_ids = ", ".join(providers) or "none"
+                raise item.error(f"{pid!r} is not a provider of {name}; known: {known_ids}")
+            if queue.index(pid) != index:
+                raise item.error(f"{pid!r} is listed twice")
+        return queue
+
+    # Each part on its own: a misspelt breaker key must not hide a bad value elsewhere.
     defaults = known.breaker if known else _QUICK
-    breaker = _parse_breaker(entries.get("breaker"), defaults)
-    rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    queue: tuple[str, ...] = mistakes.attempt(check_queue, ())
+    failover = mistakes.attempt(
+        lambda: entries["failover"].boolean() if "failover" in entries else True, True
+    )
+    max_attempts = mistakes.attempt(
+        lambda: entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else None,
+        None,
+    )
+    breaker = mistakes.attempt(lambda: _parse_breaker(entries.get("breaker"), defaults), defaults)
+    no_rules: tuple[Rule, ...] = ()
+    rules = mistakes.attempt(
+        lambda: parse_rules(entries["rules"]) if "rules" in entries else no_rules, no_rules
+    )
+    websocket_choice = mistakes.attempt(
+        lambda: (
+            entries["websocket"].choice(WebSocket, "websocket")
+            if "websocket" in entries
+            else WebSocket.REFUSE
+        ),
+        WebSocket.REFUSE,
+    )
     mistakes.check()
     if all(providers[pid].disabled for pid in queue):
         warnings.append(
@@ -614,11 +638,7 @@ def _parse_app(
                 unusable=True,
             )
         )
-    websocket = (
-        entries["websocket"].choice(WebSocket, "websocket")
-        if "websocket" in entries
-        else WebSocket.REFUSE
-    )
+    websocket = websocket_choice
     return AppConfig(
         name,
         api,
