@@ -34,6 +34,7 @@ from ccswitch_addon.cli.launch import (
     split_launch_args,
     verbose,
 )
+from ccswitch_addon.cli.presetcmd import register as register_presets
 from ccswitch_addon.cli.reports import (
     USAGE_COVERS,
     format_table,
@@ -520,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
     )
     test.set_defaults(handler=cmd_test)
+
+    register_presets(sub, CONFIG_HELP)
 
     demo = command("demo", "see failover happen: mock providers, the real proxy, no keys")
     demo.add_argument(
