@@ -58,6 +58,7 @@ class Engine:
         # what the status shows under "warnings" (the addon's untrusted-CA warnings)
         self.warnings: Callable[[], list[str]] = list
         self.history = History(clock)  # what the dashboard draws over the last hour
+        self._failed_with: dict[tuple[str, str], str] = {}  # each provider's last failure
         self.state_listeners.append(self.history.transition)
         self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
         # previous_response_id history of translated Responses requests, kept in the state file
@@ -125,6 +126,10 @@ class Engine:
         now = self._clock()
         for attempt in done.attempts:
             self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms, now)
+            if attempt.failed:  # what the dashboard's "why" names: the status, not a count
+                self._failed_with[(done.app, attempt.provider)] = str(
+                    attempt.error or attempt.status
+                )
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(
@@ -142,6 +147,8 @@ class Engine:
                     input_tokens=done.usage.input_tokens,
                     output_tokens=done.usage.output_tokens,
                     streaming=done.streaming,
+                    chain=json.dumps([a.to_json() for a in done.attempts]),
+                    note=done.note,
                 )
             )
         self.history.finished(_log_entry(done, now))
@@ -260,6 +267,8 @@ class Engine:
             for entry in app["queue"]:
                 entry.update(self.stats.summary(name, entry["id"]))
                 entry["health"] = _health(entry)
+                if entry.get("last_failure"):
+                    entry["last_failure_reason"] = self._failed_with.get((name, entry["id"]))
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
         status["warnings"] = self.warnings()
@@ -296,4 +305,5 @@ def _log_entry(done: Finished, now: float) -> dict[str, Any]:
         "input_tokens": done.usage.input_tokens,
         "output_tokens": done.usage.output_tokens,
         "chain": [a.to_json() for a in done.attempts],
+        "note": done.note,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -215,7 +216,7 @@ def log_rows(
         return ["time", "app", "from", "to", "reason"], rows
     sql = (
         "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
-        " total_ms, ttfb_ms, input_tokens, output_tokens, streaming FROM requests"
+        " total_ms, ttfb_ms, input_tokens, output_tokens, streaming, chain, note FROM requests"
         " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
     )
     rows = []
@@ -228,7 +229,7 @@ def log_rows(
                 r[2],
                 model,
                 r[6] or r[5],
-                r[7],
+                chain_text(r[13], r[7]) + (f"; {r[14]}" if r[14] else ""),
                 r[8],
                 r[9],
                 r[10],
@@ -242,13 +243,24 @@ def log_rows(
         "provider",
         "model",
         "result",
-        "attempts",
+        "chain",
         "ms",
         "ttfb ms",
         "in tok",
         "out tok",
         "stream",
     ], rows
+
+
+def chain_text(stored: str | None, attempts: int) -> str:
+    """``official 529 → openrouter 200`` from the stored chain; a count for older rows."""
+    try:
+        chain = json.loads(stored) if stored else None
+    except ValueError:
+        chain = None
+    if not isinstance(chain, list) or not chain:
+        return f"{attempts} attempt(s)"
+    return " → ".join(f"{a.get('provider')} {a.get('error') or a.get('status')}" for a in chain)
 
 
 def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:

@@ -31,7 +31,7 @@ __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONVERSATION_TURNS = 256  # previous_response_id turns kept in the file, newest first
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: (
@@ -49,6 +49,12 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     ),
     # Responses turns translated for Chat providers, so previous_response_id survives a restart.
     2: ("CREATE TABLE conversations (id TEXT PRIMARY KEY, previous TEXT, items TEXT, time REAL)",),
+    # Each request's attempt chain (JSON) and why no backup was tried, for the log and the
+    # dashboard after a restart.
+    3: (
+        "ALTER TABLE requests ADD COLUMN chain TEXT",
+        "ALTER TABLE requests ADD COLUMN note TEXT",
+    ),
 }
 
 
@@ -70,6 +76,8 @@ class RequestRow(NamedTuple):
     input_tokens: int | None
     output_tokens: int | None
     streaming: bool
+    chain: str | None = None  # JSON: [{"provider", "ms", "status"|"error"}, …]
+    note: str | None = None  # "no failover: …"
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,7 @@ class Store:
         self._put(
             "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
             " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
-            " streaming) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " streaming, chain, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
 
