@@ -421,3 +421,26 @@ def test_run_and_status_say_when_a_local_file_hides_the_home_one(
     assert "~/.ccswitch/providers.yaml is ignored because of it" in err
     shadowing_notice(home / ".ccswitch" / "providers.yaml", sys.stderr)
     assert capsys.readouterr().err == ""
+
+
+def test_run_is_quiet_unless_verbose(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_main = sys.modules["ccswitch_addon.cli.main"]  # the package exports main() itself
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli_main, "exec_mitm", lambda command, out: started.append(command) or 0)
+    Path("providers.yaml").write_text(ONE_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["run", "--port", str(port)]) == 0
+    assert main(["run", "--port", str(port), "-v"]) == 0
+    assert main(["run", "--port", str(port), "--set", "flow_detail=2"]) == 0
+    quiet, verbose, chosen = started
+    assert "flow_detail=0" in quiet
+    assert "ccswitch_quiet=true" in quiet
+    assert "flow_detail=0" not in verbose
+    assert "-v" in verbose
+    assert "flow_detail=0" not in chosen
+    out = capsys.readouterr().out
+    assert 'eval "$(/' in out  # the absolute path, for a shell without the venv
