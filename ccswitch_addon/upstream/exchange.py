@@ -591,8 +591,8 @@ class Upstream:
             record.error = ex.attempts[-1].error
             record.failed = outcome.effect is Effect.FAILURE
             record.ended = time.time()
-        if outcome.effect is Effect.FAILURE:
-            logger.info("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
+        if outcome.effect is Effect.FAILURE:  # the request's own line (addon) names it too
+            logger.debug("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
         return _Failed(provider, outcome, status, headers, body)
 
     def _gone(
