@@ -36,7 +36,7 @@ from ccswitch_addon.core.config import (
     check_self_loop,
     load_config,
 )
-from ccswitch_addon.core.envfile import env_path
+from ccswitch_addon.core.envfile import env_path, shown
 from ccswitch_addon.core.paths import default_config_path
 from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
@@ -322,7 +322,7 @@ class CcSwitch:
             stamp = _stamps(path)
             if stamp == self._config_stamp:
                 continue
-            self._config_stamp = stamp
+            previous, self._config_stamp = self._config_stamp, stamp
             try:
                 config = _read_config(path)
             except ConfigError as e:
@@ -333,8 +333,10 @@ class CcSwitch:
                     e,
                 )
                 continue
+            keys_only = previous is not None and stamp[0] == previous[0]
             self._apply(config)
-            logger.log(ALERT, "ccswitch: reloaded %s", path)
+            what = f"the keys in {shown(env_path(path))}" if keys_only else str(path)
+            logger.log(ALERT, "ccswitch: reloaded %s", what)
 
     async def _tick(self) -> None:
         """Once a second: active probes of open providers."""

@@ -76,6 +76,7 @@ def test_a_key_added_to_the_env_file_takes_effect_without_a_restart(
         10,
         "the backup enabled by the .env",
     )
+    proxy.wait_for_output(f"ccswitch: reloaded the keys in {env}")
     reply = send(proxy)
     assert reply.status == 200
     assert reply.headers["x-ccswitch-provider"] == "backup"
