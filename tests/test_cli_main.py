@@ -335,9 +335,10 @@ def test_init_writes_a_private_env_file_and_check_names_where_keys_come_from(
 
 class _Foreign(http.server.BaseHTTPRequestHandler):
     body = b'{"hello": "world"}'
+    code = 200
 
     def do_GET(self) -> None:
-        self.send_response(200)
+        self.send_response(self.code)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(self.body)))
         self.end_headers()
@@ -347,11 +348,20 @@ class _Foreign(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("body", [b'{"hello": "world"}', b"<html>hi</html>", b"[1, 2]"])
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (200, b'{"hello": "world"}'),
+        (200, b"<html>hi</html>"),
+        (200, b"[1, 2]"),
+        (404, b'{"detail": "Not Found"}'),
+        (502, b"<html>Bad Gateway</html>"),
+    ],
+)
 def test_status_against_a_server_that_is_not_ccswitch(
-    home: Path, capsys: pytest.CaptureFixture[str], body: bytes
+    home: Path, capsys: pytest.CaptureFixture[str], code: int, body: bytes
 ) -> None:
-    handler = type("Handler", (_Foreign,), {"body": body})
+    handler = type("Handler", (_Foreign,), {"body": body, "code": code})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -127,8 +127,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         code, status = call(args.proxy, "GET", "/status")
-        if code == 200 and not (isinstance(status, dict) and isinstance(status.get("apps"), dict)):
-            raise NotCcswitch(f"no ccswitch at {args.proxy} (it answered {_excerpt(status)})")
+        ours = isinstance(status, dict) and (
+            isinstance(status.get("apps"), dict) if code == 200 else "error" in status
+        )
+        if not ours:  # ccswitch answers its status, or {"error": …}
+            raise NotCcswitch(
+                f"no ccswitch at {args.proxy} (it answered {code}: {_excerpt(status)})"
+            )
     except NotCcswitch as e:
         print(f"ccswitch: {e}", file=err)
         return EXIT_USAGE
@@ -313,7 +318,9 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         return EXIT_FAILED
     config = load_named(options.config, err)
-    shadowing_notice(resolve(options.config)[0], err)
+    used, why = resolve(options.config)
+    if why != "--config":  # a file named on purpose needs no notice
+        shadowing_notice(used, err)
     print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)
     return exec_mitm(command, out)
 
