@@ -81,3 +81,12 @@ def test_no_failover_with_a_queue_of_one_or_failover_off() -> None:
 def test_order_puts_a_manual_choice_first() -> None:
     assert order_of(APP, "official") == ORDER
     assert order_of(APP, "openrouter") == ("openrouter", "official", "chat", "deepseek")
+
+
+def test_no_failover_names_max_attempts() -> None:
+    one = parse_config(
+        CONFIG.replace("    queue:", "    max_attempts: 1\n    queue:"), "p.yaml", env={}
+    ).apps["claude"]
+    assert no_failover(one, ["official"], ["openrouter: closed"]) == (
+        "no failover: claude allows 1 attempt(s) (max_attempts)"
+    )

@@ -55,6 +55,8 @@ def no_failover(app: AppConfig, tried: Sequence[str], skipped: Sequence[str]) ->
         return None
     if not app.failover:
         return f"no failover: failover is off for {app.name}"
+    if app.max_attempts is not None and len(tried) >= app.max_attempts:
+        return f"no failover: {app.name} allows {app.max_attempts} attempt(s) (max_attempts)"
     notes = [note.replace(": ", " ", 1) for note in skipped if note.partition(":")[0] not in tried]
     if notes:
         return "no failover: " + ", ".join(notes)
