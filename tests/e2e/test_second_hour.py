@@ -3,9 +3,13 @@ the untrusted-CA warning, a quiet console."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,3 +217,43 @@ def test_a_client_without_the_ca_is_a_warning_until_one_trusts_it(
     proxy.wait_for_output("does not trust the proxy's CA")
     assert send(proxy).status == 200  # a client with the CA: the warning goes
     wait_until(lambda: status(proxy)["warnings"] == [], 10, "the warning cleared")
+
+
+def test_ccswitch_run_prints_nothing_for_passthrough_and_dashboard_polling(
+    fakes: Callable[[str], FakeProvider], tmp_path: Path
+) -> None:
+    official, spare = fakes("official"), fakes("spare")
+    spare.default = ok_json()
+    path = tmp_path / "providers.yaml"
+    path.write_text(config(official.url, spare.url))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["HOME"] = str(tmp_path)
+    log = tmp_path / "run.log"
+    ccswitch = Path(sys.executable).parent / "ccswitch"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(ccswitch), "run", "--config", str(path), "--port", str(port),
+             "--set", f"confdir={tmp_path}/conf", "--set", f"ccswitch_state={tmp_path}/s.db"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "dashboard at" in log.read_text(), 30, "ccswitch run to start")
+        printed = log.read_text()
+        assert f'eval "$({ccswitch} env claude --port {port} --confdir ' in printed
+        before = len(printed)
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"})
+        )
+        for _ in range(3):  # three dashboard refreshes and some passthrough traffic
+            for what in ("status", "history", "requests", "tokens"):
+                with opener.open(f"http://ccswitch.local/{what}", timeout=10) as answer:
+                    assert answer.status == 200
+            with opener.open(f"{spare.url}/elsewhere", timeout=10) as answer:
+                assert answer.status == 200
+        assert log.read_text()[before:].strip() == ""
+    finally:
+        process.terminate()
+        process.wait(15)
