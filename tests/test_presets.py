@@ -101,8 +101,8 @@ def test_refusals(tmp_path: Path) -> None:
     path = tmp_path / "providers.yaml"
     with pytest.raises(AddRefused, match="has a provider 'official' already"):
         add_preset(path, BLOCK_STYLE, "claude", find("deepseek"), "official")  # type: ignore[arg-type]
-    with pytest.raises(AddRefused, match="no app 'codex'"):
-        add_preset(path, BLOCK_STYLE, "codex", find("deepseek"), None)  # type: ignore[arg-type]
+    with pytest.raises(AddRefused, match="no app 'mytool'"):
+        add_preset(path, BLOCK_STYLE, "mytool", find("deepseek"), None)  # type: ignore[arg-type]
     with pytest.raises(AddRefused, match="cannot serve claude"):
         add_preset(path, BLOCK_STYLE, "claude", find("gemini"), None)  # type: ignore[arg-type]
     with pytest.raises(AddRefused, match="is not a provider id"):
@@ -139,3 +139,16 @@ def test_presets_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None
     for preset in PRESETS:
         assert f"\n{preset.id:12} " in out
     assert "also: kimi" in out
+
+
+def test_a_known_app_not_in_the_file_starts_with_its_official_api(tmp_path: Path) -> None:
+    path = tmp_path / "providers.yaml"
+    after = add_preset(path, BLOCK_STYLE, "codex", find("deepseek"), "deepseek")  # type: ignore[arg-type]
+    path.write_text(after)
+    codex = load_config(path).apps["codex"]
+    assert codex.queue == ("official", "deepseek")
+    assert codex.providers["official"].base_url == "https://api.openai.com"
+    assert codex.providers["official"].auth is Auth.PASSTHROUGH
+    assert codex.providers["deepseek"].format.value == "openai_chat"
+    assert "queue: [official, deepseek]" in after
+    assert after.startswith("# my own file: comments everywhere\n")

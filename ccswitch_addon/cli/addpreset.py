@@ -55,6 +55,8 @@ def add_preset(path: Path, text: str, app: str, preset: Preset, pid: str | None)
     except YAMLError as e:
         raise AddRefused(f"{path}: cannot be read as YAML ({e}); `ccswitch check` explains") from e
     apps = document.get("apps") if isinstance(document, dict) else None
+    if isinstance(apps, CommentedMap) and app not in apps and app in OFFICIAL:
+        apps[app] = _new_app(app)  # a known tool not set up yet: its official API first
     if not isinstance(apps, dict) or not isinstance(apps.get(app), dict):
         known = ", ".join(apps) if isinstance(apps, dict) else "none"
         raise AddRefused(f"{path} has no app {app!r} (configured: {known})")
@@ -120,6 +122,21 @@ def _blank_line_after(text: str, first: str, column: int) -> str:
     del lines[start - 1]
     lines.insert(end - 1, "\n")
     return "".join(lines)
+
+
+# The official API of each known tool, the head of a queue `add` starts.
+OFFICIAL = {
+    "claude": "https://api.anthropic.com",
+    "codex": "https://api.openai.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
+def _new_app(app: str) -> CommentedMap:
+    official = CommentedMap([("base_url", OFFICIAL[app]), ("auth", "passthrough")])
+    queue = CommentedSeq(["official"])
+    queue.fa.set_flow_style()
+    return CommentedMap([("queue", queue), ("providers", CommentedMap([("official", official)]))])
 
 
 def _comment(path: Path, preset: Preset) -> str:
