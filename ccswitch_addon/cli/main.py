@@ -45,6 +45,7 @@ from ccswitch_addon.cli.reports import (
     status_table,
     usage_rows,
 )
+from ccswitch_addon.cli.staleproxy import stale_keys
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
 from ccswitch_addon.core.envfile import KeyEnv, env_path, read_env
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
@@ -121,6 +122,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keys = read_env(path)
     for app in config.apps.values():
         _describe_app(app, out, keys)
+    stale_keys(config, err)  # a running proxy of this file that lacks a key this shell has
     return EXIT_USAGE if failed else EXIT_OK
 
 

@@ -3,6 +3,7 @@ the untrusted-CA warning, a quiet console."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ccswitch_addon.cli.staleproxy import stale_keys
+from ccswitch_addon.core.config import parse_config
 
 from .fakes import FakeProvider, error, ok_json
 from .proxy import Proxy, request, wait_until
@@ -257,3 +261,24 @@ def test_ccswitch_run_prints_nothing_for_passthrough_and_dashboard_polling(
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_check_says_when_the_running_proxy_lacks_a_key_this_shell_has(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    official, spare = fakes("official"), fakes("spare")
+    proxy = make_proxy(config(official.url, spare.url))  # started without CCSW_DOTENV_KEY
+    assert proxy.config_path is not None
+    here = parse_config(
+        proxy.config_path.read_text(), str(proxy.config_path), env={"CCSW_DOTENV_KEY": "sk-x"}
+    )
+    err = io.StringIO()
+    assert stale_keys(here, err, proxy.url) == ["claude:backup"]
+    assert (
+        f"note: the proxy at {proxy.url} has claude:backup disabled: CCSW_DOTENV_KEY is set "
+        "here but not in its environment; add CCSW_DOTENV_KEY to "
+    ) in err.getvalue()
+    elsewhere = parse_config(
+        proxy.config_path.read_text(), str(tmp_path / "other.yaml"), env={"CCSW_DOTENV_KEY": "k"}
+    )
+    assert stale_keys(elsewhere, io.StringIO(), proxy.url) == []  # another file: not ours
