@@ -20,11 +20,12 @@ import json
 import logging
 from typing import Any
 
-from mitmproxy import command, ctx, eventsequence, exceptions, http
+from mitmproxy import command, ctx, eventsequence, exceptions, http, tls
 from mitmproxy.log import ALERT
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from ccswitch_addon import compat, guard
+from ccswitch_addon.cli.launch import TOOLS, ca_path, env_command
 from ccswitch_addon.core.config import (
     AppConfig,
     Config,
@@ -34,7 +35,9 @@ from ccswitch_addon.core.config import (
     check_self_loop,
     load_config,
 )
+from ccswitch_addon.core.envfile import env_path, shown
 from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.status import printable
 from ccswitch_addon.core.switch import SwitchEvent
@@ -67,6 +70,7 @@ from ccswitch_addon.web.control import (
     own_origins,
     reach,
 )
+from ccswitch_addon.web.trust import Trust
 from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["CcSwitch"]
@@ -101,7 +105,7 @@ class CcSwitch:
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
-        self._config_stamp: tuple[float, int] | None = None
+        self._config_stamp: tuple[object, ...] | None = None
         self.upstream: Upstream | None = None  # the provider side, once mitmproxy runs
         self.relay: Relay | None = None
         self._relay_ready: asyncio.Event | None = None
@@ -109,6 +113,7 @@ class CcSwitch:
         self._stopping: asyncio.Task[None] | None = None
         self._showing: set[asyncio.Task[None]] = set()  # attempt flows on their way to mitmweb
         self.control = Control(lambda: self.engine)  # its token lives as long as the process
+        self.trust = Trust(_setup_hint)
         self.settings = Settings()
         self.gateway: SharedState | None = None  # team gateway (ccswitch_redis)
         self._seen = False  # attempt flows can be seen (a flow list or -w): _attempts_seen()
@@ -152,6 +157,11 @@ class CcSwitch:
                 logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
                 return
             previous, self.settings = self.settings, settings
+            # mitmproxy's per-connection lines (client connect, server disconnect, …) are
+            # four a request; its warnings (a failed TLS handshake) still show.
+            logging.getLogger("mitmproxy.proxy.server").setLevel(
+                logging.WARNING if settings.quiet else logging.NOTSET
+            )
         else:
             previous = self.settings
         if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
@@ -279,13 +289,14 @@ class CcSwitch:
             logger.warning("%s", warning)
         if self.engine is None:
             self.engine = Engine(config)
+            self.engine.warnings = self.trust.warnings
             self.engine.switches.add_listener(self._announce)
             self.engine.switches.add_listener(self._notifier)
             self._open_store()
         else:
             self.engine.reload(config)
-        self._config_stamp = _stamp(Path(config.source))
-        apps = ", ".join(f"{name} [{' → '.join(app.queue)}]" for name, app in config.apps.items())
+        self._config_stamp = _stamps(Path(config.source))
+        apps = ", ".join(f"{name} [{_queue_line(app)}]" for name, app in config.apps.items())
         logger.info("ccswitch: %s: %s", config.source, apps)
 
     def _open_store(self) -> None:
@@ -308,10 +319,10 @@ class CcSwitch:
             if self.engine is None:
                 continue
             path = Path(self.engine.router.config.source)
-            stamp = _stamp(path)
+            stamp = _stamps(path)
             if stamp == self._config_stamp:
                 continue
-            self._config_stamp = stamp
+            previous, self._config_stamp = self._config_stamp, stamp
             try:
                 config = _read_config(path)
             except ConfigError as e:
@@ -322,8 +333,10 @@ class CcSwitch:
                     e,
                 )
                 continue
+            keys_only = previous is not None and stamp[0] == previous[0]
             self._apply(config)
-            logger.log(ALERT, "ccswitch: reloaded %s", path)
+            what = f"the keys in {shown(env_path(path))}" if keys_only else str(path)
+            logger.log(ALERT, "ccswitch: reloaded %s", what)
 
     async def _tick(self) -> None:
         """Once a second: active probes of open providers."""
@@ -350,6 +363,31 @@ class CcSwitch:
             detail = f"probe failed: {e}"
         finally:
             self.engine.probe_done(app.name, provider.id, ok, detail)
+
+    # --- TLS with the tools: is the CA trusted? ------------------------------------------
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        app = self._app_of(data.conn.sni)
+        if app is None:
+            return
+        peer = data.conn.peername
+        client = peer[0] if peer else "?"
+        warning = self.trust.failed(app, data.conn.sni or "", client, data.conn.error or "")
+        if warning:
+            logger.warning("ccswitch: %s", warning)
+
+    def tls_established_client(self, data: tls.TlsData) -> None:
+        app = self._app_of(data.conn.sni)
+        if app is not None and self.trust.succeeded(app):
+            logger.info("ccswitch: a %s client trusts the proxy's CA now", app)
+
+    def _app_of(self, host: str | None) -> str | None:
+        if self.engine is None or not host:
+            return None
+        for name, app in self.engine.router.config.apps.items():
+            if host.lower() in app.hosts:
+                return name
+        return None
 
     # --- request ------------------------------------------------------------------------
 
@@ -469,6 +507,8 @@ class CcSwitch:
             "why": finished.why,
         }
         flow.comment = finished.comment()
+        status = flow.response.status_code if flow.response else None
+        logger.info("ccswitch: %s", request_line(finished, status))
         if finished.served is None:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:
@@ -574,6 +614,30 @@ class CcSwitch:
         return True
 
 
+def _setup_hint(app: str) -> str:
+    """The line that makes a tool trust the CA (and use the proxy), for the CA warning."""
+    confdir = getattr(ctx.options, "confdir", "~/.mitmproxy")
+    server = ctx.master.addons.get("proxyserver")
+    bound = [addr[1] for addr in server.listen_addrs()] if server else []
+    port = (bound[0] if bound else None) or getattr(ctx.options, "listen_port", None) or 8080
+    if app not in TOOLS:
+        return f"the tool with the CA {ca_path(confdir)} trusted"
+    return f'eval "$({env_command(app, False, port, confdir)})"'
+
+
+def _queue_line(app: AppConfig) -> str:
+    """``official → chat (disabled: CHAT_API_KEY not set) → openrouter``."""
+    marked = []
+    for pid in app.queue:
+        provider = app.providers[pid]
+        if provider.disabled:
+            why = f"{provider.missing} not set" if provider.missing else "see ccswitch check"
+            marked.append(f"{pid} (disabled: {why})")
+        else:
+            marked.append(pid)
+    return " → ".join(marked)
+
+
 def _attempts_seen() -> bool:
     """Attempt flows are made only where someone can look at them: mitmweb's or the console
     UI's flow list, or a flow file (-w). Plain mitmdump would spend a millisecond a failover
@@ -589,12 +653,17 @@ def _unlist(flow: http.HTTPFlow) -> None:
         view.remove([flow])
 
 
-def _stamp(path: Path) -> tuple[float, int] | None:
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime, stat.st_size
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _stamps(config: Path) -> tuple[object, ...]:
+    """providers.yaml and the .env beside it: a key added there takes effect at once."""
+    return _stamp(config), _stamp(env_path(config))
 
 
 addons = [CcSwitch()]

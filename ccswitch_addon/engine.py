@@ -64,7 +64,10 @@ class Engine:
         self._probing: set[tuple[str, str]] = set()
         # A reload the running proxy refused: {"message", "since"}, until a good one.
         self.config_error: dict[str, Any] | None = None
+        # what the status shows under "warnings" (the addon's untrusted-CA warnings)
+        self.warnings: Callable[[], list[str]] = list
         self.history = History(clock)  # what the dashboard draws over the last hour
+        self._failed_with: dict[tuple[str, str], str] = {}  # each provider's last failure
         self.state_listeners.append(self.history.transition)
         self.gateway: Gateway | None = None  # a team gateway's shared state, when configured
         # previous_response_id history of translated Responses requests, kept in the state file
@@ -151,6 +154,10 @@ class Engine:
         now = self._clock()
         for attempt in done.attempts:
             self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms, now)
+            if attempt.failed:  # what the dashboard's "why" names: the status, not a count
+                self._failed_with[(done.app, attempt.provider)] = str(
+                    attempt.error or attempt.status
+                )
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(
@@ -170,6 +177,8 @@ class Engine:
                     streaming=done.streaming,
                     route=done.route,
                     why=done.why,
+                    chain=json.dumps([a.to_json() for a in done.attempts]),
+                    note=done.note,
                 )
             )
         self.history.finished(_log_entry(done, now))
@@ -185,9 +194,9 @@ class Engine:
         current = self.router.current(done.app)
 
         def reason() -> str:  # worked out only when the active provider changes
-            failed = done.failures()
-            if failed or done.skipped:
-                return "after " + ", ".join(failed + done.skipped)
+            steps = done.before_served()
+            if steps:
+                return "after " + ", ".join(steps)
             if done.served == current and current != self.router.app(done.app).queue[0]:
                 return "manual switch"
             return "recovered"
@@ -294,8 +303,11 @@ class Engine:
             for entry in app["queue"]:
                 entry.update(self.stats.summary(name, entry["id"]))
                 entry["health"] = _health(entry)
+                if entry.get("last_failure"):
+                    entry["last_failure_reason"] = self._failed_with.get((name, entry["id"]))
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
+        status["warnings"] = self.warnings()
         if self.gateway is not None:
             self.gateway.annotate(status)
         return status
@@ -331,4 +343,5 @@ def _log_entry(done: Finished, now: float) -> dict[str, Any]:
         "chain": [a.to_json() for a in done.attempts],
         "route": done.route,
         "why": done.why,
+        "note": done.note,
     }

@@ -60,6 +60,12 @@ OPTIONS: tuple[Option, ...] = (
         "32m",
         "largest decompressed request body the model rewrite inflates (bytes, or k/m/g)",
     ),
+    Option(
+        "ccswitch_quiet",
+        "false",
+        "true: leave out mitmproxy's connection lines (ccswitch's own lines, warnings and "
+        "errors stay); `ccswitch run` sets it, with flow_detail=0, unless -v",
+    ),
 )
 NAMES = frozenset(option.name for option in OPTIONS)
 
@@ -101,6 +107,7 @@ class Settings:
     allow_remote: bool = False
     allow_browsers: bool = False
     body_limit: int = 32 * MIB
+    quiet: bool = False
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Settings:
@@ -110,6 +117,7 @@ class Settings:
             "allow_remote": ("ccswitch_allow_remote", parse_bool),
             "allow_browsers": ("ccswitch_allow_browsers", parse_bool),
             "body_limit": ("ccswitch_body_limit", parse_size),
+            "quiet": ("ccswitch_quiet", parse_bool),
         }
         parsed = {
             field: parse(name, str(values[name]))

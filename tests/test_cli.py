@@ -85,7 +85,7 @@ def test_check_shows_what_was_understood(
     )
     assert "https://api.anthropic.com  auth passthrough" in primary
     assert "key" not in primary
-    assert "https://openrouter.ai/api  auth bearer  key sk-o…2222" in backup
+    assert "https://openrouter.ai/api  auth bearer  key sk-o…2222 (from environment)" in backup
     assert "models * → anthropic/claude-sonnet-4.5" in backup
     assert "auth x-api-key" in later
     assert (
@@ -97,7 +97,9 @@ def test_check_shows_what_was_understood(
     assert err.splitlines() == [
         f"config: {path} (given)",
         f"warning: {path}:16: apps.claude.providers.later.api_key: "
-        "provider disabled: environment variable CCSW_TEST_MISSING is not set",
+        "provider disabled: environment variable CCSW_TEST_MISSING is not set; "
+        f"add CCSW_TEST_MISSING to {tmp_path / '.env'} (takes effect at once), "
+        "or export it and restart",
         f"warning: {path}:20: apps.claude.providers.spare.api_key: "
         "the key is written in the file; prefer ${VAR} from the environment",
     ]
@@ -134,7 +136,7 @@ def test_check_shows_each_providers_format(
         next(line for line in lines if f" {pid} " in line)
         for pid in ("backup", "primary", "official")
     )
-    assert "key sk-o…2222  format openai_chat" in backup
+    assert "key sk-o…2222 (from environment)  format openai_chat" in backup
     assert "format anthropic" in primary
     assert "format gemini" in official
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,7 +203,28 @@ def test_a_taken_port_is_found_before_mitmdump_starts(
         f"Is ccswitch already running? (`ccswitch status --proxy http://127.0.0.1:{listening}`)"
         in err
     )
-    assert f"ccswitch run --port {listening + 2}" in err
+    suggested = int(re.search(r"ccswitch run --port (\d+) \(free now\)", err).group(1))  # type: ignore[union-attr]
+    assert suggested != listening
+    with socket.socket() as check:  # the suggestion was checked: it binds
+        check.bind(("127.0.0.1", suggested))
+
+
+def test_the_suggested_port_skips_taken_ones() -> None:
+    from ccswitch_addon.cli.launch import free_port
+
+    with socket.socket() as a:
+        a.bind(("127.0.0.1", 0))
+        a.listen()
+        first = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", first + 1))
+            except OSError:
+                pytest.skip("the next port is taken by someone else")
+            b.listen()
+            found = free_port("127.0.0.1", first)
+            assert found is not None
+            assert found > first + 1
 
 
 def test_the_printed_lines_follow_the_port() -> None:
@@ -271,3 +296,161 @@ def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> 
 def ccswitch_listens(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_init_writes_a_private_env_file_and_check_names_where_keys_come_from(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_BACKUP_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["init"]) == 0
+    env = home / ".ccswitch" / ".env"
+    assert f"keys go in {env} (mode 0600)" in capsys.readouterr().out
+    assert env.stat().st_mode & 0o777 == 0o600
+    text = env.read_text()
+    for name in ("OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_BACKUP_API_KEY"):
+        assert f"# {name}=\n" in text
+    assert main(["check"]) == 0
+    out, err = capsys.readouterr()
+    assert "add DEEPSEEK_API_KEY to ~/.ccswitch/.env (takes effect at once)" in err
+
+    env.write_text(text + "OPENROUTER_API_KEY=sk-or-from-file-1234\n")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-ds-from-env-5678")
+    assert main(["check"]) == 0
+    out, err = capsys.readouterr()
+    assert "key sk-o…1234 (from ~/.ccswitch/.env)" in out
+    assert "key sk-d…5678 (from environment)" in out
+    assert "sk-or-from-file-1234" not in out + err
+    assert "other users can read" not in err
+
+    env.chmod(0o644)
+    assert main(["check"]) == 0
+    assert f"warning: {env}: other users can read its keys: chmod 600 {env}" in (
+        capsys.readouterr().err
+    )
+
+
+# --- the second hour: foreign servers, which file, lines for any shell -----------------------
+
+
+class _Foreign(http.server.BaseHTTPRequestHandler):
+    body = b'{"hello": "world"}'
+    code = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (200, b'{"hello": "world"}'),
+        (200, b"<html>hi</html>"),
+        (200, b"[1, 2]"),
+        (404, b'{"detail": "Not Found"}'),
+        (502, b"<html>Bad Gateway</html>"),
+    ],
+)
+def test_status_against_a_server_that_is_not_ccswitch(
+    home: Path, capsys: pytest.CaptureFixture[str], code: int, body: bytes
+) -> None:
+    handler = type("Handler", (_Foreign,), {"body": body, "code": code})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert main(["status", "--proxy", url]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"ccswitch: no ccswitch at {url} (it answered")
+    assert "Traceback" not in err
+
+
+def test_env_warns_when_no_proxy_listens(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    assert main(["env", "claude", "--port", str(port)]) == 0
+    out, err = capsys.readouterr()
+    assert f"export HTTPS_PROXY=http://127.0.0.1:{port}" in out
+    assert f"warning: no proxy listens on 127.0.0.1:{port}" in err
+
+
+def test_run_prints_eval_lines_with_an_absolute_path() -> None:
+    text = paste_lines(None, "127.0.0.1", 8080, None)
+    line = next(line for line in text.splitlines() if "env claude" in line)
+    command = line.strip().removeprefix('eval "$(').removesuffix(')"')
+    program = shlex.split(command)[0]
+    assert Path(program).is_absolute()
+    assert Path(program).exists()
+    assert shlex.split(command)[1:] == ["env", "claude"]
+    assert "--port 8082" in paste_lines(None, "127.0.0.1", 8082, None)
+
+
+def test_an_absolute_eval_line_works_in_a_shell_without_the_venv(tmp_path: Path) -> None:
+    line = next(
+        line.strip()
+        for line in paste_lines(None, "127.0.0.1", 8080, None).splitlines()
+        if "env claude" in line
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv on PATH
+    result = subprocess.run(
+        ["bash", "-c", f'{line} && echo "proxy=$HTTPS_PROXY ca=$NODE_EXTRA_CA_CERTS"'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "proxy=http://127.0.0.1:8080 ca=" in result.stdout
+    assert result.stdout.strip().endswith("mitmproxy-ca-cert.pem")
+
+
+def test_run_and_status_say_when_a_local_file_hides_the_home_one(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ccswitch_addon.cli.configfile import shadowing_notice
+
+    assert main(["init"]) == 0
+    capsys.readouterr()
+    Path("providers.yaml").write_text(ONE_APP)
+    shadowing_notice(Path("providers.yaml"), sys.stderr)
+    err = capsys.readouterr().err
+    assert f"ccswitch: note: using {Path.cwd() / 'providers.yaml'}; " in err
+    assert "~/.ccswitch/providers.yaml is ignored because of it" in err
+    shadowing_notice(home / ".ccswitch" / "providers.yaml", sys.stderr)
+    assert capsys.readouterr().err == ""
+
+
+def test_run_is_quiet_unless_verbose(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_main = sys.modules["ccswitch_addon.cli.main"]  # the package exports main() itself
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli_main, "exec_mitm", lambda command, out: started.append(command) or 0)
+    Path("providers.yaml").write_text(ONE_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["run", "--port", str(port)]) == 0
+    assert main(["run", "--port", str(port), "-v"]) == 0
+    assert main(["run", "--port", str(port), "--set", "flow_detail=2"]) == 0
+    quiet, verbose, chosen = started
+    assert "flow_detail=0" in quiet
+    assert "ccswitch_quiet=true" in quiet
+    assert "flow_detail=0" not in verbose
+    assert "-v" in verbose
+    assert "flow_detail=0" not in chosen
+    out = capsys.readouterr().out
+    assert 'eval "$(/' in out  # the absolute path, for a shell without the venv

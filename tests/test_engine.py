@@ -197,10 +197,12 @@ def test_a_switch_to_a_disabled_provider_is_refused_with_the_reason(clock: Clock
     engine = Engine(parse_config(CHAIN, "p.yaml", env={}), clock)
     answer = act(engine, "/switch", b'{"app": "claude", "provider": "later"}')
     assert answer.status == 409
-    assert json.loads(answer.body)["error"] == (
+    error = json.loads(answer.body)["error"]
+    assert error.startswith(
         "claude cannot switch to later: it is disabled (${CCSW_UNSET_FOR_TEST} is not set "
-        "(apps.claude.providers.later.api_key)); claude keeps routing to a"
+        "(apps.claude.providers.later.api_key); add CCSW_UNSET_FOR_TEST to "
     )
+    assert error.endswith("or export it and restart); claude keeps routing to a")
     assert engine.router.current("claude") == "a"
     assert not engine.switches.events
 

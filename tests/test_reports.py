@@ -193,6 +193,18 @@ def test_status_table_shows_reopen_time() -> None:
     assert "in 30s" in status_table(status, now=1000.0)
 
 
+def test_status_table_shows_warnings() -> None:
+    status = {
+        "apps": {
+            "claude": {"current": "a", "active": None, "queue": [{"id": "a", "state": "closed"}]}
+        },
+        "warnings": ["a client (claude at 127.0.0.1, …) does not trust the proxy's CA: run …"],
+    }
+    assert "WARNING: a client (claude at 127.0.0.1, …) does not trust the proxy's CA" in (
+        status_table(status, now=1000.0)
+    )
+
+
 def test_status_table_of_a_team_gateway_instance() -> None:
     status = {
         "instance": "gw1:4242",
@@ -219,3 +231,61 @@ def test_log_and_usage_say_the_log_is_this_instances(
     for command in ("log", "usage"):
         assert main([command, "--state", str(state)]) == 0
         assert "each instance of a team gateway keeps its own" in capsys.readouterr().err
+
+
+def test_log_shows_each_requests_chain_and_why_there_was_no_failover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    now = time.time()
+    chain = (
+        '[{"provider": "official", "ms": 5, "status": 529},'
+        ' {"provider": "openrouter", "ms": 9, "status": 200}]'
+    )
+    store.add_request(
+        RequestRow(
+            now - 2,
+            "claude",
+            "openrouter",
+            "m",
+            "m",
+            200,
+            None,
+            2,
+            14.0,
+            9.0,
+            1,
+            2,
+            False,
+            chain=chain,
+        )
+    )
+    store.add_request(
+        RequestRow(
+            now - 1, "claude", "official", "m", "m", 529, None, 1, 5.0, 5.0, None, None, False,
+            chain='[{"provider": "official", "ms": 5, "status": 529}]',
+            note="no failover: deepseek disabled (DEEPSEEK_API_KEY not set)",
+        )
+    )  # fmt: skip
+    store.flush()
+    store.close()
+    assert main(["log", "--state", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "official 529 → openrouter 200" in out
+    assert "official 529; no failover: deepseek disabled (DEEPSEEK_API_KEY not set)" in out
+    assert out.splitlines()[0].split()[:6] == [
+        "time",
+        "app",
+        "provider",
+        "model",
+        "result",
+        "chain",
+    ]
+
+
+def test_log_rows_of_an_older_state_file_show_a_count(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["log", "--state", str(state)]) == 0
+    assert "2 attempt(s)" in capsys.readouterr().out

@@ -68,7 +68,9 @@ def test_status_shape(clock: FakeClock) -> None:
     )
     assert b["name"] == "Backup"
     assert c["state"] == "disabled"
-    assert c["disabled_reason"] == "${MISSING} is not set (apps.claude.providers.c.api_key)"
+    assert c["disabled_reason"].startswith(
+        "${MISSING} is not set (apps.claude.providers.c.api_key); add MISSING to "
+    )
     assert d["in_queue"] is False
     assert status["apps"]["codex"]["failover"] is False
     assert status["events"] == []

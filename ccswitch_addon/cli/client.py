@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-__all__ = ["DEFAULT_PROXY", "ProxyUnavailable", "call"]
+__all__ = ["DEFAULT_PROXY", "NotCcswitch", "ProxyUnavailable", "call"]
 
 DEFAULT_PROXY = "http://127.0.0.1:8080"
 CONTROL_URL = "http://ccswitch.local"
@@ -20,6 +20,10 @@ TOKEN_HEADER = "x-ccswitch-token"  # as web/control.py reads it
 
 class ProxyUnavailable(Exception):
     """No ccswitch proxy answers at that address."""
+
+
+class NotCcswitch(ProxyUnavailable):
+    """Something answers at that address, but not ccswitch."""
 
 
 def call(
@@ -44,11 +48,11 @@ def call(
         try:
             return e.code, json.loads(e.read())
         except ValueError:
-            raise ProxyUnavailable(f"{proxy} answered {e.code}, but not as ccswitch") from None
+            raise NotCcswitch(f"no ccswitch at {proxy} (it answered {e.code}, not JSON)") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise ProxyUnavailable(f"no proxy answers at {proxy} ({reason})") from None
     except ValueError:
-        raise ProxyUnavailable(
-            f"{proxy} answered, but not as ccswitch (is the addon loaded?)"
+        raise NotCcswitch(
+            f"no ccswitch at {proxy} (it answered, but not with JSON; is the addon loaded?)"
         ) from None

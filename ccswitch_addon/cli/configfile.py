@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TextIO
 
 from ccswitch_addon.core.config import Config, ConfigError, load_config
-from ccswitch_addon.core.paths import CONFIG_ENV, config_source
+from ccswitch_addon.core.envfile import shown
+from ccswitch_addon.core.paths import CONFIG_ENV, config_source, home_config_path
 
-__all__ = ["CONFIG_HELP", "announce", "load_named", "resolve"]
+__all__ = ["CONFIG_HELP", "announce", "load_named", "resolve", "shadowing_notice"]
 
 CONFIG_HELP = (
     f"providers.yaml to use (default: ${CONFIG_ENV}, else ./providers.yaml, "
@@ -28,6 +29,22 @@ def announce(path: Path, why: str, err: TextIO) -> None:
     if err.isatty():
         line = f"\x1b[2m{line}\x1b[0m"
     print(line, file=err)
+
+
+def shadowing_notice(used: Path, err: TextIO) -> None:
+    """Say so when another file than ~/.ccswitch/providers.yaml (which exists) is used: a
+    user edits the one `init` wrote while a providers.yaml in the directory wins."""
+    home = home_config_path()
+    try:
+        if not home.exists() or used.resolve() == home.resolve():
+            return
+    except OSError:
+        return
+    print(
+        f"ccswitch: note: using {used.absolute()}; {shown(home)} is ignored because of it"
+        f" (pass --config {shown(home)} to use that one)",
+        file=err,
+    )
 
 
 def load_named(explicit: str | None, err: TextIO, quiet_missing: bool = False) -> Config | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -14,17 +15,23 @@ from pathlib import Path
 from typing import TextIO
 
 from ccswitch_addon.core.config import Config
+from ccswitch_addon.core.envfile import env_path
 from ccswitch_addon.core.paths import home_config_path
 
 __all__ = [
+    "QUIET_ARGS",
     "TOOLS",
     "LaunchOptions",
+    "ccswitch_path",
+    "env_command",
     "env_lines",
+    "free_port",
     "init_config",
     "mitm_command",
     "paste_lines",
     "port_taken",
     "split_launch_args",
+    "verbose",
 ]
 
 ADDON = Path(__file__).resolve().parent.parent / "addon.py"
@@ -118,19 +125,37 @@ def paste_lines(
         spec = TOOLS[name]
         if reverse_target and reverse_target.rstrip("/") != spec.upstream:
             continue
-        out.append(f"# {spec.label}:")
-        out += [
-            f"  {line}"
-            for line in env_lines(
-                name, reverse=bool(reverse_target), host=host, port=port, confdir=confdir
-            )
-            if not line.startswith("#")
-        ]
+        lines = env_lines(name, reverse=bool(reverse_target), host=host, port=port, confdir=confdir)
+        out.append(f"# {spec.label}: in another shell (works without the venv active)")
+        out.append(f'  eval "$({env_command(name, bool(reverse_target), port, confdir)})"')
+        sets = [line.removeprefix("export ") for line in lines if not line.startswith("#")]
+        out.append(f"  # sets {' '.join(sets)}")
     status = "ccswitch status"
     if (host, port) != (DEFAULT_HOST, DEFAULT_PORT):
         status += f" --proxy http://{host}:{port}"
     out.append(f"# status: {status}   dashboard: http://{host}:{port}/__ccswitch/")
     return "\n".join(out)
+
+
+def ccswitch_path() -> str:
+    """This ccswitch by its absolute path, so a shell without the venv on PATH finds it."""
+    beside = Path(sys.executable).parent / "ccswitch"  # not resolved: the venv's own bin
+    if beside.exists():
+        return str(beside.absolute())
+    found = shutil.which("ccswitch")
+    return str(Path(found or sys.argv[0]).absolute())
+
+
+def env_command(tool: str, reverse: bool, port: int, confdir: str) -> str:
+    """``/abs/ccswitch env TOOL`` with the options that differ from the defaults."""
+    words = [ccswitch_path(), "env", tool]
+    if reverse:
+        words.append("--reverse")
+    if port != DEFAULT_PORT:
+        words += ["--port", str(port)]
+    if confdir != "~/.mitmproxy":
+        words += ["--confdir", confdir]
+    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -186,6 +211,26 @@ def split_launch_args(args: Sequence[str]) -> LaunchOptions:
     if port is not None:
         rest = ["--listen-port", str(port), *rest]
     return LaunchOptions(config, port, wants_help, rest)
+
+
+def free_port(host: str, taken: int, tries: int = 20) -> int | None:
+    """The first port after ``taken`` that nothing listens on, checked now."""
+    for port in range(taken + 1, min(taken + 1 + tries, 65536)):
+        if not port_taken(host, port):
+            return port
+    return None
+
+
+# `ccswitch run`'s console: the addon's line per routed request, not mitmdump's flow and
+# connection lines (passthrough traffic, the dashboard's polling). -v keeps them all.
+QUIET_ARGS = ("--set", "flow_detail=0", "--set", "ccswitch_quiet=true")
+
+
+def verbose(args: Sequence[str]) -> bool:
+    """Whether the mitmdump arguments ask for its own lines: -v, or a flow_detail chosen."""
+    return any(
+        a in ("-v", "--verbose") or a.startswith(("flow_detail=", "ccswitch_quiet=")) for a in args
+    )
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -252,10 +297,32 @@ def exec_mitm(command: list[str], out: TextIO) -> int:
 
 
 def init_config(target: Path | None = None) -> tuple[bool, Path]:
-    """Write the example providers.yaml; (False, path) when one is there already."""
+    """Write the example providers.yaml and a .env for its keys beside it; (False, path) when
+    a providers.yaml is there already."""
     path = target or home_config_path()
     if path.exists():
         return False, path
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    example = EXAMPLE.read_text(encoding="utf-8")
+    path.write_text(example, encoding="utf-8")
+    init_env(env_path(path), example)
     return True, path
+
+
+def init_env(path: Path, config_text: str) -> bool:
+    """A .env readable only by its owner, with a commented line per ${VAR} of the config;
+    an existing one is left alone."""
+    names = dict.fromkeys(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", config_text))
+    lines = [
+        "# Keys for providers.yaml beside this file: NAME=value, one a line (python-dotenv).",
+        "# The proxy reads this file again when it changes: a key added here takes effect at",
+        "# once. A variable exported in the proxy's environment wins over this file.",
+        *(f"# {name}=" for name in names if name != "VAR"),
+    ]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return True

@@ -11,20 +11,30 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ccswitch_addon.cli.client import DEFAULT_PROXY, ProxyUnavailable, call
-from ccswitch_addon.cli.configfile import CONFIG_HELP, announce, load_named, resolve
+from ccswitch_addon.cli.client import DEFAULT_PROXY, NotCcswitch, ProxyUnavailable, call
+from ccswitch_addon.cli.configfile import (
+    CONFIG_HELP,
+    announce,
+    load_named,
+    resolve,
+    shadowing_notice,
+)
 from ccswitch_addon.cli.launch import (
     DEFAULT_HOST,
+    QUIET_ARGS,
     TOOLS,
     confdir_of,
     env_lines,
     exec_mitm,
+    free_port,
     init_config,
     mitm_command,
     paste_lines,
     port_taken,
     split_launch_args,
+    verbose,
 )
+from ccswitch_addon.cli.presetcmd import register as register_presets
 from ccswitch_addon.cli.reports import (
     USAGE_COVERS,
     format_table,
@@ -35,7 +45,9 @@ from ccswitch_addon.cli.reports import (
     status_table,
     usage_rows,
 )
+from ccswitch_addon.cli.staleproxy import stale_keys
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
+from ccswitch_addon.core.envfile import KeyEnv, env_path, read_env
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
@@ -47,7 +59,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _describe_app(app: AppConfig, out: TextIO) -> None:
+def _describe_app(app: AppConfig, out: TextIO, keys: KeyEnv | None = None) -> None:
     b = app.breaker
     mode = "failover on" if app.failover else "failover off"
     attempts = app.max_attempts or len(app.queue)
@@ -70,6 +82,9 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
             line += f"  pool of {len(p.api_keys)} keys"
         elif p.api_key:
             line += f"  key {mask(p.api_key)}"
+            origin = keys.origin(p.key_var) if keys and p.key_var else None
+            if origin:
+                line += f" (from {origin})"
         line += f"  format {p.format.value}"
         if p.models:
             line += "  models " + ", ".join(f"{k} → {v}" for k, v in p.models.items())
@@ -134,14 +149,26 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         failed = failed or error
         print(f"{'error' if error else 'warning'}: {warning}", file=err)
     print(f"{config.source}: {len(config.apps)} app(s)", file=out)
+    keys = read_env(path)
     for app in config.apps.values():
-        _describe_app(app, out)
+        _describe_app(app, out, keys)
+    stale_keys(config, err)  # a running proxy of this file that lacks a key this shell has
     return EXIT_USAGE if failed else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         code, status = call(args.proxy, "GET", "/status")
+        ours = isinstance(status, dict) and (
+            isinstance(status.get("apps"), dict) if code == 200 else "error" in status
+        )
+        if not ours:  # ccswitch answers its status, or {"error": …}
+            raise NotCcswitch(
+                f"no ccswitch at {args.proxy} (it answered {code}: {_excerpt(status)})"
+            )
+    except NotCcswitch as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_USAGE
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; reading the state file instead", file=err)
         config = load_named(args.config, err, quiet_missing=True)
@@ -158,11 +185,17 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_FAILED
         if status.get("config"):
             announce(Path(status["config"]), f"used by the proxy at {args.proxy}", err)
+            shadowing_notice(Path(status["config"]), err)
     if args.json:
         print(json.dumps(status, indent=2), file=out)
     else:
         print(status_table(status), file=out)
     return EXIT_OK
+
+
+def _excerpt(answer: Any) -> str:
+    text = json.dumps(answer)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -244,6 +277,12 @@ def cmd_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for line in env_lines(args.tool, reverse=args.reverse, port=args.port, confdir=args.confdir):
         print(line, file=out)
+    if not port_taken(DEFAULT_HOST, args.port):
+        print(
+            f"ccswitch env: warning: no proxy listens on {DEFAULT_HOST}:{args.port}; "
+            f"{TOOLS[args.tool].label} will fail to connect until `ccswitch run` is started",
+            file=err,
+        )
     return EXIT_OK
 
 
@@ -255,6 +294,7 @@ def cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _warn_shadowed(path, err)
         return EXIT_FAILED
     print(f"wrote {path}; edit it, then `ccswitch check` and `ccswitch run`", file=out)
+    print(f"keys go in {env_path(path)} (mode 0600): NAME=value, read at once", file=out)
     _warn_shadowed(path, err)
     return EXIT_OK
 
@@ -292,16 +332,27 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         # The proxy reads the file named here, whatever its working directory.
         path, _ = resolve(options.config)
         mitm_args = ["--set", f"ccswitch_config={path.resolve()}", *mitm_args]
+    if not verbose(mitm_args):
+        mitm_args = [*QUIET_ARGS, *mitm_args]  # one line per routed request; -v for all
     command, host, port, reverse = mitm_command(program, mitm_args)
     if port_taken(host, port):
+        free = free_port(host, port)
+        elsewhere = (
+            f"start this one elsewhere: ccswitch {args.command} --port {free} (free now)"
+            if free
+            else "no free port found near it"
+        )
         print(
             f"ccswitch: {host}:{port} is in use already. Is ccswitch already running? "
             f"(`ccswitch status --proxy http://{host}:{port}`)\n"
-            f"Stop it, or start this one elsewhere: ccswitch {args.command} --port {port + 2}",
+            f"Stop it, or {elsewhere}",
             file=err,
         )
         return EXIT_FAILED
     config = load_named(options.config, err)
+    used, why = resolve(options.config)
+    if why != "--config":  # a file named on purpose needs no notice
+        shadowing_notice(used, err)
     print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)
     return exec_mitm(command, out)
 
@@ -509,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
     )
     test.set_defaults(handler=cmd_test)
+
+    register_presets(sub, CONFIG_HELP)
 
     demo = command("demo", "see failover happen: mock providers, the real proxy, no keys")
     demo.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -88,6 +89,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
     live = any("requests" in e for app in status["apps"].values() for e in app["queue"])
     if live:
         out.append(STATUS_COUNTS)
+    for warning in status.get("warnings") or ():
+        out.append(f"WARNING: {warning}")
     error = status.get("config_error")
     if error:
         since = time.strftime("%H:%M:%S", time.localtime(error["since"]))
@@ -242,13 +245,14 @@ def log_rows(
         )
         rows = [[_clock(r[0]), *r[1:]] for r in db.execute(sql, (cutoff, app, app))]
         return ["time", "app", "from", "to", "reason"], rows
-    # A state file written before routes (schema 2) has no route column.
+    # A state file written before routes (schema 2) has no route column, nor chains before 4.
     columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
     routed = "route, why" if "route" in columns else "NULL, NULL"
+    chained = "chain, note" if "chain" in columns else "NULL, NULL"
     sql = (
         "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
-        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {routed} FROM requests"
-        " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
+        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {routed}, {chained}"
+        " FROM requests WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
     )
     rows = []
     for r in db.execute(sql, (cutoff, app, app)):
@@ -260,7 +264,7 @@ def log_rows(
                 r[2],
                 model,
                 r[6] or r[5],
-                r[7],
+                chain_text(r[15], r[7]) + (f"; {r[16]}" if r[16] else ""),
                 r[8],
                 r[9],
                 r[10],
@@ -275,7 +279,7 @@ def log_rows(
         "provider",
         "model",
         "result",
-        "attempts",
+        "chain",
         "ms",
         "ttfb ms",
         "in tok",
@@ -283,6 +287,17 @@ def log_rows(
         "stream",
         "why",
     ], rows
+
+
+def chain_text(stored: str | None, attempts: int) -> str:
+    """``official 529 → openrouter 200`` from the stored chain; a count for older rows."""
+    try:
+        chain = json.loads(stored) if stored else None
+    except ValueError:
+        chain = None
+    if not isinstance(chain, list) or not chain:
+        return f"{attempts} attempt(s)"
+    return " → ".join(f"{a.get('provider')} {a.get('error') or a.get('status')}" for a in chain)
 
 
 def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:

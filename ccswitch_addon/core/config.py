@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.envfile import exposed, fix_hint, read_env
 from ccswitch_addon.core.routes import Routing, parse_routing
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
@@ -285,6 +286,8 @@ class ProviderConfig:
     replay_reasoning: bool = False
     # A key pool (api_keys): every key, the first also as api_key; () with a single key.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    key_var: str | None = None  # the ${VAR} api_key names, for where it came from
+    missing: str | None = None  # the first unset ${VAR}: the short form of `disabled`
 
 
 @dataclass(frozen=True)
@@ -390,8 +393,9 @@ def _parse_provider(
     env: Mapping[str, str],
     warnings: list[ConfigError],
     app: str = "",
+    mistakes: Mistakes | None = None,
 ) -> ProviderConfig:
-    entries = node.mapping(PROVIDER_KEYS)
+    entries = node.mapping(PROVIDER_KEYS, mistakes)
     if "base_url" not in entries:
         raise node.error("base_url is required")
     fmt = _parse_format(entries["format"], api, app) if "format" in entries else default_format(api)
@@ -435,14 +439,17 @@ def _parse_provider(
     disabled: str | None = None
     if unset:
         first = unset[0]
-        disabled = f"${{{first.variable}}} is not set ({first.node.path})"
+        disabled = f"${{{first.variable}}} is not set ({first.node.path}); " + fix_hint(
+            first.variable, first.node.source
+        )
         for e in unset:
             warnings.append(
                 ConfigError(
                     e.node.source,
                     e.node.line,
                     e.node.path,
-                    f"provider disabled: environment variable {e.variable} is not set",
+                    f"provider disabled: environment variable {e.variable} is not set; "
+                    + fix_hint(e.variable, e.node.source),
                     disabling=True,
                 )
             )
@@ -495,6 +502,8 @@ def _parse_provider(
             entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
         ),
         api_keys=pool if len(pool) > 1 and auth is not Auth.PASSTHROUGH else (),
+        key_var=_key_var(entries.get("api_key")),
+        missing=unset[0].variable if unset else None,
     )
 
 
@@ -503,6 +512,11 @@ def _key_nodes(node: Node) -> list[Node]:
     if not items:
         raise node.error("the key pool is empty; list at least one ${VAR}")
     return items
+
+
+def _key_var(node: Node | None) -> str | None:
+    found = _VAR.search(node.text()) if node is not None else None
+    return found.group(1) if found else None
 
 
 def _parse_probe(node: Node, api: Api) -> Probe | None:
@@ -560,19 +574,21 @@ def _items(
 def _parse_app(
     name: str, node: Node, env: Mapping[str, str], warnings: list[ConfigError]
 ) -> AppConfig:
-    entries = node.mapping(APP_KEYS)
+    mistakes = Mistakes()  # every mistake of the app in one run, not only the first one
+    entries = node.mapping(APP_KEYS, mistakes)
     known = KNOWN_APPS.get(name)
     if known is None:
         missing = [k for k in ("hosts", "paths") if k not in entries]
         if missing:
-            raise node.error(
-                f"'{name}' is not a known app (claude, codex, gemini), "
-                f"so it must set {' and '.join(missing)}"
+            mistakes.record(
+                node.error(
+                    f"'{name}' is not a known app (claude, codex, gemini), "
+                    f"so it must set {' and '.join(missing)}"
+                )
             )
+    api = known.api if known else Api.OPENAI
     if "api" in entries:
-        api = entries["api"].choice(Api, "api")
-    else:
-        api = known.api if known else Api.OPENAI
+        api = mistakes.attempt(lambda: entries["api"].choice(Api, "api"), api)
     hosts = (
         tuple(h.lower() for h, _ in _items(entries["hosts"]))
         if "hosts" in entries
@@ -584,44 +600,66 @@ def _parse_app(
         paths = tuple(text for text, _ in _items(entries["paths"]))
         for text, item in _items(entries["paths"]):
             if not text.startswith("/"):
-                raise item.error(f"a path prefix starts with '/', got {text!r}")
+                mistakes.record(item.error(f"a path prefix starts with '/', got {text!r}"))
         endpoints = tuple(Endpoint(path) for path in paths)
     else:
         endpoints = known.endpoints if known else ()
         paths = tuple(endpoint.path for endpoint in endpoints)
     if "providers" not in entries:
-        raise node.error("providers is required")
+        mistakes.record(node.error("providers is required"))
+        mistakes.check()
     providers: dict[str, ProviderConfig] = {}
-    mistakes = Mistakes()  # every provider's mistakes, not only the first one's
     broken: set[str] = set()
     for pid, pnode in entries["providers"].mapping().items():
         try:
             if not _ID.match(pid):
                 raise pnode.error("a provider id uses letters, digits, '_', '.' and '-'")
-            providers[pid] = _parse_provider(pid, pnode, api, env, warnings, name)
+            providers[pid] = _parse_provider(pid, pnode, api, env, warnings, name, mistakes)
         except ConfigError as e:
             mistakes.record(e)
             broken.add(pid)
     if "queue" not in entries:
-        raise node.error("queue is required: the providers in priority order")
+        mistakes.record(node.error("queue is required: the providers in priority order"))
+        mistakes.check()
     queue_node = entries["queue"]
-    queue = tuple(
-        text for text, _ in _items(queue_node, "the queue is empty; list at least one provider")
-    )
-    for index, (pid, item) in enumerate(_items(queue_node)):
-        if pid in broken:
-            continue
-        if pid not in providers:
-            raise item.error(
-                f"{pid!r} is not a provider of {name}; known: {', '.join(providers) or 'none'}"
-            )
-        if queue.index(pid) != index:
-            raise item.error(f"{pid!r} is listed twice")
-    failover = entries["failover"].boolean() if "failover" in entries else True
-    max_attempts = entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else None
+
+    def check_queue() -> tuple[str, ...]:
+        empty = "the queue is empty; list at least one provider"
+        queue = tuple(text for text, _ in _items(queue_node, empty))
+        for index, (pid, item) in enumerate(_items(queue_node)):
+            if pid in broken:
+                continue
+            if pid not in providers:
+                known_ids = ", ".join(providers) or "none"
+                raise item.error(f"{pid!r} is not a provider of {name}; known: {known_ids}")
+            if queue.index(pid) != index:
+                raise item.error(f"{pid!r} is listed twice")
+        return queue
+
+    # Each part on its own: a misspelt breaker key must not hide a bad value elsewhere.
     defaults = known.breaker if known else _QUICK
-    breaker = _parse_breaker(entries.get("breaker"), defaults)
-    rules = parse_rules(entries["rules"]) if "rules" in entries else ()
+    queue: tuple[str, ...] = mistakes.attempt(check_queue, ())
+    failover = mistakes.attempt(
+        lambda: entries["failover"].boolean() if "failover" in entries else True, True
+    )
+    max_attempts = mistakes.attempt(
+        lambda: entries["max_attempts"].integer(1, 20) if "max_attempts" in entries else None,
+        None,
+    )
+    breaker = mistakes.attempt(lambda: _parse_breaker(entries.get("breaker"), defaults), defaults)
+    no_rules: tuple[Rule, ...] = ()
+    rules = mistakes.attempt(
+        lambda: parse_rules(entries["rules"]) if "rules" in entries else no_rules, no_rules
+    )
+    websocket_choice = mistakes.attempt(
+        lambda: (
+            entries["websocket"].choice(WebSocket, "websocket")
+            if "websocket" in entries
+            else WebSocket.REFUSE
+        ),
+        WebSocket.REFUSE,
+    )
+    routing: Routing | None = None
     try:
         routing = parse_routing(entries, providers, broken, name)
     except ConfigError as e:
@@ -637,11 +675,8 @@ def _parse_app(
                 unusable=True,
             )
         )
-    websocket = (
-        entries["websocket"].choice(WebSocket, "websocket")
-        if "websocket" in entries
-        else WebSocket.REFUSE
-    )
+    websocket = websocket_choice
+    assert routing is not None  # a routing mistake was raised by mistakes.check()
     return AppConfig(
         name,
         api,
@@ -708,4 +743,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(source, None, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(source, None, "", f"cannot read: {e}") from None
-    return parse_config(text, source, env)
+    if env is not None:
+        return parse_config(text, source, env)
+    keys = read_env(path)  # the environment, else the .env beside the file
+    config = parse_config(text, source, keys.values)
+    if exposed(keys.path):
+        warning = ConfigError(
+            str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+        )
+        config = Config(config.source, config.apps, (*config.warnings, warning))
+    return config

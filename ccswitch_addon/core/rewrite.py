@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 
 from ccswitch_addon.core.config import Api, Auth, ProviderConfig
+from ccswitch_addon.core.modelmap import lookup
 
 __all__ = [
     "CLIENT_CREDENTIAL_HEADERS",
@@ -49,7 +50,7 @@ def map_model(models: Mapping[str, str], requested: str | None) -> str | None:
     """The model to send instead of ``requested``, or None to leave it alone."""
     if not models or requested is None:
         return None
-    mapped = models.get(requested) or models.get("*")
+    mapped = lookup(models, requested)
     return mapped if mapped and mapped != requested else None
 
 

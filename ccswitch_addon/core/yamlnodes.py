@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
@@ -13,6 +13,7 @@ import yaml
 from ccswitch_addon.core.yamlerrors import explain
 
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,15 @@ class Mistakes:
     def record(self, error: ConfigError) -> None:
         self.errors.append(error)
 
+    def attempt(self, parse: Callable[[], T], fallback: T) -> T:
+        """``parse()``, or ``fallback`` with its mistake recorded: the parts after it are
+        still checked."""
+        try:
+            return parse()
+        except ConfigError as e:
+            self.record(e)
+            return fallback
+
     def check(self) -> None:
         """Raise what was collected, if anything."""
         if len(self.errors) == 1:
@@ -114,8 +124,13 @@ class Node:
     def is_sequence(self) -> bool:
         return isinstance(self.raw, yaml.SequenceNode)
 
-    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, Node]:
-        """The entries of a mapping; unknown keys are errors with a close match suggested."""
+    def mapping(
+        self, allowed: tuple[str, ...] | None = None, collect: Mistakes | None = None
+    ) -> dict[str, Node]:
+        """The entries of a mapping; unknown keys are errors with a close match suggested.
+
+        With ``collect`` those errors are recorded there and the known entries returned, so
+        the caller goes on to find the mistakes in them too."""
         if not isinstance(self.raw, yaml.MappingNode):
             raise self.error(f"expected a mapping, got {self._kind()}")
         entries: dict[str, Node] = {}
@@ -140,6 +155,10 @@ class Node:
                 )
                 continue
             entries[key] = child
+        if collect is not None:
+            for error in mistakes.errors:
+                collect.record(error)
+            return entries
         mistakes.check()
         return entries
 

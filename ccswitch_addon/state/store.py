@@ -31,7 +31,7 @@ __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CONVERSATION_TURNS = 256  # previous_response_id turns kept in the file, newest first
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: (
@@ -51,6 +51,12 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("CREATE TABLE conversations (id TEXT PRIMARY KEY, previous TEXT, items TEXT, time REAL)",),
     # The route that took a request and why its provider (affinity), for `ccswitch log`.
     3: ("ALTER TABLE requests ADD COLUMN route TEXT", "ALTER TABLE requests ADD COLUMN why TEXT"),
+    # Each request's attempt chain (JSON) and why no backup was tried, for the log and the
+    # dashboard after a restart.
+    4: (
+        "ALTER TABLE requests ADD COLUMN chain TEXT",
+        "ALTER TABLE requests ADD COLUMN note TEXT",
+    ),
 }
 
 
@@ -74,6 +80,8 @@ class RequestRow(NamedTuple):
     streaming: bool
     route: str | None = None
     why: str | None = None
+    chain: str | None = None  # JSON: [{"provider", "ms", "status"|"error"}, …]
+    note: str | None = None  # "no failover: …"
 
 
 @dataclass(frozen=True)
@@ -261,7 +269,8 @@ class Store:
         self._put(
             "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
             " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
-            " streaming, route, why) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " streaming, route, why, chain, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
 

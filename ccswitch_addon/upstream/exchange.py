@@ -23,6 +23,7 @@ from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.reasons import no_failover, order_of, skip_reason
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
@@ -70,6 +71,7 @@ _RESPONSE_DROP = frozenset(
         "x-ccswitch-provider",
         "x-ccswitch-attempts",
         "x-ccswitch-route",
+        "x-ccswitch-note",
     }
 )
 
@@ -118,6 +120,8 @@ class Exchange:
     why: str | None = None  # what affinity decided
     conversation: str | None = None
     keys: dict[str, list[int]] = field(default_factory=dict)  # pool keys used, per provider
+    order: tuple[str, ...] = ()  # the providers in the order this request considers them
+    note: str | None = None  # why no backup was tried (core/reasons.py)
 
 
 @dataclass(slots=True)
@@ -180,6 +184,11 @@ class Upstream:
             await self._recall(app, facts)
         selection = self.router.select_providers(app.name, optional, facts)
         ex.route, ex.why, ex.conversation = selection.route, selection.why, selection.conversation
+        ex.order = (
+            order_of(app, self.router.current_of(app))
+            if selection.route is None
+            else _queue_of(selection)
+        )
         ex.skipped = self._skipped(selection)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
@@ -209,8 +218,8 @@ class Upstream:
                     self.router.record_result(app.name, provider.id, gone, held)
                     raise
             if permit is None:
-                label = self.router.breaker(app.name, provider.id).label()
-                ex.skipped.append(f"{provider.id}: {label}")
+                breaker = self.router.breaker(app.name, provider.id)
+                ex.skipped.append(f"{provider.id}: {skip_reason(provider, breaker)}")
                 continue
             result = await self._attempt(ex, provider, permit, leg)
             if isinstance(result, _Committed):
@@ -223,42 +232,47 @@ class Upstream:
             self._finish(ex, None)
             _json_reply(answer, refused, None, len(ex.attempts), ex.route)
             return
+        if failure is None or failure.outcome.retry:
+            ex.note = no_failover(app, [a.provider for a in ex.attempts], ex.skipped)
         if failure is None:
             reply = unavailable(
-                app.api, app.name, selection.reason or "all_unavailable", selection.retry_at
+                app.api,
+                app.name,
+                selection.reason or "all_unavailable",
+                selection.retry_at,
+                note=ex.note,
             )
             self._finish(ex, None)
             routed = [("x-ccswitch-route", ex.route)] if ex.route else []
-            answer.whole(reply.status, [*reply.headers, *routed], reply.body)
+            answer.whole(reply.status, _noted([*reply.headers, *routed], ex.note), reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
         self._finish(ex, served)
         if failure.status is None:  # no provider answered at all: say so in the API's shape
             tried = "; ".join(a.short() for a in ex.attempts)
+            message = f"ccswitch: no provider answered ({tried})"
             reply = api_error(
-                app.api, 502, f"ccswitch: no provider answered ({tried})", _UNANSWERED[app.api]
+                app.api,
+                502,
+                message + (f"; {ex.note}" if ex.note else ""),
+                _UNANSWERED[app.api],
             )
             failure.headers, failure.body = list(reply.headers), reply.body
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
-        answer.whole(failure.status or 502, headers, failure.body)
+        answer.whole(failure.status or 502, _noted(headers, ex.note), failure.body)
 
     def _skipped(self, selection: Selection) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
-        queue = selection.app.queue
-        if selection.route is not None:
-            queue = next(r.queue for r in selection.app.routing.routes if r.name == selection.route)
-        for pid in queue:
+        for pid in _queue_of(selection):
             if pid not in chosen:
                 provider = selection.app.providers[pid]
-                state = (
-                    "disabled"
-                    if provider.disabled
-                    else self.router.breaker(selection.app.name, pid).label()
+                breaker = (
+                    None if provider.disabled else self.router.breaker(selection.app.name, pid)
                 )
-                notes.append(f"{pid}: {state}")
+                notes.append(f"{pid}: {skip_reason(provider, breaker)}")
         return notes
 
     # --- one attempt -----------------------------------------------------------------------
@@ -606,8 +620,8 @@ class Upstream:
             record.error = ex.attempts[-1].error
             record.failed = outcome.effect is Effect.FAILURE
             record.ended = time.time()
-        if outcome.effect is Effect.FAILURE:
-            logger.info("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
+        if outcome.effect is Effect.FAILURE:  # the request's own line (addon) names it too
+            logger.debug("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
         return _Failed(provider, outcome, status, headers, body)
 
     def _gone(
@@ -654,6 +668,8 @@ class Upstream:
             route=ex.route,
             why=ex.why,
             conversation=ex.conversation,
+            order=ex.order,
+            note=ex.note,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage
@@ -678,6 +694,18 @@ def _labelled(
     """The headers with our labels added; a provider's own were dropped (_forwarded)."""
     labels = [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
     return [*headers, *labels, *([("x-ccswitch-route", route)] if route else [])]
+
+
+def _queue_of(selection: Selection) -> tuple[str, ...]:
+    """The queue the selection was made from: its route's, or the app's."""
+    if selection.route is None:
+        return selection.app.queue
+    return next(r.queue for r in selection.app.routing.routes if r.name == selection.route)
+
+
+def _noted(headers: Sequence[tuple[str, str]], note: str | None) -> list[tuple[str, str]]:
+    """The answer's headers with why no backup was tried, when none was."""
+    return [*headers, ("x-ccswitch-note", note)] if note else list(headers)
 
 
 def _json_reply(

@@ -14,6 +14,7 @@ from ccswitch_addon.core.rewrite import (
     CLIENT_CREDENTIAL_QUERY,
     credential_headers,
     join_path,
+    map_model,
     mask,
     peek_model,
     rewrite_body_model,
@@ -89,7 +90,7 @@ def build(
                     for name, value in client_headers
                     if name.lower() != b"content-encoding"
                 ]
-            sent = provider.models.get(requested or "") or provider.models.get("*")
+            sent = map_model(provider.models, requested) or requested
     else:
         requested = sent = peek_model(body)
     plan = _plan_of(provider)

@@ -76,7 +76,7 @@ _PAGE = b"""<!doctype html>
   </thead><tbody id="events"></tbody></table></div>
 <div class="card"><h2>Last requests</h2>
   <table><thead><tr><th>time</th><th>app</th><th>served by</th><th>status</th><th>ms</th>
-  <th>tokens in / out</th><th>attempts</th></tr></thead><tbody id="requests"></tbody></table>
+  <th>tokens in / out</th><th>chain</th></tr></thead><tbody id="requests"></tbody></table>
 </div>
 <div class="card"><h2>Tokens by provider and day</h2>
   <div id="tokens-note" class="muted"></div>
@@ -90,7 +90,10 @@ const BASE = document.querySelector('meta[name="ccswitch-base"]').content;
 const SVG = "http://www.w3.org/2000/svg";
 const STATE_COLOURS = {closed: "#12b76a", open: "#f04438", half_open: "#f79009",
                        cooldown: "#7a5af8", disabled: "#98a2b3"};
-const LINE_COLOURS = ["#2e90fa", "#f04438", "#12b76a", "#f79009", "#7a5af8", "#667085"];
+// Series colours share none with the states above (red is "open", not a provider); each
+// series also has its own dash and offset, so equal series do not hide each other.
+const LINE_COLOURS = ["#1570ef", "#0e9384", "#dd2590", "#a15c07", "#06aed4", "#344054"];
+const LINE_DASHES = ["", "6 3", "2 2", "8 3 2 3", "1 3", "10 4"];
 const CURRENT_HELP = "current: where requests go first \\u2014 the queue's head, or the " +
   "provider chosen with Switch. It changes only by hand.";
 const ACTIVE_HELP = "active: the provider that served the last request. It differs from " +
@@ -124,7 +127,9 @@ function reason(p) {
     case "cooldown": return "cooling down after " + (p.cooldown_reason || "a rate limit") +
       " until " + when(p.reopens_at);
     default:
-      return p.consecutive_failures ? p.consecutive_failures + " failure(s) in a row" : "";
+      return p.consecutive_failures ? p.consecutive_failures + " failure(s) in a row" +
+        (p.last_failure_reason ? ", the last " + p.last_failure_reason : "") +
+        (p.last_failure ? " at " + when(p.last_failure) : "") : "";
   }
 }
 
@@ -234,16 +239,18 @@ function small(title, name, app, key) {
   app.queue.forEach((p, i) => {
     const values = (data && data[p.id] && data[p.id][key]) || [];
     top = Math.max(top, ...values.map(v => v || 0));
-    lines.push([values, LINE_COLOURS[i % LINE_COLOURS.length], p.id]);
+    lines.push([values, i, p.id]);
   });
   top = top || 1;
-  for (const [values, colour, pid] of lines) {
+  for (const [values, i, pid] of lines) {
     if (!values.length) continue;
     const step = width / Math.max(1, values.length - 1);
-    const points = values.map((v, i) => (i * step).toFixed(1) + "," +
-      (height - 2 - (v || 0) / top * (height - 6)).toFixed(1)).join(" ");
-    chart.append(svg("polyline", {points: points, fill: "none", stroke: colour,
-                                  "stroke-width": 1.5, "data-series": pid}));
+    const lift = i % LINE_COLOURS.length;  // a pixel apart: equal series stay visible
+    const points = values.map((v, j) => (j * step).toFixed(1) + "," +
+      (height - 2 - lift - (v || 0) / top * (height - 8)).toFixed(1)).join(" ");
+    chart.append(svg("polyline", {points: points, fill: "none",
+      stroke: LINE_COLOURS[lift], "stroke-dasharray": LINE_DASHES[lift],
+      "stroke-width": 1.5, "data-series": pid}));
   }
   chart.append(svg("text", {x: 2, y: 10}, String(Math.round(top))));
   chart.append(svg("text", {x: 2, y: height + 12}, "\\u221260 min"));
@@ -253,11 +260,15 @@ function small(title, name, app, key) {
 
 function render(status) {
   const banner = document.getElementById("banner");
+  const notes = (status.warnings || []).map(w => "warning: " + w);
   if (status.config_error) {
-    banner.style.display = "block";
-    banner.textContent = "providers.yaml was not reloaded (since " +
+    notes.unshift("providers.yaml was not reloaded (since " +
       when(status.config_error.since) + "); the previous configuration keeps serving:\\n" +
-      status.config_error.message;
+      status.config_error.message);
+  }
+  if (notes.length) {
+    banner.style.display = "block";
+    banner.textContent = notes.join("\\n");
   } else {
     banner.style.display = "none";
     banner.textContent = "";
@@ -298,8 +309,9 @@ function render(status) {
          small("requests / min", name, app, "requests"),
          small("failures / min", name, app, "failed"),
          small("p95 latency (ms)", name, app, "p95_ms")),
-      el("div", {class: "legend"}, ...app.queue.map((p, i) => el("span", {},
-         el("i", {style: "background:" + LINE_COLOURS[i % LINE_COLOURS.length]}), p.id)))));
+      el("div", {class: "legend", "data-legend": "series"}, "lines: ",
+         ...app.queue.map((p, i) => el("span", {"data-series": p.id},
+           legendLine(i % LINE_COLOURS.length), p.id)))));
   }
   const redis = status.redis;  // a team gateway
   document.getElementById("gateway").textContent = redis ? "\\u00b7 instance " +
@@ -312,6 +324,13 @@ function render(status) {
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
+function legendLine(i) {
+  const line = svg("svg", {width: 22, height: 8});
+  line.append(svg("line", {x1: 0, y1: 4, x2: 22, y2: 4, stroke: LINE_COLOURS[i],
+                           "stroke-width": 2, "stroke-dasharray": LINE_DASHES[i]}));
+  return line;
+}
+
 function orEmpty(rows, columns, text) {
   return rows.length ? rows
     : [el("tr", {class: "empty"}, el("td", {colspan: columns, class: "muted"}, text))];
@@ -320,8 +339,9 @@ function orEmpty(rows, columns, text) {
 function chain(row) {
   const why = [row.route ? "route " + row.route : "", row.why || ""].filter(x => x).join("; ");
   const tail = why ? " [" + why + "]" : "";
-  if (!row.chain) return (row.attempts > 1 ? row.attempts + " attempts" : "") + tail;
-  return row.chain.map(a => a.provider + " " + (a.error || a.status)).join(" \\u2192 ") + tail;
+  const text = row.chain ? row.chain.map(a => a.provider + " " + (a.error || a.status))
+    .join(" \\u2192 ") : (row.attempts > 1 ? row.attempts + " attempts" : "");
+  return (row.note ? text + "; " + row.note : text) + tail;
 }
 
 function renderLog(requests, tokens) {

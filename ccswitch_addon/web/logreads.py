@@ -6,6 +6,7 @@ its own); the attempt chains of requests this process served come from memory.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -30,6 +31,8 @@ ROW_FIELDS = (
     "output_tokens",
     "route",
     "why",
+    "chain",
+    "note",
 )
 
 
@@ -51,12 +54,21 @@ def recent_requests(
         for values in found:
             row = dict(zip(ROW_FIELDS, values, strict=True))
             known = chains.pop((round(row["time"], 3), row["app"]), None)
-            row["chain"] = known["chain"] if known else None
+            row["chain"] = known["chain"] if known else _chain(row["chain"])
             rows.append(row)
     # Requests not in the file yet (written within the second) or no file at all.
     rows.extend(chains.values())
     rows.sort(key=lambda r: r["time"], reverse=True)
     return rows[:limit]
+
+
+def _chain(stored: str | None) -> list[Any] | None:
+    """The chain a previous run wrote (JSON), so chains survive a restart."""
+    try:
+        chain = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    return chain if isinstance(chain, list) else None
 
 
 def tokens_by_day(path: Path | None, days: int = 7, now: float | None = None) -> dict[str, Any]:

@@ -56,9 +56,15 @@ def api_error(api: Api, status: int, message: str, kind: str = "") -> Reply:
 
 
 def unavailable(
-    api: Api, app: str, reason: str, retry_at: float | None, now: float | None = None
+    api: Api,
+    app: str,
+    reason: str,
+    retry_at: float | None,
+    now: float | None = None,
+    note: str | None = None,
 ) -> Reply:
-    """No provider can take the request: say why and when to come back, without contacting any."""
+    """No provider can take the request: say why and when to come back, without contacting
+    any; ``note`` names each provider and why it was left out."""
     now = time.time() if now is None else now
     if reason == "endpoint_missing":
         return api_error(api, 404, f"ccswitch: no provider for {app} has this endpoint")
@@ -75,5 +81,5 @@ def unavailable(
             f"the first is allowed again in {wait}s"
         )
     status = 529 if api is Api.ANTHROPIC else 503
-    reply = api_error(api, status, message)
+    reply = api_error(api, status, message + (f" ({note})" if note else ""))
     return Reply(reply.status, reply.body, (*reply.headers, ("retry-after", str(wait))))
