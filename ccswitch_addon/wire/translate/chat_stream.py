@@ -42,6 +42,7 @@ class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
         self.failure: str | None = None  # why the stream failed, once it has
         self._think = ThinkSplitter()
         self._usage = ChatUsage()
+        self._slots, self._slot_ids, self._slot_count = {}, {}, 0
 
     @property
     def finished(self) -> bool:
