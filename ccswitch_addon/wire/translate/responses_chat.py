@@ -262,6 +262,11 @@ class _Builder:
                 if message["role"] == "assistant":
                     message.setdefault("reasoning_content", "\n".join(self.reasoning))
                     break
+        if self.replay:  # thinking providers refuse a tool-call turn without its reasoning
+            for message in self.messages:
+                tool_turn = message["role"] == "assistant" and message.get("tool_calls")
+                if tool_turn and not message.get("reasoning_content"):
+                    message["reasoning_content"] = "(reasoning omitted)"
         head = [{"role": "system", "content": "\n\n".join(self.system)}] if self.system else []
         return head + self.messages
 
