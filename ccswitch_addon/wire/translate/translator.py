@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ccswitch_addon.wire.translate import anthropic_chat, responses_chat
 from ccswitch_addon.wire.translate.anthropic_chat_stream import ChatToAnthropicStream
+from ccswitch_addon.wire.translate.collect import collect
 from ccswitch_addon.wire.translate.common import (
     BadAnswer,
     JsonObject,
@@ -84,8 +85,9 @@ class Translator(abc.ABC):
 
     @abc.abstractmethod
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
-        """A whole answer (success or error) as the tool's JSON; an event stream given whole is
-        translated as a stream. Raises BadAnswer when a success cannot be made valid."""
+        """A whole answer (success or error) as the tool's JSON; an event stream given whole
+        (to a request that asked for no stream) is read as one answer. Raises BadAnswer when a
+        success cannot be made valid."""
 
     @abc.abstractmethod
     def stream(self) -> StreamTranslator:
@@ -95,9 +97,11 @@ class Translator(abc.ABC):
     def reject(self, error: TranslationError) -> tuple[int, bytes]:
         """The tool's own 400 error body for a request that cannot be translated."""
 
-    def _whole_stream(self, body: bytes) -> bytes:
-        machine = self.stream()
-        return machine.feed(body) + machine.close()
+    def _document(self, content_type: str, body: bytes) -> JsonObject:
+        """A JSON answer, or a stream sent to a request that asked for none, read whole."""
+        if "text/event-stream" in content_type.lower():
+            return collect(self.provider, body)
+        return _json_answer(body)
 
 
 class AnthropicToChat(Translator):
@@ -132,9 +136,7 @@ class AnthropicToChat(Translator):
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
         if status >= 400:
             return dumps(anthropic_chat.error_to_anthropic(status, body)).encode()
-        if "text/event-stream" in content_type.lower():
-            return self._whole_stream(body)
-        document = _json_answer(body)
+        document = self._document(content_type, body)
         if document.get("error") and not document.get("choices"):
             return dumps(anthropic_chat.error_to_anthropic(502, body)).encode()
         with shape_errors(BadAnswer, "the provider's answer"):
@@ -198,9 +200,7 @@ class ResponsesToChat(Translator):
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
         if status >= 400:
             return dumps(responses_chat.error_to_responses(status, body)).encode()
-        if "text/event-stream" in content_type.lower():
-            return self._whole_stream(body)
-        document = _json_answer(body)
+        document = self._document(content_type, body)
         if document.get("error") and not document.get("choices"):
             return dumps(responses_chat.error_to_responses(502, body)).encode()
         created = document.get("created")

@@ -117,11 +117,13 @@ def test_answers_errors_and_a_buffered_stream() -> None:
         translator.answer(200, "application/json", b'{"error": {"message": "no credit"}}')
     )
     assert in_a_200["type"] == "error"
+    # a relay streaming to a request that asked for no stream: one JSON message all the same
     streamed = translator.answer(
         200, "text/event-stream; charset=utf-8", sse(chunk({"content": "hi"}), chunk(finish="stop"))
     )
-    assert streamed.startswith(b"event: message_start")
-    assert streamed.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert json.loads(streamed)["content"] == [{"type": "text", "text": "hi"}]
+    with pytest.raises(BadAnswer):
+        translator.answer(200, "text/event-stream", sse(chunk({"content": "hi"}), done=False))
     with pytest.raises(BadAnswer):
         translator.answer(200, "application/json", b"<html>")
 
