@@ -25,8 +25,6 @@ from ccswitch_addon.core.rewrite import map_model, rewrite_body_model
 from ccswitch_addon.upstream.client import ProviderError, ProviderResponse
 from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
 from ccswitch_addon.wire.api import Api
-from ccswitch_addon.wire.translate.collect import collect
-from ccswitch_addon.wire.translate.common import dumps
 from ccswitch_addon.wire.translate import (
     BadAnswer,
     ConversationMemory,
@@ -39,6 +37,8 @@ from ccswitch_addon.wire.translate import (
     tool_format,
     translator_for,
 )
+from ccswitch_addon.wire.translate.collect import collect
+from ccswitch_addon.wire.translate.common import dumps
 
 __all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retry"]
 
