@@ -21,16 +21,18 @@ from typing import Protocol
 
 from ccswitch_addon.core.bodies import inflate
 from ccswitch_addon.core.config import AppConfig, ProviderConfig
-from ccswitch_addon.core.rewrite import map_model, rewrite_body_model
+from ccswitch_addon.core.rewrite import map_model, rewrite_body_model, rewrite_gemini_path
 from ccswitch_addon.upstream.client import ProviderError, ProviderResponse
 from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
 from ccswitch_addon.wire.api import Api
+from ccswitch_addon.wire.replies import api_error
 from ccswitch_addon.wire.translate import (
     BadAnswer,
     ConversationMemory,
     Format,
     StreamTranslator,
     Translator,
+    UnsupportedPair,
     UntranslatableRequest,
     is_signature_rejection,
     strip_thinking,
@@ -43,7 +45,7 @@ from ccswitch_addon.wire.translate.common import dumps
 __all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retry"]
 
 # The tool's own headers that mean nothing to a provider of another format.
-_TOOL_ONLY = (b"anthropic-", b"openai-beta")
+_TOOL_ONLY = (b"anthropic-", b"openai-beta", b"x-goog-api-client")
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
@@ -75,12 +77,13 @@ class Leg:
         memory: ConversationMemory | None,
     ) -> Leg:
         tool = tool_format(app.api, path)
-        translator = translator_for(
-            tool,
-            provider.format,
-            memory=memory,
-            replay_reasoning=provider.replay_reasoning,
-        )
+        try:
+            translator = translator_for(
+                tool, provider.format, memory=memory, replay_reasoning=provider.replay_reasoning
+            )
+        except UnsupportedPair as e:  # e.g. a Chat Completions request to a Gemini provider
+            reply = api_error(app.api, 400, f"ccswitch: {e}")
+            return cls(None, None, (reply.status, reply.body), tool=tool)
         if translator is None:
             out = build(app, provider, method, path, headers, body)
             return cls(None, out, tool=tool, asked=body, path=path)
@@ -89,13 +92,19 @@ class Leg:
         if local is not None:
             return cls(translator, None, local, local=local[0] < 400, tool=tool)
         # The mapping first: the translator picks max_tokens or max_completion_tokens by model.
-        mapped, requested = rewrite_body_model(plain, provider.models)
-        sent = map_model(provider.models, requested) or requested
+        tool_path = path
+        if tool is Format.GEMINI:  # Gemini names the model in the path
+            tool_path, requested, sent = rewrite_gemini_path(path, provider.models)
+            mapped: bytes | None = None
+        else:
+            mapped, requested = rewrite_body_model(plain, provider.models)
+            sent = map_model(provider.models, requested) or requested
         try:
-            provider_path, provider_body = translator.request(path, mapped or plain)
+            provider_path, provider_body = translator.request(tool_path, mapped or plain)
         except UntranslatableRequest as e:
             return cls(translator, None, translator.reject(e), tool=tool)
         kept = tuple((n, v) for n, v in headers if not n.lower().startswith(_TOOL_ONLY))
+        kept += translator.headers
         unmapped = dataclasses.replace(provider, models={})
         out = build(app, unmapped, method, provider_path, kept, provider_body)
         out = dataclasses.replace(out, model_requested=requested, model_sent=sent)
