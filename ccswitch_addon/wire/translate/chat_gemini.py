@@ -69,7 +69,10 @@ _CALL_IDS = itertools.count(1)
 _RUN = os.urandom(3).hex()  # ids made up here stay unique across restarts
 
 
-def _new_call_id() -> str:
+def _new_call_id(response_id: Any, index: int) -> str:
+    """An id for a call Gemini gave none: from its response's id, else unique to this run."""
+    if isinstance(response_id, str) and response_id:
+        return f"call_{response_id}_{index}"
     return f"call_{_RUN}_{next(_CALL_IDS)}"
 
 
@@ -232,10 +235,10 @@ def finish_reason(reason: Any, calls: bool) -> str:
     return FINISH_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
 
 
-def _call(part: JsonObject, signatures: ThoughtSignatures) -> JsonObject:
-    """A functionCall part as a Chat tool call; a call without an id gets a unique one."""
+def _call(part: JsonObject, signatures: ThoughtSignatures, made_up: str) -> JsonObject:
+    """A functionCall part as a Chat tool call; a call without an id gets ``made_up``."""
     call = part["functionCall"]
-    call_id = call.get("id") or _new_call_id()
+    call_id = call.get("id") or made_up
     if isinstance(part.get("thoughtSignature"), str):
         signatures.keep(call_id, part["thoughtSignature"])
     function = {"name": call.get("name", ""), "arguments": dumps(call.get("args") or {})}
@@ -251,7 +254,8 @@ def answer_to_chat(answer: JsonObject, signatures: ThoughtSignatures = SIGNATURE
     calls: list[JsonObject] = []
     for part in (candidate.get("content") or {}).get("parts") or []:
         if isinstance(part.get("functionCall"), dict):
-            calls.append(_call(part, signatures))
+            made_up = _new_call_id(answer.get("responseId"), len(calls))
+            calls.append(_call(part, signatures, made_up))
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else text).append(part["text"])
     message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
@@ -305,7 +309,8 @@ class GeminiChunks:
         for part in (candidate.get("content") or {}).get("parts") or []:
             delta: JsonObject = {}
             if isinstance(part.get("functionCall"), dict):
-                call = {**_call(part, self._signatures), "index": self._calls}
+                made_up = _new_call_id(data.get("responseId"), self._calls)
+                call = {**_call(part, self._signatures, made_up), "index": self._calls}
                 self._calls += 1
                 delta = {"tool_calls": [call]}
             elif isinstance(part.get("text"), str) and part["text"]:
