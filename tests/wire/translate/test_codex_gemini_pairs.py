@@ -361,11 +361,12 @@ def test_gemini_cli_main_request_on_a_chat_provider() -> None:
         "type": "object",
         "properties": {"pattern": {"type": "string"}},
     }
-    system, user, assistant, first, second = chat["messages"]
+    system, _user, assistant, first, second = chat["messages"]
     assert system == {"role": "system", "content": "You are Gemini CLI."}
     ids = [c["id"] for c in assistant["tool_calls"]]
     assert ids[0] == "read_file_1_0"
-    assert ids[1] and ids[1] != ids[0]
+    assert ids[1]
+    assert ids[1] != ids[0]
     assert first == {"role": "tool", "tool_call_id": "read_file_1_0", "content": "hello"}
     assert second["tool_call_id"] == ids[1]  # matched by name: Gemini sent no id
     assert second["content"] == "[tool error] no such dir"
