@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from ccswitch_addon.cli.preflight import check_provider
+from ccswitch_addon.core.config import parse_config
+
 from .fakes import FakeProvider, chat_tool_call, ok_json, ok_sse, summarize_stream
 from .fakes_tools import tool_call
 from .proxy import Proxy, request
@@ -313,3 +316,28 @@ def test_gemini_cli_classifier_and_turn_with_a_tool_on_a_chat_or_anthropic_provi
         assert body["messages"][-1]["content"] == [
             {"type": "tool_result", "tool_use_id": call["id"], "content": "hi"}
         ]
+
+
+@pytest.mark.parametrize(
+    ("app_name", "fmt", "base"),
+    [
+        ("claude", "openai_responses", "/v1"),
+        ("claude", "gemini", ""),
+        ("codex", "anthropic", ""),
+        ("gemini", "openai_chat", "/v1"),
+        ("gemini", "anthropic", ""),
+    ],
+)
+def test_ccswitch_test_sends_a_tool_call_through_each_new_pair(
+    fakes: Callable[[str], FakeProvider], app_name: str, fmt: str, base: str
+) -> None:
+    other = fakes("other")
+    if fmt == "openai_chat":
+        other.queue(chat_tool_call("ccswitch_ping", {"word": "ok"}))
+    else:
+        other.queue(tool_call(fmt, "ccswitch_ping", {"word": "ok"}))
+    text = config(app_name, fmt, other.url, "*", base)
+    app = parse_config(text, "p.yaml", env={"BACKUP_KEY": BACKUP_KEY}).apps[app_name]
+    check = check_provider(app, app.providers["other"], env={})
+    assert check.passed, check
+    assert check.tools is True
