@@ -257,8 +257,18 @@ def call_part(call_id: str, name: str, arguments: str | None) -> JsonObject:
     return {"functionCall": {"id": call_id, "name": name, "args": args}}
 
 
-def answer_to_gemini(answer: JsonObject) -> JsonObject:
-    """A Chat Completions answer as a generateContent answer."""
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def unfenced(text: str) -> str:
+    """JSON a model wrapped in a code fence although asked for JSON alone: the JSON."""
+    match = _FENCE.match(text)
+    return match.group(1) if match else text
+
+
+def answer_to_gemini(answer: JsonObject, *, json_mode: bool = False) -> JsonObject:
+    """A Chat Completions answer as a generateContent answer; with ``json_mode`` the text is
+    freed of a code fence (Gemini CLI's classifier parses it as JSON and retries otherwise)."""
     choices = answer.get("choices") or []
     choice = choices[0] if choices else {}
     message = choice.get("message") or {}
@@ -269,7 +279,7 @@ def answer_to_gemini(answer: JsonObject) -> JsonObject:
     if (reasoning if isinstance(reasoning, str) else "") + thinking:
         parts.append({"text": f"{reasoning or ''}{thinking}", "thought": True})
     if text:
-        parts.append({"text": text})
+        parts.append({"text": unfenced(text) if json_mode else text})
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         call_id = call.get("id") or f"call_{answer.get('id', 'gemini')}_{index}"

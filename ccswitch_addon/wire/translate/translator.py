@@ -250,6 +250,9 @@ class GeminiToChat(Translator):
     tool = Format.GEMINI
     provider = Format.OPENAI_CHAT
 
+    def __init__(self) -> None:
+        self.json_mode = False  # the request asked for JSON (Gemini CLI's routing classifier)
+
     def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
         if not _route(path).endswith(":countTokens"):
             return None
@@ -263,6 +266,7 @@ class GeminiToChat(Translator):
         document = loads_object(body, "the request")
         with shape_errors(UntranslatableRequest, "the request"):
             chat = gemini_chat.request_to_chat(document, path)
+        self.json_mode = "response_format" in chat
         return PROVIDER_PATHS[self.provider], dumps(chat).encode()
 
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
@@ -272,7 +276,8 @@ class GeminiToChat(Translator):
         if document.get("error") and not document.get("choices"):
             return dumps(gemini_chat.error_to_gemini(502, body)).encode()
         with shape_errors(BadAnswer, "the provider's answer"):
-            return dumps(gemini_chat.answer_to_gemini(document)).encode()
+            answer = gemini_chat.answer_to_gemini(document, json_mode=self.json_mode)
+        return dumps(answer).encode()
 
     def stream(self) -> ChatToGeminiStream:
         return ChatToGeminiStream()

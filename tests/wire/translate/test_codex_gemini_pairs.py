@@ -477,3 +477,24 @@ def test_errors_and_count_tokens_in_gemini_shape() -> None:
     status, body = translator.reject(ValueError("x"))  # type: ignore[arg-type]
     assert status == 400
     assert json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_json_in_a_code_fence_reaches_the_classifier_as_json() -> None:
+    translator = translator_for(Format.GEMINI, Format.ANTHROPIC)
+    assert translator is not None
+    translator.request(CLASSIFIER_PATH, json.dumps(CLASSIFIER).encode())
+    fenced = '```json\n{"reasoning":"r","model_choice":"pro"}\n```'
+    message = {
+        "type": "message",
+        "content": [{"type": "text", "text": fenced}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
+    reply = json.loads(translator.answer(200, "application/json", json.dumps(message).encode()))
+    text = reply["candidates"][0]["content"]["parts"][0]["text"]
+    assert json.loads(text) == {"reasoning": "r", "model_choice": "pro"}
+    plain = translator_for(Format.GEMINI, Format.ANTHROPIC)
+    assert plain is not None
+    plain.request(MAIN_PATH, json.dumps(gemini_main()).encode())
+    kept = json.loads(plain.answer(200, "application/json", json.dumps(message).encode()))
+    assert kept["candidates"][0]["content"]["parts"][0]["text"] == fenced  # not asked for JSON
