@@ -341,3 +341,38 @@ def test_ccswitch_test_sends_a_tool_call_through_each_new_pair(
     check = check_provider(app, app.providers["other"], env={})
     assert check.passed, check
     assert check.tools is True
+
+
+def test_codex_default_model_turn_with_its_exec_tool_on_a_chat_provider(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    chat = fakes("chat")
+    chat.queue(chat_tool_call("functions__exec", {"input": JS}, text=""))
+    chat.default = ok_sse("openai_chat", events=2)
+    proxy = start(make_proxy, config("codex", "openai_chat", chat.url, "gpt-6.2-sol", "/v1"))
+    headers = {"authorization": "Bearer client-own-key"}
+
+    reply = request(proxy, "POST", RESPONSES, json=codex_turn(), headers=headers)
+
+    assert reply.status == 200, reply.text()
+    events = [json.loads(e.data) for e in reply.sse()]
+    assert events[-1]["type"] == "response.completed", events[-1]
+    (call,) = [i for i in events[-1]["response"]["output"] if i["type"] == "custom_tool_call"]
+    assert (call["name"], call["namespace"], call["input"]) == ("exec", "functions", JS)
+    sent = chat.requests[0].json()
+    assert [t["function"]["name"] for t in sent["tools"]] == ["functions__exec", "functions__wait"]
+
+    output = {
+        "type": "custom_tool_call_output",
+        "call_id": call["call_id"],
+        "output": [{"type": "input_text", "text": "contents of x"}],
+    }
+    second = request(proxy, "POST", RESPONSES, json=codex_turn(call, output), headers=headers)
+    assert second.status == 200, second.text()
+    messages = chat.requests[1].json()["messages"]
+    assert messages[-2]["tool_calls"][0]["function"]["name"] == "functions__exec"
+    assert messages[-1] == {
+        "role": "tool",
+        "tool_call_id": call["call_id"],
+        "content": "contents of x",
+    }

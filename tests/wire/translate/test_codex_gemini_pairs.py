@@ -498,3 +498,29 @@ def test_json_in_a_code_fence_reaches_the_classifier_as_json() -> None:
     plain.request(MAIN_PATH, json.dumps(gemini_main()).encode())
     kept = json.loads(plain.answer(200, "application/json", json.dumps(message).encode()))
     assert kept["candidates"][0]["content"]["parts"][0]["text"] == fenced  # not asked for JSON
+
+
+def test_a_chat_stream_with_interleaved_calls_duplicate_finish_and_late_usage() -> None:
+    translator = translator_for(Format.GEMINI, Format.OPENAI_CHAT)
+    assert translator is not None
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_a", "read_file", '{"file_')]}),
+        chunk({"tool_calls": [tool(1, "call_b", "read_file", '{"file_path"')]}),
+        chunk({"tool_calls": [tool(1, args=':"/ü"}')]}),
+        chunk({"tool_calls": [tool(0, args='path":"/ä"}')]}, finish="tool_calls"),
+        chunk(finish="tool_calls"),
+        {"id": "c1", "choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 3}},
+    )
+    found = gemini_chunks(run_every_way(translator.stream, raw))
+    calls = [
+        p["functionCall"]
+        for c in found
+        for p in c["candidates"][0]["content"]["parts"]
+        if "functionCall" in p
+    ]
+    assert [(c["id"], c["args"]) for c in calls] == [
+        ("call_a", {"file_path": "/ä"}),
+        ("call_b", {"file_path": "/ü"}),
+    ]
+    assert sum("finishReason" in c["candidates"][0] for c in found) == 1
+    assert found[-1]["usageMetadata"]["promptTokenCount"] == 8
