@@ -1,29 +1,29 @@
 """Codex CLI (OpenAI Responses) served by a Chat Completions provider: request, answer, errors.
 
-The stream direction is in ``responses_chat_stream``. Custom (freeform) tools such as
-``apply_patch`` become functions taking one string ``input`` and turn back into
-``custom_tool_call`` items in the answer; names Chat servers refuse are flattened and restored.
+The stream direction is in ``responses_chat_stream``; how Codex's tools (namespaces, custom
+tools) are offered and their calls turned back is in ``responses_tools``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ccswitch_addon.wire.translate.common import (
-    BadAnswer,
     ChatUsage,
     JsonObject,
-    ToolNames,
     UntranslatableRequest,
     dumps,
     error_message,
-    parse_arguments,
     split_think,
     token_limit_field,
+)
+from ccswitch_addon.wire.translate.responses_tools import (
+    ResponsesTools,
+    chat_tool_choice,
+    chat_tools,
 )
 
 __all__ = [
@@ -64,8 +64,6 @@ ERROR_CODES: Mapping[int, tuple[str, str]] = {
     504: ("server_error", "timeout"),
 }
 
-_WARNED: set[Any] = set()  # tool kinds already logged as having no Chat form
-
 # Codex compacts the conversation on this code; Chat servers only say it in words.
 _CONTEXT_FULL = re.compile(r"context.{0,20}(length|window)|maximum context|too many tokens", re.I)
 
@@ -76,73 +74,6 @@ def finish_status(reason: Any) -> tuple[str, str | None]:
         logger.warning("unknown finish_reason %r from the provider; sent as completed", reason)
         return "completed", None
     return mapped
-
-
-class ResponsesTools:
-    """The names of one request's tools: flattened for Chat, and which ones are custom.
-
-    Codex groups tools in namespaces (``functions``, ``clock``, MCP servers); a Chat server
-    takes one flat list of names of at most 64 ``[A-Za-z0-9_-]``, so a member is offered as
-    ``namespace__name`` (shortened with a hash when too long) and its calls come back with
-    the name and ``namespace`` they had.
-    """
-
-    def __init__(self) -> None:
-        self.names = ToolNames()
-        self.custom: set[str] = set()  # Chat names of custom (freeform) tools
-        self._namespaced: dict[str, tuple[str, str]] = {}  # Chat name → (namespace, name)
-
-    def chat_name(self, name: str, namespace: str | None = None) -> str:
-        if not namespace:
-            return self.names.short(name)
-        flat = self.names.short(f"{namespace}__{name}")
-        self._namespaced[flat] = (namespace, name)
-        return flat
-
-    def original(self, chat_name: str) -> tuple[str | None, str]:
-        """(namespace or None, name) of a tool as Codex declared it."""
-        if chat_name in self._namespaced:
-            return self._namespaced[chat_name]
-        return None, self.names.restore(chat_name)
-
-    def call_item(self, call_id: str, chat_name: str, arguments: str, item_id: str) -> JsonObject:
-        """A Chat tool call as the Responses output item Codex runs."""
-        namespace, name = self.original(chat_name)
-        where = {"namespace": namespace} if namespace else {}
-        if chat_name in self.custom:
-            return {
-                "id": item_id,
-                "type": "custom_tool_call",
-                "status": "completed",
-                "call_id": call_id,
-                "name": name,
-                **where,
-                "input": _custom_input(arguments, name),
-            }
-        try:
-            valid = isinstance(json.loads(arguments or "{}"), dict)
-        except ValueError:
-            valid = False
-        text = arguments if valid and arguments else dumps(parse_arguments(arguments, name))
-        return {
-            "id": item_id,
-            "type": "function_call",
-            "status": "completed",
-            "call_id": call_id,
-            "name": name,
-            **where,
-            "arguments": text,
-        }
-
-
-def _custom_input(arguments: str, name: str) -> str:
-    """A custom tool's raw input from the one-string function it was offered as; a model that
-    sent the raw text itself, not wrapped in JSON, is taken at its word."""
-    try:
-        value = parse_arguments(arguments, name).get("input", "")
-    except BadAnswer:
-        return arguments
-    return value if isinstance(value, str) else dumps(value)
 
 
 # --- request ------------------------------------------------------------------------------
@@ -305,72 +236,6 @@ class _Builder:
         return head + self.messages
 
 
-def _function(tool: JsonObject, registry: ResponsesTools, namespace: str | None) -> JsonObject:
-    name = tool.get("name", "")
-    function: JsonObject = {
-        "name": registry.chat_name(name, namespace),
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = tool["strict"]
-    return function
-
-
-def _custom(tool: JsonObject, registry: ResponsesTools, namespace: str | None) -> JsonObject:
-    """A freeform tool as a function of one string, its grammar told in the description."""
-    chat_name = registry.chat_name(tool.get("name", ""), namespace)
-    registry.custom.add(chat_name)
-    grammar = tool.get("format")
-    description = tool.get("description", "")
-    if isinstance(grammar, dict) and grammar.get("definition"):
-        description += (
-            f"\n\nThe input follows this {grammar.get('syntax', '')} grammar:\n"
-            f"{grammar['definition']}"
-        )
-    return {
-        "name": chat_name,
-        "description": description.strip(),
-        "parameters": {
-            "type": "object",
-            "properties": {"input": {"type": "string", "description": "the raw input"}},
-            "required": ["input"],
-        },
-    }
-
-
-def _tools(tools: Any, registry: ResponsesTools, namespace: str | None = None) -> list[JsonObject]:
-    out: list[JsonObject] = []
-    for tool in tools or []:
-        if not isinstance(tool, dict):
-            continue
-        kind = tool.get("type")
-        if kind == "function":
-            out.append({"type": "function", "function": _function(tool, registry, namespace)})
-        elif kind == "custom":
-            out.append({"type": "function", "function": _custom(tool, registry, namespace)})
-        elif kind == "namespace" and namespace is None:
-            out += _tools(tool.get("tools"), registry, str(tool.get("name") or "tools"))
-        elif kind not in _WARNED:  # hosted tools (web_search, file_search, …) run at OpenAI
-            _WARNED.add(kind)
-            logger.warning(
-                "Codex's %s tool has no Chat Completions form; Chat providers are not offered it",
-                kind,
-            )
-    unique = {tool["function"]["name"]: tool for tool in out}  # history repeats declarations
-    return list(unique.values())
-
-
-def _tool_choice(choice: Any, tools: ResponsesTools) -> Any:
-    if isinstance(choice, str):
-        return choice if choice in ("auto", "none", "required") else None
-    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
-        name = tools.chat_name(choice.get("name", ""), choice.get("namespace"))
-        return {"type": "function", "function": {"name": name}}
-    return None
-
-
 def input_items(body: JsonObject) -> list[Any]:
     """The request's ``input`` as a list of items."""
     value = body.get("input")
@@ -409,10 +274,10 @@ def request_to_chat(
         chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
-    chat_tools = _tools([*(body.get("tools") or []), *builder.tools_declared], tools)
-    if chat_tools:  # strict servers refuse tool_choice or parallel_tool_calls without tools
-        chat["tools"] = chat_tools
-        choice = _tool_choice(body.get("tool_choice"), tools)
+    offered = chat_tools([*(body.get("tools") or []), *builder.tools_declared], tools)
+    if offered:  # strict servers refuse tool_choice or parallel_tool_calls without tools
+        chat["tools"] = offered
+        choice = chat_tool_choice(body.get("tool_choice"), tools)
         if choice is not None:
             chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):

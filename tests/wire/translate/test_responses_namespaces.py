@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ccswitch_addon.wire.translate import responses_chat
+from ccswitch_addon.wire.translate import responses_tools
 from ccswitch_addon.wire.translate.responses_chat import (
     ResponsesTools,
     answer_to_responses,
@@ -186,7 +186,7 @@ def test_top_level_namespaces_are_flattened_and_long_names_kept_within_64() -> N
 
 
 def test_hosted_tools_are_logged_not_dropped_silently(caplog: pytest.LogCaptureFixture) -> None:
-    responses_chat._WARNED.discard("web_search")
+    responses_tools._WARNED.discard("web_search")
     with caplog.at_level(logging.WARNING):
         chat = request_to_chat(
             {"model": "m", "input": "q", "tools": [{"type": "web_search"}, WAIT]},
