@@ -167,7 +167,8 @@ def _tools(tools: Any) -> list[JsonObject]:
         for declaration in tool.get("functionDeclarations") or []:
             schema = declaration.get("parametersJsonSchema")
             if schema is None:
-                schema = _schema(declaration.get("parameters") or {"type": "object"})
+                schema = declaration.get("parameters") or {"type": "object"}
+            schema = _schema(schema)
             function: JsonObject = {"name": declaration.get("name", ""), "parameters": schema}
             if declaration.get("description"):
                 function["description"] = declaration["description"]
@@ -179,10 +180,12 @@ def _response_format(config: JsonObject) -> JsonObject | None:
     if config.get("responseMimeType") != "application/json":
         return None
     schema = config.get("responseJsonSchema")
-    if schema is None and config.get("responseSchema") is not None:
-        schema = _schema(config["responseSchema"])
+    if schema is None:
+        schema = config.get("responseSchema")
     if schema is None:
         return {"type": "json_object"}
+    # Gemini CLI's classifier writes OpenAPI's upper-case types even in responseJsonSchema
+    schema = _schema(schema)
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
 
 

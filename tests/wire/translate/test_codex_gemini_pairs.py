@@ -329,6 +329,29 @@ def test_the_json_mode_classifier_on_a_chat_provider() -> None:
     }
 
 
+def test_upper_case_types_in_the_classifier_schema_become_json_schema_types() -> None:
+    # what Gemini CLI 0.61 sends: OpenAPI's type names inside responseJsonSchema
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "complexity_reasoning": {"type": "STRING"},
+            "complexity_score": {"type": "INTEGER"},
+        },
+        "required": ["complexity_reasoning", "complexity_score"],
+    }
+    body = {
+        **CLASSIFIER,
+        "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema},
+    }
+    translator = translator_for(Format.GEMINI, Format.OPENAI_CHAT)
+    assert translator is not None
+    _, chat = chat_request(translator, CLASSIFIER_PATH, body)
+    sent = chat["response_format"]["json_schema"]["schema"]
+    assert sent["type"] == "object"
+    assert sent["properties"]["complexity_score"] == {"type": "integer"}
+    assert sent["required"] == schema["required"]
+
+
 def test_the_json_mode_classifier_on_an_anthropic_provider() -> None:
     translator = translator_for(Format.GEMINI, Format.ANTHROPIC)
     assert isinstance(translator, Pivot)
