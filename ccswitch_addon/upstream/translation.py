@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +48,7 @@ __all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retr
 # The tool's own headers that mean nothing to a provider of another format.
 _TOOL_ONLY = (b"anthropic-", b"openai-beta", b"x-goog-api-client")
 Headers = tuple[tuple[bytes, bytes], ...]
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 
 
 class Readable(Protocol):
@@ -199,6 +201,8 @@ def _asked_for_stream(tool: Format, path: str, body: bytes | None) -> bool:
         return ":streamGenerateContent" in path
     if not body or not body.lstrip().startswith(b"{"):
         return bool(body)  # compressed: the flag cannot be read, keep the stream as it came
+    if _STREAM_TRUE.search(body):  # a raw `"stream":true` can only be a key (strings escape quotes)
+        return True
     if b'"stream"' not in body:
         return False
     try:
