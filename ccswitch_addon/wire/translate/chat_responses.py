@@ -88,7 +88,8 @@ def request_from_chat(chat: JsonObject) -> JsonObject:
     limit = chat.get("max_completion_tokens") or chat.get("max_tokens")
     if limit:
         body["max_output_tokens"] = limit
-    for key in ("temperature", "top_p", "user", "parallel_tool_calls"):
+    # not ``user``: Claude Code's is a JSON document longer than OpenAI's 64-character limit
+    for key in ("temperature", "top_p", "parallel_tool_calls"):
         if chat.get(key) is not None:
             body[key] = chat[key]
     if chat.get("reasoning_effort"):
