@@ -88,7 +88,7 @@ def request_from_chat(chat: JsonObject) -> JsonObject:
     limit = chat.get("max_completion_tokens") or chat.get("max_tokens")
     if limit:
         body["max_output_tokens"] = limit
-    # not ``user``: Claude Code's is a JSON document longer than OpenAI's 64-character limit
+    # not ``user``: Claude Code's is a JSON document, longer than OpenAI takes there
     for key in ("temperature", "top_p", "parallel_tool_calls"):
         if chat.get(key) is not None:
             body[key] = chat[key]
