@@ -188,6 +188,8 @@ def request_from_chat(chat: JsonObject, signatures: ThoughtSignatures = SIGNATUR
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema:
             config["responseJsonSchema"] = schema
+    if chat.get("reasoning_effort"):  # the thoughts come back as the tool's thinking
+        config["thinkingConfig"] = {"includeThoughts": True}
     if config:
         body["generationConfig"] = config
     declarations = []

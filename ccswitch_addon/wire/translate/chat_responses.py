@@ -8,6 +8,7 @@ through the Chat form ``anthropic_chat`` makes. Nothing is stored at the provide
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
 __all__ = ["ResponsesChunks", "answer_to_chat", "request_from_chat", "usage_to_chat"]
+
+# Models that reason (and take ``reasoning``); others answer 400 to it.
+_REASONING_MODELS = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5|gpt-6|codex)", re.IGNORECASE)
 
 # Responses incomplete_details.reason → Chat finish_reason.
 _INCOMPLETE: Mapping[str, str] = {
@@ -92,8 +96,9 @@ def request_from_chat(chat: JsonObject) -> JsonObject:
     for key in ("temperature", "top_p", "parallel_tool_calls"):
         if chat.get(key) is not None:
             body[key] = chat[key]
-    if chat.get("reasoning_effort"):
-        body["reasoning"] = {"effort": chat["reasoning_effort"]}
+    if chat.get("reasoning_effort") and _REASONING_MODELS.match(str(chat.get("model") or "")):
+        # a summary, so the tool sees the reasoning; models that do not reason refuse the field
+        body["reasoning"] = {"effort": chat["reasoning_effort"], "summary": "auto"}
     fmt = chat.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = fmt.get("json_schema") or {}

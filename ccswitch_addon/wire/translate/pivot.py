@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ccswitch_addon.wire.translate import chat_anthropic, chat_gemini, chat_responses
 from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator
@@ -23,7 +23,7 @@ from ccswitch_addon.wire.translate.common import SHAPE_ERRORS, JsonObject
 from ccswitch_addon.wire.translate.formats import Format
 from ccswitch_addon.wire.translate.sse import SseEvent, SseParser
 
-__all__ = ["PROVIDER_SIDES", "ChunkReader", "PivotStream", "ProviderSide"]
+__all__ = ["PROVIDER_SIDES", "ChunkReader", "PivotStream", "ProviderSide", "thinking_effort"]
 
 
 class ChunkReader(Protocol):
@@ -38,6 +38,40 @@ class ProviderSide:
     answer: Callable[[JsonObject], JsonObject]  # the provider's JSON answer → Chat's
     reader: Callable[[], ChunkReader]  # a fresh reader of the provider's stream
     headers: tuple[tuple[bytes, bytes], ...] = ()  # what the provider's API requires
+
+
+def _budget_effort(budget: Any) -> str:
+    """cc-switch's table: a thinking budget under 4k is low, under 16k medium, else high."""
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        return "medium"
+    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+
+
+def thinking_effort(tool: Format, body: JsonObject) -> str | None:
+    """How hard the tool asked the model to think (low, medium, high), if it asked at all.
+
+    Claude Code says it with ``thinking`` (a budget, or adaptive) and ``output_config.effort``;
+    Gemini CLI with ``thinkingConfig``; Codex's ``reasoning.effort`` is in the Chat form already.
+    """
+    if tool is Format.ANTHROPIC:
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+            return None
+        effort = (body.get("output_config") or {}).get("effort")
+        if effort in ("low", "medium", "high"):
+            return str(effort)
+        if effort == "max" or thinking.get("type") == "adaptive":
+            return "high"
+        return _budget_effort(thinking.get("budget_tokens"))
+    if tool is Format.GEMINI:
+        config = (body.get("generationConfig") or {}).get("thinkingConfig")
+        if not isinstance(config, dict) or config.get("thinkingBudget") == 0:
+            return None
+        level = str(config.get("thinkingLevel", "")).lower()
+        if level in ("low", "medium", "high"):
+            return level
+        return _budget_effort(config.get("thinkingBudget")) if config else None
+    return None
 
 
 PROVIDER_SIDES: dict[Format, ProviderSide] = {

@@ -30,7 +30,12 @@ from ccswitch_addon.wire.translate.formats import (
 )
 from ccswitch_addon.wire.translate.gemini_chat_stream import ChatToGeminiStream
 from ccswitch_addon.wire.translate.memory import ConversationMemory
-from ccswitch_addon.wire.translate.pivot import PROVIDER_SIDES, PivotStream, ProviderSide
+from ccswitch_addon.wire.translate.pivot import (
+    PROVIDER_SIDES,
+    PivotStream,
+    ProviderSide,
+    thinking_effort,
+)
 from ccswitch_addon.wire.translate.responses_chat_stream import ChatToResponsesStream
 
 __all__ = [
@@ -308,6 +313,9 @@ class Pivot(Translator):
         _, chat_body = self.tool_side.request(path, body)
         chat = json.loads(chat_body)
         with shape_errors(UntranslatableRequest, "the request"):
+            effort = thinking_effort(self.tool, json.loads(body))
+            if effort is not None:
+                chat.setdefault("reasoning_effort", effort)
             return self.side.path(chat), dumps(self.side.request(chat)).encode()
 
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:

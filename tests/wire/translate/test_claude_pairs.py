@@ -469,3 +469,25 @@ def test_a_gemini_stream_cut_before_its_finish_reason_fails() -> None:
     found = events(machine.feed(gemini_chunk([{"text": "a"}]).encode()) + machine.close())
     assert found[-1][0] == "error"
     assert machine.failure is not None
+
+
+@pytest.mark.parametrize(
+    ("thinking", "extra", "effort"),
+    [
+        ({"type": "enabled", "budget_tokens": 31999}, {}, "high"),
+        ({"type": "enabled", "budget_tokens": 2048}, {}, "low"),
+        ({"type": "adaptive"}, {"output_config": {"effort": "medium"}}, "medium"),
+        ({"type": "disabled"}, {}, None),
+    ],
+)
+def test_claude_thinking_asks_a_reasoning_provider_to_reason(
+    thinking: dict[str, Any], extra: dict[str, Any], effort: str | None
+) -> None:
+    _, _, body = request(Format.OPENAI_RESPONSES, thinking=thinking, model="gpt-5.1", **extra)
+    expected = {"effort": effort, "summary": "auto"} if effort else None
+    assert body.get("reasoning") == expected
+    _, _, plain = request(Format.OPENAI_RESPONSES, thinking=thinking, model="gpt-4.1", **extra)
+    assert "reasoning" not in plain  # a model that does not reason refuses the field
+    _, _, gemini = request(Format.GEMINI, thinking=thinking, **extra)
+    thinks = gemini["generationConfig"].get("thinkingConfig")
+    assert thinks == ({"includeThoughts": True} if effort else None)
