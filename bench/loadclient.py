@@ -69,8 +69,12 @@ def build_get(port: int, path: str, host: str | None = None) -> tuple[bytes, byt
 
 
 def padded_body(size: int, model: str = "claude-sonnet-4-5") -> bytes:
-    """A Messages API request of exactly ``size`` bytes: a conversation of ~2 KB turns."""
-    base = {"model": model, "max_tokens": 1024, "stream": False, "messages": []}
+    """A Messages API request of exactly ``size`` bytes: a conversation of ~2 KB turns.
+
+    It asks for a stream, so a fake's SSE answer (``x-bench-sse``) is relayed as a stream; a
+    JSON answer passes as it is either way.
+    """
+    base = {"model": model, "max_tokens": 1024, "stream": True, "messages": []}
     empty = len(json.dumps(base, separators=(",", ":")).encode())
     messages: list[dict[str, str]] = []
     words = "the quick brown fox jumps over the lazy dog; def f(x): return x * 2 # "

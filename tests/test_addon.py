@@ -178,7 +178,10 @@ async def test_a_routed_flow_is_pointed_at_the_relay_and_holds_no_body(env: Env)
 
 async def test_the_answer_restores_the_tools_request_and_streams(env: Env) -> None:
     env.primary.default = stream(whole("anthropic"))
-    f = model_flow("https://api.anthropic.com/v1/messages?beta=true", headers={"x-api-key": "mine"})
+    body = {"model": "claude-sonnet-4-5", "stream": True}  # a stream goes on only when asked for
+    f = model_flow(
+        "https://api.anthropic.com/v1/messages?beta=true", body, headers={"x-api-key": "mine"}
+    )
     original = f.request.copy()
     await env.cc.request(f)
     await through_relay(env.cc, f)

@@ -183,5 +183,6 @@ def test_gateway_bench_reports_latency_commands_and_spread() -> None:
 def test_translate_bench_prices_the_translator() -> None:
     stdout = bench("translate.py", "--quick", "--no-proxy")
     figures = re.findall(r"(\d+\.\d) µs", stdout)
-    assert len(figures) == 4, stdout
+    assert len(figures) == 2 * 7 + 1, stdout  # stream and answer per pair, and one request
+    assert "gemini ← anthropic" in stdout
     assert all(float(f) > 0 for f in figures)

@@ -759,6 +759,22 @@ def test_a_chat_provider_for_claude_gets_bearer_auth_and_the_openai_probe() -> N
     assert (provider.probe.method, provider.probe.path) == ("GET", "/v1/models")
 
 
+@pytest.mark.parametrize(
+    ("app", "fmt"),
+    [
+        ("claude", "openai_responses"),
+        ("claude", "gemini"),
+        ("codex", "anthropic"),
+        ("gemini", "openai_chat"),
+        ("gemini", "anthropic"),
+    ],
+)
+def test_the_pairs_through_the_chat_form_are_accepted(app: str, fmt: str) -> None:
+    text = one_app(app, f"{{base_url: 'https://x.example', format: {fmt}, api_key: k-0123456789}}")
+    provider = parse_config(text, "p.yaml", env={}).apps[app].providers["a"]
+    assert provider.format is Format(fmt)
+
+
 def test_a_chat_provider_for_codex() -> None:
     text = one_app(
         "codex", "{base_url: 'https://x.example', format: openai_chat, auth: passthrough}"
@@ -770,10 +786,8 @@ def test_a_chat_provider_for_codex() -> None:
 @pytest.mark.parametrize(
     ("app", "fmt", "supported"),
     [
-        ("claude", "gemini", "anthropic, openai_chat"),
-        ("claude", "openai_responses", "anthropic, openai_chat"),
-        ("codex", "anthropic", "openai_chat, openai_responses"),
-        ("gemini", "openai_chat", "gemini"),
+        ("codex", "gemini", "anthropic, openai_chat, openai_responses"),
+        ("gemini", "openai_responses", "anthropic, openai_chat, gemini"),
     ],
 )
 def test_an_unsupported_pair_names_the_supported_ones(app: str, fmt: str, supported: str) -> None:

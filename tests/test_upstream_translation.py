@@ -312,3 +312,39 @@ def test_a_provider_marked_replay_reasoning_gets_its_thinking_back(replay: bool)
     assistant = json.loads(chosen.out.body or b"")["messages"][1]
     assert assistant["tool_calls"][0]["function"]["name"] == "Bash"
     assert ("reasoning_content" in assistant) is replay
+
+
+@pytest.mark.parametrize(
+    ("body", "streams"),
+    [
+        (b'{"model":"m","stream":true}', True),
+        (b'{"model": "m", "stream" : true}', True),
+        (b'{"model":"m","stream":false}', False),
+        (b'{"model":"m"}', False),
+        (b'{"model":"m","messages":[{"content":"say \\"stream\\": true"}]}', False),
+        (gzip.compress(b'{"stream":true}'), True),  # unreadable: the stream goes on as it came
+    ],
+)
+def test_a_stream_goes_to_the_tool_only_when_it_asked_for_one(body: bytes, streams: bool) -> None:
+    native = leg("native", body)
+    assert native.streams("text/event-stream; charset=utf-8") is streams
+    assert native.streams("application/json") is False
+    if not streams:
+        assert native.content_type("text/event-stream", False) == "application/json"
+        headers = native.headers([("content-type", "text/event-stream")], streamed=False)
+        assert headers == [("content-type", "application/json")]
+
+
+def test_a_gemini_tool_asks_for_a_stream_in_its_path() -> None:
+    text = (
+        "apps:\n  gemini:\n    queue: [g]\n    providers:\n"
+        "      g: {base_url: 'https://g.example', auth: passthrough}\n"
+    )
+    gemini = parse_config(text, "p.yaml", env={}).apps["gemini"]
+    provider = gemini.providers["g"]
+    for path, streams in (
+        ("/v1beta/models/m:streamGenerateContent?alt=sse", True),
+        ("/v1beta/models/m:generateContent", False),
+    ):
+        made = Leg.of(gemini, provider, "POST", path, (), b'{"contents":[]}', None)
+        assert made.streams("text/event-stream") is streams

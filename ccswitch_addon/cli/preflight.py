@@ -132,13 +132,25 @@ def _translated_request(
 ) -> tuple[str, dict[str, str], bytes, bool, Translator] | None:
     """A streamed request with a tool, in the tool's format, translated for a provider of
     another format as the proxy would; None when the provider takes the tool's own."""
-    path = "/v1/responses" if app.api is Api.OPENAI else "/v1/messages"
+    model = probe_model(app.api, provider)
+    path = {
+        Api.OPENAI: "/v1/responses",
+        Api.ANTHROPIC: "/v1/messages",
+        Api.GEMINI: f"/v1beta/models/{model}:streamGenerateContent?alt=sse",
+    }[app.api]
     translator = translator_for(tool_format(app.api, path), provider.format)
     if translator is None:
         return None
-    model = probe_model(app.api, provider)
     request: dict[str, object]
-    if app.api is Api.ANTHROPIC:
+    if app.api is Api.GEMINI:
+        declaration = {"name": TOOL, "description": "Say a word", "parameters": _TOOL_SCHEMA}
+        request = {
+            "contents": [{"role": "user", "parts": [{"text": TOOL_PROMPT}]}],
+            "tools": [{"functionDeclarations": [declaration]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+            "generationConfig": {"maxOutputTokens": 64},
+        }
+    elif app.api is Api.ANTHROPIC:
         request = {
             "model": model,
             "max_tokens": 64,
@@ -168,6 +180,7 @@ def _translated_request(
         if key:
             keyed, creds = True, (("authorization", f"Bearer {key}"),)
     headers.update(dict(creds))
+    headers.update({k.decode(): v.decode() for k, v in translator.headers})
     headers.update(provider.headers)
     return join_path(provider.base_path, provider_path), headers, body, keyed, translator
 
@@ -178,12 +191,19 @@ def _translated_back(
     """The provider's answer as the tool would get it; whether the tool call survived."""
     streamed = status < 400 and "text/event-stream" in content_type.lower()
     try:
-        data = translator.answer(status, content_type, data)
+        if streamed:
+            machine = translator.stream()
+            data = machine.feed(data) + machine.close()
+        else:
+            data = translator.answer(status, content_type, data)
     except TranslationError as e:
         check.tools = False
         return content_type, f"cannot translate the answer: {e}".encode()
     if status < 400:
-        call = b'"type":"tool_use"' if translator.tool.value == "anthropic" else b'"function_call"'
+        call = {
+            "anthropic": b'"type":"tool_use"',
+            "gemini": b'"functionCall"',
+        }.get(translator.tool.value, b'"function_call"')
         check.tools = call in data.replace(b'": "', b'":"') and TOOL.encode() in data
     return ("text/event-stream" if streamed else "application/json"), data
 

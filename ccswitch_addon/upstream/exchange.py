@@ -249,16 +249,19 @@ class Upstream:
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry else None
         self._finish(ex, served)
-        if failure.status is None:  # no provider answered at all: say so in the API's shape
+        if failure.status is None or failure.status < 400:
+            # No provider answered, or the last said 200 with an error inside (a gateway's
+            # JSON error, an error event before any output): a 502 in the API's own shape.
             tried = "; ".join(a.short() for a in ex.attempts)
-            message = f"ccswitch: no provider answered ({tried})"
+            what = "answered" if failure.status is None else "answered without an error"
+            message = f"ccswitch: no provider {what} ({tried})"
             reply = api_error(
                 app.api,
                 502,
                 message + (f"; {ex.note}" if ex.note else ""),
                 _UNANSWERED[app.api],
             )
-            failure.headers, failure.body = list(reply.headers), reply.body
+            failure.status, failure.headers, failure.body = 502, list(reply.headers), reply.body
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
         answer.whole(failure.status or 502, _noted(headers, ex.note), failure.body)
 
@@ -338,7 +341,7 @@ class Upstream:
             self.router.confirm(app.name, provider.id, permit)
             self.admission.wake(app.name, provider.id)
             content_type = response.headers.get("content-type", "")
-            streamed = "text/event-stream" in content_type.lower()
+            streamed = leg.streams(content_type)
             watch = BodyWatch(app.api, leg.content_type(content_type, streamed))
             if watch.sse:
                 return await self._until_commit(

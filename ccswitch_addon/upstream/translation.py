@@ -15,32 +15,40 @@ method hands its input back unchanged.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
 from ccswitch_addon.core.bodies import inflate
 from ccswitch_addon.core.config import AppConfig, ProviderConfig
-from ccswitch_addon.core.rewrite import map_model, rewrite_body_model
+from ccswitch_addon.core.rewrite import map_model, rewrite_body_model, rewrite_gemini_path
 from ccswitch_addon.upstream.client import ProviderError, ProviderResponse
 from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
 from ccswitch_addon.wire.api import Api
+from ccswitch_addon.wire.replies import api_error
 from ccswitch_addon.wire.translate import (
     BadAnswer,
     ConversationMemory,
+    Format,
     StreamTranslator,
     Translator,
+    UnsupportedPair,
     UntranslatableRequest,
     is_signature_rejection,
     strip_thinking,
     tool_format,
     translator_for,
 )
+from ccswitch_addon.wire.translate.collect import collect
+from ccswitch_addon.wire.translate.common import dumps
 
 __all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retry"]
 
 # The tool's own headers that mean nothing to a provider of another format.
-_TOOL_ONLY = (b"anthropic-", b"openai-beta")
+_TOOL_ONLY = (b"anthropic-", b"openai-beta", b"x-goog-api-client")
 Headers = tuple[tuple[bytes, bytes], ...]
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 
 
 class Readable(Protocol):
@@ -55,6 +63,9 @@ class Leg:
     out: Outgoing | None  # None when ``reply`` answers the client instead
     reply: tuple[int, bytes] | None = None  # a local answer (count_tokens) or the tool's 400
     local: bool = False  # ``reply`` is a success given without a provider
+    tool: Format = Format.ANTHROPIC  # the format the tool speaks
+    asked: bytes | None = None  # the tool's body, read only to see whether it asked for a stream
+    path: str = ""
 
     @classmethod
     def of(
@@ -67,31 +78,48 @@ class Leg:
         body: bytes | None,
         memory: ConversationMemory | None,
     ) -> Leg:
-        translator = translator_for(
-            tool_format(app.api, path),
-            provider.format,
-            memory=memory,
-            replay_reasoning=provider.replay_reasoning,
-        )
+        tool = tool_format(app.api, path)
+        try:
+            translator = translator_for(
+                tool, provider.format, memory=memory, replay_reasoning=provider.replay_reasoning
+            )
+        except UnsupportedPair as e:  # e.g. a Chat Completions request to a Gemini provider
+            reply = api_error(app.api, 400, f"ccswitch: {e}")
+            return cls(None, None, (reply.status, reply.body), tool=tool)
         if translator is None:
-            return cls(None, build(app, provider, method, path, headers, body))
+            out = build(app, provider, method, path, headers, body)
+            return cls(None, out, tool=tool, asked=body, path=path)
         headers, plain = plain_body(headers, body)
         local = translator.local(path, plain)
         if local is not None:
-            return cls(translator, None, local, local=local[0] < 400)
+            return cls(translator, None, local, local=local[0] < 400, tool=tool)
         # The mapping first: the translator picks max_tokens or max_completion_tokens by model.
-        mapped, requested = rewrite_body_model(plain, provider.models)
-        sent = map_model(provider.models, requested) or requested
+        tool_path = path
+        if tool is Format.GEMINI:  # Gemini names the model in the path
+            tool_path, requested, sent = rewrite_gemini_path(path, provider.models)
+            mapped: bytes | None = None
+        else:
+            mapped, requested = rewrite_body_model(plain, provider.models)
+            sent = map_model(provider.models, requested) or requested
         try:
-            provider_path, provider_body = translator.request(path, mapped or plain)
+            provider_path, provider_body = translator.request(tool_path, mapped or plain)
         except UntranslatableRequest as e:
-            return cls(translator, None, translator.reject(e))
+            return cls(translator, None, translator.reject(e), tool=tool)
         kept = tuple((n, v) for n, v in headers if not n.lower().startswith(_TOOL_ONLY))
+        kept += translator.headers
         unmapped = dataclasses.replace(provider, models={})
         out = build(app, unmapped, method, provider_path, kept, provider_body)
-        return cls(translator, dataclasses.replace(out, model_requested=requested, model_sent=sent))
+        out = dataclasses.replace(out, model_requested=requested, model_sent=sent)
+        return cls(translator, out, tool=tool, asked=plain, path=path)
 
     # --- what comes back ---------------------------------------------------------------------
+
+    def streams(self, content_type: str) -> bool:
+        """Whether the answer goes to the tool as a stream: a stream it asked for. A relay's
+        stream to a request that asked for none is read whole and sent as one JSON answer."""
+        if "text/event-stream" not in content_type.lower():
+            return False
+        return _asked_for_stream(self.tool, self.path, self.asked)
 
     def error_body(self, status: int, body: bytes) -> bytes:
         """A provider's error body as the tool's (status kept)."""
@@ -101,27 +129,30 @@ class Leg:
 
     def answer(self, status: int, content_type: str, body: bytes, whole: bool) -> tuple[bytes, str]:
         """(the complete answer as the tool's, why it cannot be: "" when it can)."""
-        if self.translator is None:
+        if self.translator is None and "text/event-stream" not in content_type.lower():
             return body, ""
         if not whole:
             return body, "the answer is too large to translate"
         try:
+            if self.translator is None:  # a stream the tool did not ask for, in its own format
+                return dumps(collect(self.tool, body)).encode(), ""
             return self.translator.answer(status, content_type, body), ""
         except BadAnswer as e:
             return body, str(e)
 
     def content_type(self, provider_type: str, streamed: bool) -> str:
         """The content type of what the tool gets."""
-        if self.translator is None:
+        if self.translator is None and (streamed or "text/event-stream" not in provider_type):
             return provider_type
         return "text/event-stream; charset=utf-8" if streamed else "application/json"
 
     def headers(self, headers: list[tuple[str, str]], streamed: bool) -> list[tuple[str, str]]:
         """The provider's response headers with the content type of the translated body."""
-        if self.translator is None:
+        provider_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        if self.translator is None and self.content_type(provider_type, streamed) == provider_type:
             return headers
         kept = [(k, v) for k, v in headers if k.lower() != "content-type"]
-        return [*kept, ("content-type", self.content_type("", streamed))]
+        return [*kept, ("content-type", self.content_type(provider_type, streamed))]
 
     def body(self, response: ProviderResponse) -> Readable:
         """Where the stream's bytes come from: translated, or as the provider sent them."""
@@ -163,6 +194,22 @@ class TranslatedBody:
             if out:
                 return out
         return b""
+
+
+def _asked_for_stream(tool: Format, path: str, body: bytes | None) -> bool:
+    if tool is Format.GEMINI:
+        return ":streamGenerateContent" in path
+    if not body or not body.lstrip().startswith(b"{"):
+        return bool(body)  # compressed: the flag cannot be read, keep the stream as it came
+    if _STREAM_TRUE.search(body):  # a raw `"stream":true` can only be a key (strings escape quotes)
+        return True
+    if b'"stream"' not in body:
+        return False
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return True  # unreadable: keep the stream as it came
+    return isinstance(document, dict) and document.get("stream") is True
 
 
 def plain_body(headers: Headers, body: bytes | None) -> tuple[Headers, bytes]:

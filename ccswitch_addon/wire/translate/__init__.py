@@ -2,8 +2,12 @@
 
 No mitmproxy, no HTTP client, no core imports: pure functions, tables as data, and one
 stream state machine per direction (bytes in, bytes out). Supported (tool ← provider):
-``anthropic ← openai_chat`` (Claude Code on a Chat Completions provider) and
-``openai_responses ← openai_chat`` (Codex CLI on one), plus identity for every format.
+``anthropic ← openai_chat``, ``openai_responses ← openai_chat`` and ``gemini ← openai_chat``
+directly (``anthropic_chat``, ``responses_chat``, ``gemini_chat``), and through that Chat
+form of a turn ``anthropic ← openai_responses``, ``anthropic ← gemini``,
+``openai_responses ← anthropic`` and ``gemini ← anthropic`` (``pivot``: a provider side per
+format, ``chat_responses``, ``chat_gemini``, ``chat_anthropic``), plus identity for every
+format. A stream sent to a request that asked for none is read whole (``collect``).
 
 How the engine uses it, per attempt::
 

@@ -9,12 +9,13 @@ instead, never with fake success terminals.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccswitch_addon.wire.translate.anthropic_chat import stop_reason
 from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State
-from ccswitch_addon.wire.translate.common import JsonObject, ToolNames, dumps
+from ccswitch_addon.wire.translate.common import JsonObject, ToolNames, close_open, dumps
 from ccswitch_addon.wire.translate.sse import encode_event
 
 __all__ = ["ChatToAnthropicStream"]
@@ -25,6 +26,7 @@ class _Tool:
     id: str = ""
     name: str = ""
     held: list[str] = field(default_factory=list)  # arguments seen before the block started
+    sent: list[str] = field(default_factory=list)  # arguments sent, to check them at the end
     block: int | None = None  # the Anthropic block index, once started
     open: bool = False
 
@@ -74,9 +76,8 @@ class ChatToAnthropicStream(ChatStreamTranslator):
         self._block("text")
         self._delta({"type": "text_delta", "text": text})
 
-    def on_tool_call(self, call: JsonObject, position: int) -> None:
-        index = call.get("index", position)
-        tool = self._tools.setdefault(index if isinstance(index, int) else position, _Tool())
+    def on_tool_call(self, call: JsonObject, slot: int) -> None:
+        tool = self._tools.setdefault(slot, _Tool())
         if call.get("id") and not tool.id:
             tool.id = str(call["id"])
         function = call.get("function") or {}
@@ -107,6 +108,9 @@ class ChatToAnthropicStream(ChatStreamTranslator):
             self.fail("every tool call came without a name")
             return
         for tool in sorted(self._tools.values(), key=lambda t: t.block or 0):
+            if tool.open and not self._complete_arguments(tool):
+                self.fail(f"the provider's arguments for tool {tool.name!r} are not a JSON object")
+                return
             if tool.open:
                 self._send("content_block_stop", {"index": tool.block})
                 tool.open = False
@@ -169,7 +173,24 @@ class ChatToAnthropicStream(ChatStreamTranslator):
             self._tool_delta(tool, "".join(tool.held))
             tool.held = []
 
+    def _complete_arguments(self, tool: _Tool) -> bool:
+        """Arguments cut off before their end (``{"file_path": "/a"`` then the finish) get the
+        missing closers as one more delta; False when no suffix can make them an object."""
+        text = "".join(tool.sent)
+        if not text.strip():
+            return True  # no arguments: an empty input
+        for candidate in (text, close_open(text)):
+            try:
+                valid = isinstance(json.loads(candidate), dict)
+            except ValueError:
+                continue
+            if valid and candidate != text:
+                self._tool_delta(tool, candidate[len(text) :])
+            return valid
+        return False
+
     def _tool_delta(self, tool: _Tool, fragment: str) -> None:
+        tool.sent.append(fragment)
         self._send(
             "content_block_delta",
             {"index": tool.block, "delta": {"type": "input_json_delta", "partial_json": fragment}},

@@ -18,6 +18,7 @@ from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
     ThinkSplitter,
+    dumps,
     error_message,
 )
 from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator
@@ -42,6 +43,7 @@ class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
         self.failure: str | None = None  # why the stream failed, once it has
         self._think = ThinkSplitter()
         self._usage = ChatUsage()
+        self._slots, self._slot_ids, self._slot_count = {}, {}, 0
 
     @property
     def finished(self) -> bool:
@@ -49,11 +51,9 @@ class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
         return self.state is State.DONE
 
     def _event(self, event: SseEvent) -> None:
-        if self.state in (State.DONE, State.FAILED):
-            return
         data = event.data.strip()
         if data == "[DONE]":
-            self.on_end()
+            self.take(data)
             return
         if not data:
             return
@@ -61,10 +61,19 @@ class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
             chunk = json.loads(data)
         except ValueError:
             return  # a provider's non-JSON keep-alive
-        if not isinstance(chunk, dict):
+        if isinstance(chunk, dict):
+            self.take(chunk)
+
+    def take(self, chunk: JsonObject | str) -> None:
+        """One parsed chunk, or the ``[DONE]`` marker (also what another format's stream
+        amounts to: see ``pivot``)."""
+        if self.state in (State.DONE, State.FAILED):
+            return
+        if isinstance(chunk, str):
+            self.on_end()
             return
         if chunk.get("error"):  # "error": null is a placeholder some gateways send
-            message, _ = error_message(data.encode())
+            message, _ = error_message(dumps(chunk).encode())
             self.fail(f"the provider reported an error: {message}")
             return
         try:

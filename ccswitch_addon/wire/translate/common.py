@@ -19,6 +19,7 @@ __all__ = [
     "ToolNames",
     "TranslationError",
     "UntranslatableRequest",
+    "close_open",
     "dumps",
     "error_message",
     "loads_object",
@@ -119,7 +120,7 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 
-def _close_open(text: str) -> str:
+def close_open(text: str) -> str:
     """Close the strings, objects and lists a truncated JSON text left open."""
     stack: list[str] = []
     in_string = escaped = False
@@ -153,7 +154,7 @@ def parse_arguments(text: str | None, tool: str) -> JsonObject:
     if fenced:
         candidates.append(fenced.group(1))
     candidates += [_TRAILING_COMMA.sub(r"\1", c) for c in list(candidates)]
-    candidates += [_close_open(c) for c in list(candidates)]
+    candidates += [close_open(c) for c in list(candidates)]
     for candidate in candidates:
         try:
             value = json.loads(candidate)
@@ -313,6 +314,9 @@ class ChatChoiceReader:
     finish reason. Each stream translator says what becomes of them."""
 
     _think: ThinkSplitter
+    _slots: dict[int, int]  # the provider's tool-call index → the call it now continues
+    _slot_ids: dict[int, str]  # each call's id, once known
+    _slot_count: int
 
     def read_choice(self, choice: JsonObject) -> None:
         delta = choice.get("delta") or {}
@@ -328,9 +332,29 @@ class ChatChoiceReader:
                 self.on_text(text)
         for position, call in enumerate(delta.get("tool_calls") or []):
             if isinstance(call, dict):
-                self.on_tool_call(call, position)
+                self.on_tool_call(call, self._slot(call, position))
         if choice.get("finish_reason"):
             self.on_finish(choice["finish_reason"])
+
+    def _slot(self, call: JsonObject, position: int) -> int:
+        """Which call a fragment belongs to, numbered in order of appearance.
+
+        Keyed by ``index``, but a new ``id`` at a known index starts a new call: Ollama and
+        some relays stream parallel calls all with index 0, or with none at all.
+        """
+        index = call.get("index")
+        key = index if isinstance(index, int) and not isinstance(index, bool) else position
+        call_id = call.get("id")
+        slot = self._slots.get(key)
+        known = self._slot_ids.get(slot, "") if slot is not None else ""
+        if slot is None or (isinstance(call_id, str) and call_id and known and call_id != known):
+            slot = self._slot_count
+            self._slot_count += 1
+            self._slots[key] = slot
+            known = ""
+        if isinstance(call_id, str) and call_id and not known:
+            self._slot_ids[slot] = call_id
+        return slot
 
     def on_reasoning(self, text: str) -> None:
         raise NotImplementedError
@@ -338,7 +362,7 @@ class ChatChoiceReader:
     def on_text(self, text: str) -> None:
         raise NotImplementedError
 
-    def on_tool_call(self, call: JsonObject, position: int) -> None:
+    def on_tool_call(self, call: JsonObject, slot: int) -> None:
         raise NotImplementedError
 
     def on_finish(self, reason: Any) -> None:

@@ -28,7 +28,12 @@ class Format(enum.StrEnum):
 SUPPORTED_PAIRS: frozenset[tuple[Format, Format]] = frozenset(
     {
         (Format.ANTHROPIC, Format.OPENAI_CHAT),
+        (Format.ANTHROPIC, Format.OPENAI_RESPONSES),
+        (Format.ANTHROPIC, Format.GEMINI),
         (Format.OPENAI_RESPONSES, Format.OPENAI_CHAT),
+        (Format.OPENAI_RESPONSES, Format.ANTHROPIC),
+        (Format.GEMINI, Format.OPENAI_CHAT),
+        (Format.GEMINI, Format.ANTHROPIC),
     }
 )
 

@@ -1,13 +1,11 @@
 """Codex CLI (OpenAI Responses) served by a Chat Completions provider: request, answer, errors.
 
-The stream direction is in ``responses_chat_stream``. Custom (freeform) tools such as
-``apply_patch`` become functions taking one string ``input`` and turn back into
-``custom_tool_call`` items in the answer; names Chat servers refuse are flattened and restored.
+The stream direction is in ``responses_chat_stream``; how Codex's tools (namespaces, custom
+tools) are offered and their calls turned back is in ``responses_tools``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -16,13 +14,16 @@ from typing import Any
 from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
-    ToolNames,
     UntranslatableRequest,
     dumps,
     error_message,
-    parse_arguments,
     split_think,
     token_limit_field,
+)
+from ccswitch_addon.wire.translate.responses_tools import (
+    ResponsesTools,
+    chat_tool_choice,
+    chat_tools,
 )
 
 __all__ = [
@@ -73,45 +74,6 @@ def finish_status(reason: Any) -> tuple[str, str | None]:
         logger.warning("unknown finish_reason %r from the provider; sent as completed", reason)
         return "completed", None
     return mapped
-
-
-class ResponsesTools:
-    """The names of one request's tools: shortened for Chat, and which ones are custom."""
-
-    def __init__(self) -> None:
-        self.names = ToolNames()
-        self.custom: set[str] = set()
-
-    def chat_name(self, name: str) -> str:
-        return self.names.short(name)
-
-    def call_item(self, call_id: str, chat_name: str, arguments: str, item_id: str) -> JsonObject:
-        """A Chat tool call as the Responses output item Codex runs."""
-        name = self.names.restore(chat_name)
-        if name in self.custom:
-            value = parse_arguments(arguments, name).get("input", "")
-            text = value if isinstance(value, str) else dumps(value)
-            return {
-                "id": item_id,
-                "type": "custom_tool_call",
-                "status": "completed",
-                "call_id": call_id,
-                "name": name,
-                "input": text,
-            }
-        try:
-            valid = isinstance(json.loads(arguments or "{}"), dict)
-        except ValueError:
-            valid = False
-        text = arguments if valid and arguments else dumps(parse_arguments(arguments, name))
-        return {
-            "id": item_id,
-            "type": "function_call",
-            "status": "completed",
-            "call_id": call_id,
-            "name": name,
-            "arguments": text,
-        }
 
 
 # --- request ------------------------------------------------------------------------------
@@ -175,6 +137,7 @@ class _Builder:
         self.messages: list[JsonObject] = []
         self.reasoning: list[str] = []  # waiting for the next assistant message
         self.images: list[JsonObject] = []  # from tool outputs, for the next user message
+        self.tools_declared: list[Any] = []  # from ``additional_tools`` input items
 
     def item(self, item: Any) -> None:
         if not isinstance(item, dict):
@@ -194,7 +157,7 @@ class _Builder:
                 "id": item.get("call_id", ""),
                 "type": "function",
                 "function": {
-                    "name": self.tools.chat_name(item.get("name", "")),
+                    "name": self.tools.chat_name(item.get("name", ""), item.get("namespace")),
                     "arguments": arguments,
                 },
             }
@@ -205,6 +168,8 @@ class _Builder:
                 {"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text}
             )
             self.images += images
+        elif kind == "additional_tools":  # Codex's default model sends its tools here
+            self.tools_declared += item.get("tools") or []
         elif kind == "reasoning":
             summary = item.get("summary") or []
             self.reasoning.append(
@@ -262,56 +227,13 @@ class _Builder:
                 if message["role"] == "assistant":
                     message.setdefault("reasoning_content", "\n".join(self.reasoning))
                     break
+        if self.replay:  # thinking providers refuse a tool-call turn without its reasoning
+            for message in self.messages:
+                tool_turn = message["role"] == "assistant" and message.get("tool_calls")
+                if tool_turn and not message.get("reasoning_content"):
+                    message["reasoning_content"] = "(reasoning omitted)"
         head = [{"role": "system", "content": "\n\n".join(self.system)}] if self.system else []
         return head + self.messages
-
-
-def _tools(tools: Any, registry: ResponsesTools) -> list[JsonObject]:
-    out = []
-    for tool in tools or []:
-        if not isinstance(tool, dict):
-            continue
-        kind = tool.get("type")
-        name = tool.get("name", "")
-        if kind == "function":
-            function: JsonObject = {
-                "name": registry.chat_name(name),
-                "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-            }
-            if tool.get("description"):
-                function["description"] = tool["description"]
-            if tool.get("strict") is not None:
-                function["strict"] = tool["strict"]
-        elif kind == "custom":
-            registry.custom.add(name)
-            grammar = tool.get("format")
-            description = tool.get("description", "")
-            if isinstance(grammar, dict) and grammar.get("definition"):
-                description += (
-                    f"\n\nThe input follows this {grammar.get('syntax', '')} grammar:\n"
-                    f"{grammar['definition']}"
-                )
-            function = {
-                "name": registry.chat_name(name),
-                "description": description.strip(),
-                "parameters": {
-                    "type": "object",
-                    "properties": {"input": {"type": "string", "description": "the raw input"}},
-                    "required": ["input"],
-                },
-            }
-        else:
-            continue  # hosted tools (web_search, file_search, …) exist only at OpenAI
-        out.append({"type": "function", "function": function})
-    return out
-
-
-def _tool_choice(choice: Any, tools: ResponsesTools) -> Any:
-    if isinstance(choice, str):
-        return choice if choice in ("auto", "none", "required") else None
-    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
-        return {"type": "function", "function": {"name": tools.chat_name(choice.get("name", ""))}}
-    return None
 
 
 def input_items(body: JsonObject) -> list[Any]:
@@ -352,10 +274,10 @@ def request_to_chat(
         chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
-    chat_tools = _tools(body.get("tools"), tools)
-    if chat_tools:  # strict servers refuse tool_choice or parallel_tool_calls without tools
-        chat["tools"] = chat_tools
-        choice = _tool_choice(body.get("tool_choice"), tools)
+    offered = chat_tools([*(body.get("tools") or []), *builder.tools_declared], tools)
+    if offered:  # strict servers refuse tool_choice or parallel_tool_calls without tools
+        chat["tools"] = offered
+        choice = chat_tool_choice(body.get("tool_choice"), tools)
         if choice is not None:
             chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):

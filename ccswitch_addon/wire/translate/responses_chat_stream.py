@@ -121,9 +121,8 @@ class ChatToResponsesStream(ChatStreamTranslator):
             "response.output_text.delta", {**self._where(), "content_index": 0, "delta": text}
         )
 
-    def on_tool_call(self, call: JsonObject, position: int) -> None:
-        index = call.get("index", position)
-        entry = self._calls.setdefault(index if isinstance(index, int) else position, _Call())
+    def on_tool_call(self, call: JsonObject, slot: int) -> None:
+        entry = self._calls.setdefault(slot, _Call())
         if call.get("id") and not entry.id:
             entry.id = str(call["id"])
         function = call.get("function") or {}

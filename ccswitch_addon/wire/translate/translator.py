@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ccswitch_addon.wire.translate import anthropic_chat, responses_chat
+from ccswitch_addon.wire.translate import anthropic_chat, gemini_chat, responses_chat
 from ccswitch_addon.wire.translate.anthropic_chat_stream import ChatToAnthropicStream
+from ccswitch_addon.wire.translate.collect import collect
 from ccswitch_addon.wire.translate.common import (
     BadAnswer,
     JsonObject,
@@ -27,11 +28,20 @@ from ccswitch_addon.wire.translate.formats import (
     SUPPORTED_PAIRS,
     Format,
 )
+from ccswitch_addon.wire.translate.gemini_chat_stream import ChatToGeminiStream
 from ccswitch_addon.wire.translate.memory import ConversationMemory
+from ccswitch_addon.wire.translate.pivot import (
+    PROVIDER_SIDES,
+    PivotStream,
+    ProviderSide,
+    thinking_effort,
+)
 from ccswitch_addon.wire.translate.responses_chat_stream import ChatToResponsesStream
 
 __all__ = [
     "AnthropicToChat",
+    "GeminiToChat",
+    "Pivot",
     "ResponsesToChat",
     "StreamTranslator",
     "Translator",
@@ -73,6 +83,7 @@ class Translator(abc.ABC):
 
     tool: Format
     provider: Format
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # what the provider's API requires besides
 
     def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
         """An answer given without contacting the provider (status, JSON body), or None."""
@@ -84,8 +95,9 @@ class Translator(abc.ABC):
 
     @abc.abstractmethod
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
-        """A whole answer (success or error) as the tool's JSON; an event stream given whole is
-        translated as a stream. Raises BadAnswer when a success cannot be made valid."""
+        """A whole answer (success or error) as the tool's JSON; an event stream given whole
+        (to a request that asked for no stream) is read as one answer. Raises BadAnswer when a
+        success cannot be made valid."""
 
     @abc.abstractmethod
     def stream(self) -> StreamTranslator:
@@ -95,9 +107,11 @@ class Translator(abc.ABC):
     def reject(self, error: TranslationError) -> tuple[int, bytes]:
         """The tool's own 400 error body for a request that cannot be translated."""
 
-    def _whole_stream(self, body: bytes) -> bytes:
-        machine = self.stream()
-        return machine.feed(body) + machine.close()
+    def _document(self, content_type: str, body: bytes) -> JsonObject:
+        """A JSON answer, or a stream sent to a request that asked for none, read whole."""
+        if "text/event-stream" in content_type.lower():
+            return collect(self.provider, body)
+        return _json_answer(body)
 
 
 class AnthropicToChat(Translator):
@@ -132,9 +146,7 @@ class AnthropicToChat(Translator):
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
         if status >= 400:
             return dumps(anthropic_chat.error_to_anthropic(status, body)).encode()
-        if "text/event-stream" in content_type.lower():
-            return self._whole_stream(body)
-        document = _json_answer(body)
+        document = self._document(content_type, body)
         if document.get("error") and not document.get("choices"):
             return dumps(anthropic_chat.error_to_anthropic(502, body)).encode()
         with shape_errors(BadAnswer, "the provider's answer"):
@@ -198,9 +210,7 @@ class ResponsesToChat(Translator):
     def answer(self, status: int, content_type: str, body: bytes) -> bytes:
         if status >= 400:
             return dumps(responses_chat.error_to_responses(status, body)).encode()
-        if "text/event-stream" in content_type.lower():
-            return self._whole_stream(body)
-        document = _json_answer(body)
+        document = self._document(content_type, body)
         if document.get("error") and not document.get("choices"):
             return dumps(responses_chat.error_to_responses(502, body)).encode()
         created = document.get("created")
@@ -239,6 +249,93 @@ class ResponsesToChat(Translator):
             )
 
 
+class GeminiToChat(Translator):
+    """Gemini CLI's generateContent requests to a Chat Completions provider."""
+
+    tool = Format.GEMINI
+    provider = Format.OPENAI_CHAT
+
+    def __init__(self) -> None:
+        self.json_mode = False  # the request asked for JSON (Gemini CLI's routing classifier)
+
+    def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
+        if not _route(path).endswith(":countTokens"):
+            return None
+        try:
+            document = loads_object(body, "the request")
+        except UntranslatableRequest as e:
+            return self.reject(e)
+        return 200, dumps({"totalTokens": estimate_tokens(document)}).encode()
+
+    def request(self, path: str, body: bytes) -> tuple[str, bytes]:
+        document = loads_object(body, "the request")
+        with shape_errors(UntranslatableRequest, "the request"):
+            chat = gemini_chat.request_to_chat(document, path)
+        self.json_mode = "response_format" in chat
+        return PROVIDER_PATHS[self.provider], dumps(chat).encode()
+
+    def answer(self, status: int, content_type: str, body: bytes) -> bytes:
+        if status >= 400:
+            return dumps(gemini_chat.error_to_gemini(status, body)).encode()
+        document = self._document(content_type, body)
+        if document.get("error") and not document.get("choices"):
+            return dumps(gemini_chat.error_to_gemini(502, body)).encode()
+        with shape_errors(BadAnswer, "the provider's answer"):
+            answer = gemini_chat.answer_to_gemini(document, json_mode=self.json_mode)
+        return dumps(answer).encode()
+
+    def stream(self) -> ChatToGeminiStream:
+        return ChatToGeminiStream()
+
+    def reject(self, error: TranslationError) -> tuple[int, bytes]:
+        message = f"ccswitch: cannot translate this request for the provider: {error}"
+        body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+        return 400, dumps(body).encode()
+
+
+ChatSide = AnthropicToChat | ResponsesToChat | GeminiToChat
+
+
+class Pivot(Translator):
+    """A pair through the Chat form: the tool's side to Chat, Chat to the provider's side."""
+
+    def __init__(self, tool_side: ChatSide, side: ProviderSide) -> None:
+        self.tool_side = tool_side
+        self.side = side
+        self.tool = tool_side.tool
+        self.provider = side.format
+        self.headers = side.headers
+
+    def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
+        return self.tool_side.local(path, body)
+
+    def request(self, path: str, body: bytes) -> tuple[str, bytes]:
+        _, chat_body = self.tool_side.request(path, body)
+        chat = json.loads(chat_body)
+        with shape_errors(UntranslatableRequest, "the request"):
+            effort = thinking_effort(self.tool, json.loads(body))
+            if effort is not None:
+                chat.setdefault("reasoning_effort", effort)
+            return self.side.path(chat), dumps(self.side.request(chat)).encode()
+
+    def answer(self, status: int, content_type: str, body: bytes) -> bytes:
+        if status >= 400:
+            return self.tool_side.answer(status, "application/json", body)
+        document = self._document(content_type, body)
+        if document.get("error") or document.get("type") == "error":
+            # an error in a 200 (a gateway's, or an error event): the tool's error shape
+            return self.tool_side.answer(200, "application/json", dumps(document).encode())
+        with shape_errors(BadAnswer, "the provider's answer"):
+            chat = self.side.answer(document)
+        return self.tool_side.answer(200, "application/json", dumps(chat).encode())
+
+    def stream(self) -> PivotStream:
+        return PivotStream(self.side.reader(), self.tool_side.stream())
+
+    def reject(self, error: TranslationError) -> tuple[int, bytes]:
+        return self.tool_side.reject(error)
+
+
 def translator_for(
     tool: Format,
     provider: Format,
@@ -255,13 +352,20 @@ def translator_for(
     """
     if tool is provider:
         return None
-    if (tool, provider) == (Format.ANTHROPIC, Format.OPENAI_CHAT):
-        return AnthropicToChat(replay_reasoning=replay_reasoning)
-    if (tool, provider) == (Format.OPENAI_RESPONSES, Format.OPENAI_CHAT):
-        return ResponsesToChat(memory, replay_reasoning=replay_reasoning, clock=clock)
-    if FORMAT_API[tool] is FORMAT_API[provider]:
-        return None
-    supported = ", ".join(f"{t.value} ← {p.value}" for t, p in sorted(SUPPORTED_PAIRS))
-    raise UnsupportedPair(
-        f"no translation from {tool.value} to {provider.value}; supported: {supported}"
-    )
+    if (tool, provider) not in SUPPORTED_PAIRS:
+        if FORMAT_API[tool] is FORMAT_API[provider]:
+            return None
+        supported = ", ".join(f"{t.value} ← {p.value}" for t, p in sorted(SUPPORTED_PAIRS))
+        raise UnsupportedPair(
+            f"no translation from {tool.value} to {provider.value}; supported: {supported}"
+        )
+    tool_side: ChatSide
+    if tool is Format.ANTHROPIC:
+        tool_side = AnthropicToChat(replay_reasoning=replay_reasoning)
+    elif tool is Format.OPENAI_RESPONSES:
+        tool_side = ResponsesToChat(memory, replay_reasoning=replay_reasoning, clock=clock)
+    else:
+        tool_side = GeminiToChat()
+    if provider is Format.OPENAI_CHAT:
+        return tool_side
+    return Pivot(tool_side, PROVIDER_SIDES[provider])

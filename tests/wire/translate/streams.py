@@ -77,3 +77,20 @@ def events(output: bytes) -> list[tuple[str, dict[str, Any]]]:
         assert data["type"] == name
         found.append((name, data))
     return found
+
+
+def named_sse(*pairs: tuple[str, dict[str, Any]]) -> bytes:
+    """Anthropic or Responses events as a provider streams them: ``event:`` then ``data:``."""
+    return "".join(
+        f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n" for name, data in pairs
+    ).encode()
+
+
+def data_events(output: bytes) -> list[dict[str, Any]]:
+    """The JSON of every ``data:`` event in an output stream without event names (Gemini)."""
+    found = []
+    for block in output.decode().split("\n\n"):
+        if block.strip():
+            assert block.startswith("data: "), block
+            found.append(json.loads(block[len("data: ") :]))
+    return found

@@ -396,3 +396,62 @@ def test_message_start_carries_id_model_and_zero_output() -> None:
     assert start["model"] == "deepseek-chat"
     assert start["usage"]["output_tokens"] == 0
     assert start["role"] == "assistant"
+
+
+def _no_index(id: str, name: str, args: str) -> dict[str, Any]:
+    return {"id": id, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def test_parallel_calls_all_with_index_0_are_told_apart_by_their_id() -> None:
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_a", "Read", '{"file_path":')]}),
+        chunk({"tool_calls": [tool(0, args='"/w/a.txt"}')]}),
+        chunk({"tool_calls": [tool(0, "call_b", "Read", '{"file_path":"/w/b.txt"}')]}),
+        chunk(finish="tool_calls"),
+    )
+    found, _ = translate(raw)
+    assert blocks(found) == [
+        {"type": "tool_use", "id": "call_a", "name": "Read", "input": {"file_path": "/w/a.txt"}},
+        {"type": "tool_use", "id": "call_b", "name": "Read", "input": {"file_path": "/w/b.txt"}},
+    ]
+    assert final(found)["delta"]["stop_reason"] == "tool_use"
+
+
+def test_parallel_calls_without_any_index_are_told_apart_by_their_id() -> None:
+    raw = sse(
+        chunk({"tool_calls": [_no_index("call_a", "Read", '{"file_path":"/w/a.txt"}')]}),
+        chunk({"tool_calls": [_no_index("call_b", "Bash", '{"command":"ls"}')]}),
+        chunk(finish="tool_calls"),
+    )
+    found, _ = translate(raw)
+    assert [(b["id"], b["name"], b["input"]) for b in blocks(found)] == [
+        ("call_a", "Read", {"file_path": "/w/a.txt"}),
+        ("call_b", "Bash", {"command": "ls"}),
+    ]
+
+
+def test_unterminated_streamed_arguments_are_closed_before_the_block_stops() -> None:
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_1", "Read", '{"file_path": "/w/a.txt"')]}),
+        chunk(finish="tool_calls"),
+    )
+    found, machine = translate(raw)  # blocks() parses each tool's joined partial_json
+    assert blocks(found)[0]["input"] == {"file_path": "/w/a.txt"}
+    assert machine.failure is None
+    cut_in_string = sse(
+        chunk({"tool_calls": [tool(0, "call_1", "Write", '{"content": "ab')]}),
+        chunk(finish="tool_calls"),
+    )
+    found, _ = translate(cut_in_string)
+    assert blocks(found)[0]["input"] == {"content": "ab"}
+
+
+def test_arguments_no_suffix_can_repair_fail_the_stream() -> None:
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_1", "Read", "not json at all")]}),
+        chunk(finish="tool_calls"),
+    )
+    found, machine = translate(raw)
+    assert [n for n, _ in found][-1] == "error"
+    assert machine.failure is not None
+    assert "Read" in machine.failure

@@ -410,3 +410,23 @@ def test_the_providers_own_type_code_and_param_are_kept() -> None:
 def test_a_full_context_is_context_length_exceeded() -> None:
     body = b'{"error": {"message": "This model\'s maximum context length is 65536 tokens"}}'
     assert error_to_responses(400, body)["error"]["code"] == "context_length_exceeded"
+
+
+def test_replayed_reasoning_has_a_placeholder_on_tool_call_turns_without_any() -> None:
+    items = [
+        msg("user", "q"),
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "reasoning", "summary": [], "encrypted_content": "opaque"},
+        {"type": "function_call", "call_id": "c2", "name": "shell", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c2", "output": "ok"},
+        msg("assistant", "done"),
+    ]
+    messages = chat({"input": items}, replay_reasoning=True)["messages"]
+    turns = [m for m in messages if m["role"] == "assistant"]
+    assert [m.get("reasoning_content") for m in turns] == [
+        "(reasoning omitted)",
+        "(reasoning omitted)",
+        None,  # a plain answer needs none
+    ]
+    assert all("reasoning_content" not in m for m in chat({"input": items})["messages"])

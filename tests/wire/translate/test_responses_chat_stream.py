@@ -186,3 +186,33 @@ def test_a_10_kb_argument() -> None:
     )
     found, _, _ = translate(raw)
     assert terminal(found)["output"][0]["arguments"] == arguments
+
+
+def test_parallel_calls_all_with_index_0_or_none_become_separate_items() -> None:
+    no_index = {"id": "call_c", "type": "function", "function": {"name": "exec_command"}}
+    no_index["function"]["arguments"] = '{"cmd":"pwd"}'
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_a", "exec_command", '{"cmd":')]}),
+        chunk({"tool_calls": [tool(0, args='"ls"}')]}),
+        chunk({"tool_calls": [tool(0, "call_b", "exec_command", '{"cmd":"cat x"}')]}),
+        chunk({"tool_calls": [no_index]}),
+        chunk(finish="tool_calls"),
+    )
+    found, machine, _ = translate(raw)
+    items = terminal(found)["output"]
+    assert [(i["call_id"], json.loads(i["arguments"])) for i in items] == [
+        ("call_a", {"cmd": "ls"}),
+        ("call_b", {"cmd": "cat x"}),
+        ("call_c", {"cmd": "pwd"}),
+    ]
+    assert machine.failure is None
+
+
+def test_unterminated_streamed_arguments_are_repaired() -> None:
+    raw = sse(
+        chunk({"tool_calls": [tool(0, "call_1", "exec_command", '{"cmd": "cat /w/a.txt"')]}),
+        chunk(finish="tool_calls"),
+    )
+    found, _, _ = translate(raw)
+    (item,) = terminal(found)["output"]
+    assert json.loads(item["arguments"]) == {"cmd": "cat /w/a.txt"}

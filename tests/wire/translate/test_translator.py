@@ -18,7 +18,12 @@ from ccswitch_addon.wire.translate import (
     tool_format,
     translator_for,
 )
-from ccswitch_addon.wire.translate.translator import AnthropicToChat, ResponsesToChat
+from ccswitch_addon.wire.translate.translator import (
+    AnthropicToChat,
+    GeminiToChat,
+    Pivot,
+    ResponsesToChat,
+)
 
 from .streams import sse
 from .test_anthropic_chat_stream import chunk
@@ -33,11 +38,23 @@ def test_identity_and_same_family_pairs_need_no_translator() -> None:
 def test_supported_pairs() -> None:
     assert isinstance(translator_for(Format.ANTHROPIC, Format.OPENAI_CHAT), AnthropicToChat)
     assert isinstance(translator_for(Format.OPENAI_RESPONSES, Format.OPENAI_CHAT), ResponsesToChat)
+    assert isinstance(translator_for(Format.GEMINI, Format.OPENAI_CHAT), GeminiToChat)
+    through_chat = [
+        (Format.ANTHROPIC, Format.OPENAI_RESPONSES, AnthropicToChat),
+        (Format.ANTHROPIC, Format.GEMINI, AnthropicToChat),
+        (Format.OPENAI_RESPONSES, Format.ANTHROPIC, ResponsesToChat),
+        (Format.GEMINI, Format.ANTHROPIC, GeminiToChat),
+    ]
+    for tool, provider, side in through_chat:
+        pivot = translator_for(tool, provider)
+        assert isinstance(pivot, Pivot)
+        assert (pivot.tool, pivot.provider) == (tool, provider)
+        assert isinstance(pivot.tool_side, side)
 
 
 def test_an_unsupported_pair_names_the_supported_ones() -> None:
     with pytest.raises(UnsupportedPair, match="anthropic ← openai_chat"):
-        translator_for(Format.ANTHROPIC, Format.GEMINI)
+        translator_for(Format.GEMINI, Format.OPENAI_RESPONSES)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +72,10 @@ def test_tool_format_from_api_and_path(api: Api, path: str, expected: Format) ->
 
 
 def test_provider_formats_per_api() -> None:
-    assert provider_formats(Api.ANTHROPIC) == (Format.ANTHROPIC, Format.OPENAI_CHAT)
-    assert provider_formats(Api.OPENAI) == (Format.OPENAI_CHAT, Format.OPENAI_RESPONSES)
-    assert provider_formats(Api.GEMINI) == (Format.GEMINI,)
+    every = (Format.ANTHROPIC, Format.OPENAI_CHAT, Format.OPENAI_RESPONSES, Format.GEMINI)
+    assert provider_formats(Api.ANTHROPIC) == every
+    assert provider_formats(Api.OPENAI) == every[:3]
+    assert provider_formats(Api.GEMINI) == (Format.ANTHROPIC, Format.OPENAI_CHAT, Format.GEMINI)
 
 
 # --- Claude Code → Chat -------------------------------------------------------------------
@@ -117,11 +135,13 @@ def test_answers_errors_and_a_buffered_stream() -> None:
         translator.answer(200, "application/json", b'{"error": {"message": "no credit"}}')
     )
     assert in_a_200["type"] == "error"
+    # a relay streaming to a request that asked for no stream: one JSON message all the same
     streamed = translator.answer(
         200, "text/event-stream; charset=utf-8", sse(chunk({"content": "hi"}), chunk(finish="stop"))
     )
-    assert streamed.startswith(b"event: message_start")
-    assert streamed.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert json.loads(streamed)["content"] == [{"type": "text", "text": "hi"}]
+    with pytest.raises(BadAnswer):
+        translator.answer(200, "text/event-stream", sse(chunk({"content": "hi"}), done=False))
     with pytest.raises(BadAnswer):
         translator.answer(200, "application/json", b"<html>")
 
