@@ -41,6 +41,8 @@ class Gateway(Protocol):
 
     def annotate(self, status: dict[str, Any]) -> None: ...
 
+    async def first_read(self) -> None: ...
+
 
 class Engine:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:

@@ -12,7 +12,9 @@ import pytest
 import redis
 from redis_server import RedisServer
 
-from ccswitch_addon.state.shared import KEEP_MS, _script, key
+from ccswitch_addon.state.redis_calls import SCRIPTS
+from ccswitch_addon.state.redis_calls import script_text as _script
+from ccswitch_addon.state.shared import KEEP_MS, key
 
 P = "t"
 APP, PID = "claude", "primary"
@@ -28,10 +30,7 @@ class Scripts:
     def __init__(self, client: redis.Redis, me: str) -> None:
         self.client = client
         self.me = me
-        self.s = {
-            n: client.register_script(_script(n))
-            for n in ("acquire", "confirm", "record", "reset", "served", "tally")
-        }
+        self.s = {n: client.register_script(_script(n)) for n in SCRIPTS}
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
         reply: dict[str, Any] = json.loads(self.s[name](keys=keys, args=args))
