@@ -148,7 +148,8 @@ async def test_a_cut_off_instance_writes_its_trip_and_switch_back_once(
         assert b.state() is State.OPEN  # decided alone
         served(b, "backup")
         assert [e.to for e in b.announced] == ["backup"]  # announced alone, once
-        assert a.state() is State.CLOSED and not a.announced
+        assert a.state() is State.CLOSED
+        assert not a.announced
         forwarder.heal()
         await until(lambda: b.shared.reachable, "b back in sync", timeout=10)
         # Its trip and its switch are the fleet's now: a learns both, b hears no echo.
@@ -175,7 +176,8 @@ async def test_a_probe_lease_taken_during_a_stall_is_given_back(
     client.hset(CB, "open_until", 0)  # its time ran out
     await until(lambda: a.state() is b.state() is State.HALF_OPEN, "both half-open")
     permit = a.engine.router.acquire("claude", "primary")
-    assert permit is not None and permit.probe
+    assert permit is not None
+    assert permit.probe
     async with stalled(redis_server, 0.8):
         # The acquire times out here but runs in Redis when the stall ends.
         assert await a.engine.admit("claude", "primary", permit) is permit
