@@ -36,9 +36,11 @@ class Scripts:
         reply: dict[str, Any] = json.loads(self.s[name](keys=keys, args=args))
         return reply
 
-    def acquire(self, token: str, hold: bool = True, threshold: int = 3) -> dict[str, Any]:
+    def acquire(
+        self, token: str, hold: bool = True, threshold: int = 3, valid_until: int = 0
+    ) -> dict[str, Any]:
         args = [self.me, CHANNEL, APP, PID, token, 60_000, 1 if hold else 0, threshold]
-        return self._run("acquire", [CB, INFLIGHT, EVENTS], [*args, KEEP_MS, 60_000])
+        return self._run("acquire", [CB, INFLIGHT, EVENTS], [*args, KEEP_MS, 60_000, valid_until])
 
     def confirm(self, token: str) -> dict[str, Any]:
         return self._run("confirm", [CB, INFLIGHT], [token, KEEP_MS])
@@ -287,6 +289,17 @@ def test_release_gives_back_a_lease_or_an_admission_and_is_idempotent(
     assert client.zcard(INFLIGHT) == 1
     assert a.release("a:2")["released"] is True
     assert client.zcard(INFLIGHT) == 0
+
+
+def test_an_acquire_run_after_its_caller_gave_up_takes_nothing(client: redis.Redis) -> None:
+    a = Scripts(client, "a")
+    open_breaker(a)
+    client.hset(CB, "open_until", 0)
+    now = int(client.time()[0]) * 1000
+    late = a.acquire("a:1", valid_until=now - 1000)  # as after a stall longer than its wait
+    assert (late["ok"], late["late"]) == (0, 1)
+    assert not client.hget(CB, "probe_owner")
+    assert a.acquire("a:2", valid_until=now + 60_000)["probe"] == 1
 
 
 def test_a_probe_lease_runs_to_the_end_of_its_request_once_it_answers(

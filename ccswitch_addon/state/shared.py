@@ -268,10 +268,13 @@ class SharedState:
                     config.failure_threshold,
                     KEEP_MS,
                     INFLIGHT_MS,
+                    self.calls.redis_ms(time.time() + self.timeout),
                 ],
             )
             if reply is None:
-                self._unsure.append((app, pid, token))
+                self._unsure.append((app, pid, token))  # it may run when a stall ends
+                return permit
+            if reply.get("late"):  # it did run late: nothing taken, the local decision stands
                 return permit
             if reply["ok"]:
                 self.view.adopt(app, pid, reply["b"], reply["now"], False)
