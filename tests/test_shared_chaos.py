@@ -258,3 +258,25 @@ async def test_first_read_gives_up_when_redis_is_down(redis_server: RedisServer)
         assert not fresh.shared.reachable
     finally:
         await fresh.stop()
+
+
+async def test_a_restarted_instance_gives_up_its_earlier_lives_leases(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    far = (int(client.time()[0]) + 600) * 1000
+    # A crash left a probe lease held by a's earlier life, and one held by b.
+    for pid, owner in (("primary", "a:0badf00d:7"), ("backup", "b:0badf00d:3")):
+        client.hset(
+            key("t", "cb", "claude", pid),
+            mapping={"state": "half_open", "probe_owner": owner, "probe_until": far, "gen": 1},
+        )
+    a = Instance(redis_server.url, "a")  # the same instance id: the same host:pid
+    try:
+        await until(lambda: a.shared.reachable, "a in sync")
+        assert not client.hget(CB, "probe_owner")
+        assert client.hget(key("t", "cb", "claude", "backup"), "probe_owner") == "b:0badf00d:3"
+        assert a.engine.router.breaker("claude", "primary").available()  # a may probe
+    finally:
+        await a.stop()
+        client.close()

@@ -36,6 +36,7 @@ class _Breaker:
 
     gen: int = 0
     by: str = ""
+    probe_owner: str = ""  # the token holding its half-open probe lease, if any
 
 
 class FleetView:
@@ -77,6 +78,7 @@ class FleetView:
         except UnknownName:
             return
         known.gen, known.by = gen, str(b.get("by") or "")
+        known.probe_owner = str(b.get("probe_owner") or "")
         state = State(b.get("state") or "closed")
         open_until = float(b.get("open_until") or 0)
         if state is State.OPEN and open_until <= now_ms:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -99,6 +100,9 @@ class SharedState:
         # Tokens of acquires that failed on this side: they may have run in Redis all the
         # same (after a stall), so they are released once it answers.
         self._unsure: list[tuple[str, str, str]] = []
+        # Tokens name this process's life too: a restarted instance (the same host:pid, as
+        # in a container) knows its earlier life's leases and gives them up.
+        self._life = f"{self.instance}:{secrets.token_hex(4)}"
         self._serial = 0
         self._switching: set[str] = set()
         self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
@@ -173,9 +177,22 @@ class SharedState:
         decided = dict(self.view.decided)
         await self.view.write_back(synced_once)
         await self.view.refresh(force=True, synced_once=synced_once)
+        if not synced_once:
+            await self._give_up_earlier_life()
         for app, event in decided.items():  # its echo, if any, was in the events just read
             if self.view.decided.get(app) is event:
                 del self.view.decided[app]
+
+    async def _give_up_earlier_life(self) -> None:
+        """Probe leases an earlier run of this instance held when it stopped (a crash)."""
+        mine = f"{self.instance}:"
+        for (app, pid), known in list(self.view.breakers.items()):
+            owner = known.probe_owner
+            if owner.startswith(mine) and not owner.startswith(f"{self._life}:"):
+                reply = await self.calls.script(
+                    "release", self.view.keys(app, pid)[:2], [owner, KEEP_MS]
+                )
+                self.view.adopt(app, pid, reply["b"], reply["now"], False)
 
     async def first_read(self) -> None:
         """Hold a fresh instance's routed requests until its first read of Redis (done or
@@ -248,7 +265,7 @@ class SharedState:
         if not self.link.reachable or not (permit.probe or permit.unconfirmed):
             return permit
         self._serial += 1
-        token = f"{self.instance}:{self._serial}"
+        token = f"{self._life}:{self._serial}"
         self._tokens[id(permit)] = (app, pid, token)
         config = self.engine.router.app(app).breaker
         # The lease ends with its request's wait for a first byte: a lease whose request
