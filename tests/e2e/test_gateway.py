@@ -156,3 +156,32 @@ def test_redis_killed_mid_run_then_back_and_a_restarted_instance(
     hits = len(primary.requests)
     assert send(fresh).headers["x-ccswitch-provider"] == "backup"
     assert len(primary.requests) == hits
+
+
+def test_a_fresh_instance_joining_an_outage_sends_nothing_to_the_open_primary(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=3, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    for _ in range(3):
+        send(a)
+    wait_until(lambda: state_of(a) == "open", 5, "the primary open for the fleet")
+    hits = len(primary.requests)
+    extra = [
+        "--set",
+        f"ccswitch_redis={redis_server.url}",
+        "--set",
+        f"ccswitch_redis_prefix={PREFIX}",
+    ]
+    fresh = start(make_proxy, config, state=tmp_path / "fresh.db", extra=extra)
+    # Requests as soon as its port opens: held until its first read of Redis, not routed
+    # to the primary the fleet has open.
+    replies = concurrent(lambda i: send(fresh), 6)
+    assert [r.headers["x-ccswitch-provider"] for r in replies] == ["backup"] * 6
+    assert len(primary.requests) == hits
+    assert status(fresh)["redis"]["reachable"] is True
