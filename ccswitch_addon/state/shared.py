@@ -141,7 +141,9 @@ class SharedState:
         task.add_done_callback(self._tasks.discard)
 
     def _lost(self) -> None:
-        self._follow(False)
+        for app in self.engine.router.config.apps.values():
+            for pid in app.providers:
+                self.engine.router.breaker(app.name, pid).go_alone()
         if self.down == "local":
             # Trust local state: what another instance opened is not this one's knowledge.
             for (app, pid), known in self.view.breakers.items():
@@ -153,12 +155,10 @@ class SharedState:
                     breaker.reset()
 
     def _back(self) -> None:
-        self._follow(True)
-
-    def _follow(self, on: bool) -> None:
+        """In sync: every breaker follows the store again (also ones a reload added)."""
         for app in self.engine.router.config.apps.values():
             for pid in app.providers:
-                self.engine.router.breaker(app.name, pid).follower = on
+                self.engine.router.breaker(app.name, pid).follower = True
 
     def _transition(self, app: str, pid: str, old: State, new: State) -> None:
         self.view.transition(app, pid, new, alone=not self.link.reachable)
@@ -226,6 +226,8 @@ class SharedState:
                         continue  # a call failed meanwhile: resync at once
                     await self.flush()
                     await self.view.refresh()
+                    if self.link.reachable:
+                        self._back()
                 except CALL_ERRORS as e:
                     _raise_if_cancelled()
                     self.link.failed(e)

@@ -4,6 +4,10 @@ failback seen by both, Redis killed and back, a restarted instance picks up an o
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,3 +189,55 @@ def test_a_fresh_instance_joining_an_outage_sends_nothing_to_the_open_primary(
     assert [r.headers["x-ccswitch-provider"] for r in replies] == ["backup"] * 6
     assert len(primary.requests) == hits
     assert status(fresh)["redis"]["reachable"] is True
+
+
+def test_a_stall_that_starts_with_the_outage_costs_the_fleet_little_and_everyone_comes_back(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    config = claude_config(primary.url, backup.url, failure_threshold=3, open_seconds=600)
+    proxies = [instance(make_proxy, config, redis_server.url, tmp_path, n) for n in "ab"]
+    for proxy in proxies:
+        assert send(proxy).headers["x-ccswitch-provider"] == "primary"  # proven
+    hits = len(primary.requests)
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load(proxy: Proxy) -> None:  # each instance gets requests one after another
+        while not stop.is_set():
+            codes.append(send(proxy).status)
+
+    assert redis_server.process is not None
+    primary.default = error(529)  # the outage and the stall start together
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    threads = [threading.Thread(target=load, args=(p,)) for p in proxies]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)  # the stall itself, under load: the test's doing, not a wait
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    try:
+        for proxy in proxies:
+            wait_until(lambda p=proxy: status(p)["redis"]["reachable"], 10, "back in sync")
+        wait_until(
+            lambda: redis.Redis(port=redis_server.port).hget(CB, "state") == b"open",
+            5,
+            "the primary open in Redis",
+        )
+        time.sleep(1.0)  # more load after the stall: none of it may reach the primary
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert set(codes) == {200}
+    # Alone, each instance opened it after failure_threshold of its own: at most that many
+    # each, and nothing more once they were back.
+    assert len(primary.requests) - hits <= 2 * 3
+    for proxy in proxies:
+        if "unreachable" in proxy.output():
+            proxy.wait_for_output("reachable again; in sync", 5)
+        assert state_of(proxy) == "open"
