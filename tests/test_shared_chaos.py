@@ -19,7 +19,8 @@ from test_shared import FAIL, Instance, served, until
 
 from ccswitch_addon.core.breaker import State
 from ccswitch_addon.core.outcome import SUCCESS
-from ccswitch_addon.state.shared import PROBE_MARGIN_SECONDS, key
+from ccswitch_addon.state.leases import PROBE_MARGIN_SECONDS
+from ccswitch_addon.state.shared import key
 
 CB = key("t", "cb", "claude", "primary")
 ACTIVE = key("t", "active", "claude")

@@ -9,8 +9,8 @@ reached) the local breakers decide alone, as without a gateway, and what they de
 written back when Redis answers again.
 
 The parts: redis_calls.py (keys, scripts, timeouts), reachability.py (in sync or not, and
-the one way back), fleet_view.py (reading and adopting Redis's view, writing back), and
-this module: the background task and the engine's hooks. The interface to the engine is
+the one way back), fleet_view.py (reading and adopting Redis's view, writing back),
+leases.py (a probe's lease, an unproven provider's admission), and this module: the background task and the engine's hooks. The interface to the engine is
 narrow: ``Engine.gateway`` (admit, served, probe_ok, annotate, first_read) and
 ``Router.observer`` (confirmed, result, reset). Nothing here blocks the request path
 except ``admit`` for a half-open probe or an unproven provider's request, and a fresh
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -33,6 +32,7 @@ from ccswitch_addon.core.outcome import Effect, Outcome
 from ccswitch_addon.core.router import UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.state.fleet_view import KEEP_MS, SWITCH_MIN_INTERVAL_MS, FleetView
+from ccswitch_addon.state.leases import SKIPPED, Leases
 from ccswitch_addon.state.reachability import Reachability
 from ccswitch_addon.state.redis_calls import (
     CALL_ERRORS,
@@ -59,13 +59,7 @@ logger = logging.getLogger(__name__)
 DOWN_POLICIES = ("keep_open", "local")
 REFRESH_SECONDS = 1.0  # full re-read: pub/sub loses messages across reconnects
 RETRY_SECONDS = 0.5  # after a failed read, the next try
-PROBE_MARGIN_SECONDS = 5.0  # a probe's lease: its request's own deadline plus this
-INFLIGHT_MS = 120_000  # an unproven provider's unanswered request counts this long at most
-HOLD_SECONDS = 2.0  # as attempts.HOLD_SECONDS: wait for an unproven provider's answers
-HOLD_POLL_SECONDS = 0.05
 FIRST_READ_SECONDS = 4 * TIMEOUT_SECONDS  # connect, subscribe, read, events: each bounded
-
-_SKIPPED = Outcome(Effect.NEUTRAL, retry=True, reason="probe held by another instance")
 
 
 class SharedState:
@@ -95,15 +89,7 @@ class SharedState:
             mask_url(url), self.instance, self._resync, self._lost, self._back, self._spawn
         )
         self._tasks: set[asyncio.Task[Any]] = set()
-        # id(permit) → (app, provider, its token in Redis)
-        self._tokens: dict[int, tuple[str, str, str]] = {}
-        # Tokens of acquires that failed on this side: they may have run in Redis all the
-        # same (after a stall), so they are released once it answers.
-        self._unsure: list[tuple[str, str, str]] = []
-        # Tokens name this process's life too: a restarted instance (the same host:pid, as
-        # in a container) knows its earlier life's leases and gives them up.
-        self._life = f"{self.instance}:{secrets.token_hex(4)}"
-        self._serial = 0
+        self.leases = Leases(engine, self.calls, self.view, self.instance, self._call)
         self._switching: set[str] = set()
         self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
         engine.gateway = self
@@ -169,30 +155,16 @@ class SharedState:
     async def _resync(self) -> None:
         """The way back in: leases that may have been taken given up, what this instance
         decided alone written back, then everything read again (Redis's view wins)."""
-        while self._unsure:
-            app, pid, token = self._unsure[0]
-            await self.calls.script("release", self.view.keys(app, pid)[:2], [token, KEEP_MS])
-            self._unsure.pop(0)
+        await self.leases.release_unsure()
         synced_once = self.link.synced_once
         decided = dict(self.view.decided)
         await self.view.write_back(synced_once)
         await self.view.refresh(force=True, synced_once=synced_once)
         if not synced_once:
-            await self._give_up_earlier_life()
+            await self.leases.give_up_earlier_life()
         for app, event in decided.items():  # its echo, if any, was in the events just read
             if self.view.decided.get(app) is event:
                 del self.view.decided[app]
-
-    async def _give_up_earlier_life(self) -> None:
-        """Probe leases an earlier run of this instance held when it stopped (a crash)."""
-        mine = f"{self.instance}:"
-        for (app, pid), known in list(self.view.breakers.items()):
-            owner = known.probe_owner
-            if owner.startswith(mine) and not owner.startswith(f"{self._life}:"):
-                reply = await self.calls.script(
-                    "release", self.view.keys(app, pid)[:2], [owner, KEEP_MS]
-                )
-                self.view.adopt(app, pid, reply["b"], reply["now"], False)
 
     async def first_read(self) -> None:
         """Hold a fresh instance's routed requests until its first read of Redis (done or
@@ -216,8 +188,9 @@ class SharedState:
                         await self.link.sync()
                     deadline = time.monotonic() + REFRESH_SECONDS
                     while self.link.reachable and (remaining := deadline - time.monotonic()) > 0:
+                        # in slices: a call failing elsewhere starts the resync soon
                         message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=remaining
+                            ignore_subscribe_messages=True, timeout=min(remaining, RETRY_SECONDS)
                         )
                         _raise_if_cancelled()
                         if message is not None and self.link.reachable:
@@ -238,20 +211,8 @@ class SharedState:
         finally:
             if pubsub is not None:
                 await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
-            await _quietly(self._give_up())
+            await _quietly(self.leases.give_up())
             await _quietly(self.client.aclose())
-
-    async def _give_up(self) -> None:
-        """At shutdown: the leases this instance's requests hold go back to the fleet."""
-        held = list(self._tokens.values())
-        self._tokens.clear()
-        await asyncio.gather(
-            *(
-                self.calls.script("release", self.view.keys(app, pid)[:2], [token, KEEP_MS])
-                for app, pid, token in held
-            ),
-            return_exceptions=True,
-        )
 
     async def refresh(self, force: bool = False) -> None:
         """Re-read everything now (tests, benchmarks)."""
@@ -260,55 +221,11 @@ class SharedState:
     # --- Engine.gateway ------------------------------------------------------------------
 
     async def admit(self, app: str, pid: str, permit: Permit) -> Permit | None:
-        """Ask Redis for a half-open probe's lease or an unproven provider's admission.
-        Refused probe: the permit is handed back and None returned (next provider). Refused
-        admission: wait for the provider's answers elsewhere, then go anyway after
-        HOLD_SECONDS. Redis unreachable: the local decision stands."""
+        """A half-open probe's lease or an unproven provider's admission (leases.py); any
+        other permit, or one while Redis is unreachable: the local decision stands."""
         if not self.link.reachable or not (permit.probe or permit.unconfirmed):
             return permit
-        self._serial += 1
-        token = f"{self._life}:{self._serial}"
-        self._tokens[id(permit)] = (app, pid, token)
-        config = self.engine.router.app(app).breaker
-        # The lease ends with its request's wait for a first byte: a lease whose request
-        # is gone (a timed-out acquire that ran in Redis later) cannot hold the fleet long.
-        lease = (config.first_byte_seconds or config.request_seconds) + PROBE_MARGIN_SECONDS
-        deadline = time.monotonic() + HOLD_SECONDS
-        hold = True
-        while True:
-            reply = await self._call(
-                "acquire",
-                self.view.keys(app, pid),
-                [
-                    *self.view.head(app, pid),
-                    token,
-                    int(lease * 1000),
-                    1 if hold else 0,
-                    config.failure_threshold,
-                    KEEP_MS,
-                    INFLIGHT_MS,
-                    self.calls.redis_ms(time.time() + self.timeout),
-                ],
-            )
-            if reply is None:
-                self._unsure.append((app, pid, token))  # it may run when a stall ends
-                return permit
-            if reply.get("late"):  # it did run late: nothing taken, the local decision stands
-                return permit
-            if reply["ok"]:
-                self.view.adopt(app, pid, reply["b"], reply["now"], False)
-                return permit
-            if permit.probe or reply["b"].get("state") != "closed":
-                self.engine.router.record_result(app, pid, _SKIPPED, permit)
-                self.view.adopt(app, pid, reply["b"], reply["now"], False)
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                hold = False
-                continue
-            self.view.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.wake.wait(), min(remaining, HOLD_POLL_SECONDS))
+        return await self.leases.admit(app, pid, permit)
 
     def served(self, app: str, pid: str, reason: Callable[[], str], baseline: str) -> bool:
         """A request of ``app`` was served by ``pid``: when that is not the shared active
@@ -374,19 +291,15 @@ class SharedState:
     # --- Router.observer ---------------------------------------------------------------
 
     def confirmed(self, app: str, pid: str, permit: Permit) -> None:
-        held = self._tokens.get(id(permit))
-        if held is not None and self.link.reachable:
-            config = self.engine.router.app(app).breaker
-            rest = int((config.request_seconds + PROBE_MARGIN_SECONDS) * 1000)
-            keys = self.view.keys(app, pid)[:2]
-            self._spawn(self._call("confirm", keys, [held[2], KEEP_MS, rest]))
+        args = self.leases.confirm_args(app, permit)
+        if args is not None and self.link.reachable:
+            self._spawn(self._call("confirm", self.view.keys(app, pid)[:2], args))
 
     def result(
         self, app: str, pid: str, outcome: Outcome, permit: Permit | None, slow: bool
     ) -> None:
-        held = self._tokens.pop(id(permit), None) if permit is not None else None
-        token = held[2] if held is not None else ""
-        if not self.link.reachable or outcome is _SKIPPED:
+        token = self.leases.done(permit)
+        if not self.link.reachable or outcome is SKIPPED:
             return
         config = self.engine.router.app(app).breaker
         slow = slow and config.slow_ms > 0
