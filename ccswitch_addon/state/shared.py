@@ -10,11 +10,12 @@ written back when Redis answers again.
 
 The parts: redis_calls.py (keys, scripts, timeouts), reachability.py (in sync or not, and
 the one way back), fleet_view.py (reading and adopting Redis's view, writing back),
-leases.py (a probe's lease, an unproven provider's admission), and this module: the background task and the engine's hooks. The interface to the engine is
-narrow: ``Engine.gateway`` (admit, served, probe_ok, annotate, first_read) and
-``Router.observer`` (confirmed, result, reset). Nothing here blocks the request path
-except ``admit`` for a half-open probe or an unproven provider's request, and a fresh
-instance's first requests until its first read.
+leases.py (a probe's lease, an unproven provider's admission), and this module: the
+background task and the engine's hooks. The interface to the engine is narrow:
+``Engine.gateway`` (admit, served, probe_ok, annotate, first_read) and ``Router.observer``
+(confirmed, result, reset). Nothing here blocks the request path except ``admit`` for a
+half-open probe or an unproven provider's request, and a fresh instance's first requests
+until its first read.
 """
 
 from __future__ import annotations
