@@ -199,7 +199,8 @@ class SharedState:
                     if not self.link.reachable:
                         continue  # a call failed meanwhile: resync at once
                     await self.flush()
-                    await self.view.refresh()
+                    if self.link.reachable:  # else the flush failed: resync, not adopt
+                        await self.view.refresh()
                     if self.link.reachable:
                         self._back()
                 except CALL_ERRORS as e:
