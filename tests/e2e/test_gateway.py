@@ -241,3 +241,83 @@ def test_a_stall_that_starts_with_the_outage_costs_the_fleet_little_and_everyone
         if "unreachable" in proxy.output():
             proxy.wait_for_output("reachable again; in sync", 5)
         assert state_of(proxy) == "open"
+
+
+def test_a_stall_during_the_half_open_probe_does_not_keep_the_fleet_off_the_primary(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=2, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.url, tmp_path, "b")
+    for _ in range(2):
+        send(a)
+    wait_until(lambda: state_of(b) == "open", 5, "open at b")
+    primary.default = ok_json()  # healed; its open time ends now
+    client = redis_server.client()
+    client.hset(CB, "open_until", 0)
+    wait_until(lambda: state_of(a) == state_of(b) == "half_open", 5, "half-open at both")
+    assert redis_server.process is not None
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        # The probe's acquire times out on a, and Redis runs it when the stall ends.
+        assert send(a).status == 200
+        time.sleep(0.8)  # the rest of the stall: the test's doing, not a wait
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+
+    def back_on_primary() -> bool:
+        return all(send(p).headers["x-ccswitch-provider"] == "primary" for p in (b, a))
+
+    # Within seconds, not after a lease of minutes.
+    wait_until(back_on_primary, 15, "the fleet back on the healed primary")
+    assert shared_field(client, "state") == "closed"
+    client.close()
+
+
+def test_an_empty_restart_fails_back_once_with_the_right_status(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=2, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.url, tmp_path, "b")
+    for _ in range(2):
+        send(a)
+    for proxy in (a, b):
+        wait_until(lambda p=proxy: state_of(p) == "open", 5, "open at both")
+        send(proxy)
+        proxy.wait_for_output(SWITCHED)
+    redis_server.kill()
+    for proxy in (a, b):
+        wait_until(lambda p=proxy: not status(p)["redis"]["reachable"], 10, "noticed")
+    redis_server.start()  # empty
+    for proxy in (a, b):
+        proxy.wait_for_output("reachable again; in sync", 10)
+    client = redis_server.client()
+    wait_until(lambda: shared_field(client, "state") == "open", 5, "re-seeded open")
+    for proxy in (a, b):
+        assert send(proxy).headers["x-ccswitch-provider"] == "backup"
+    # The primary heals and its open time ends: one failback, at both, in their status too.
+    primary.default = ok_json()
+    client.hset(CB, "open_until", 0)
+
+    def failed_back() -> bool:
+        for proxy in (a, b):
+            send(proxy)
+        return all(FAILED_BACK in proxy.output() for proxy in (a, b))
+
+    wait_until(failed_back, 20, "the failback event at both")
+    for proxy in (a, b):
+        assert proxy.output().count(SWITCHED) == 1  # not announced again after the restart
+        assert proxy.output().count(FAILED_BACK) == 1
+        assert status(proxy)["apps"]["claude"]["active"] == "primary"
+    client.close()
