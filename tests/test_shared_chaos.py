@@ -266,16 +266,20 @@ async def test_a_restarted_instance_gives_up_its_earlier_lives_leases(
 ) -> None:
     client = redis_server.client()
     far = (int(client.time()[0]) + 600) * 1000
-    # A crash left a probe lease held by a's earlier life, and one held by b.
+    # A crash left a probe lease held by a's earlier life, and one held by b, and
+    # admissions of an unproven provider of both.
     for pid, owner in (("primary", "a:0badf00d:7"), ("backup", "b:0badf00d:3")):
         client.hset(
             key("t", "cb", "claude", pid),
             mapping={"state": "half_open", "probe_owner": owner, "probe_until": far, "gen": 1},
         )
+    inflight = key("t", "inflight", "claude", "backup")
+    client.zadd(inflight, {"a:0badf00d:8": far, "b:0badf00d:4": far})  # admissions too
     a = Instance(redis_server.url, "a")  # the same instance id: the same host:pid
     try:
         await until(lambda: a.shared.reachable, "a in sync")
         assert not client.hget(CB, "probe_owner")
+        assert client.zrange(inflight, 0, -1) == ["b:0badf00d:4"]
         assert client.hget(key("t", "cb", "claude", "backup"), "probe_owner") == "b:0badf00d:3"
         assert a.engine.router.breaker("claude", "primary").available()  # a may probe
     finally:

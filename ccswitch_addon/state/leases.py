@@ -136,12 +136,25 @@ class Leases:
         )
 
     async def give_up_earlier_life(self) -> None:
-        """Probe leases an earlier run of this instance held when it stopped (a crash)."""
-        mine = f"{self.instance}:"
-        for (app, pid), known in list(self.view.breakers.items()):
-            owner = known.probe_owner
-            if owner.startswith(mine) and not owner.startswith(f"{self.life}:"):
+        """Probe leases and admissions an earlier run of this instance held when it stopped
+        (a crash): its tokens start with this instance's id, not with this life's."""
+        mine, now = f"{self.instance}:", f"{self.life}:"
+
+        def earlier(token: str) -> bool:
+            return token.startswith(mine) and not token.startswith(now)
+
+        names = list(self.view.breakers)
+        pipe = self.calls.client.pipeline(transaction=False)
+        for app, pid in names:
+            pipe.zrange(self.view.keys(app, pid)[1], 0, -1)
+        inflight = await self.calls.read(pipe.execute())
+        for (app, pid), tokens in zip(names, inflight, strict=True):
+            known = self.view.breakers[(app, pid)]
+            stale = [t for t in tokens if earlier(t)]
+            if earlier(known.probe_owner):
+                stale.append(known.probe_owner)
+            for token in stale:
                 reply = await self.calls.script(
-                    "release", self.view.keys(app, pid)[:2], [owner, KEEP_MS]
+                    "release", self.view.keys(app, pid)[:2], [token, KEEP_MS]
                 )
                 self.view.adopt(app, pid, reply["b"], reply["now"], False)
