@@ -180,6 +180,7 @@ def test_gateway_bench_reports_latency_commands_and_spread() -> None:
     assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000
     # After a 1 s stall every instance is back in sync, and a primary failing from the
     # stall's start got about failure_threshold requests per instance (each alone).
+    assert _dig(data, "redis_stall", "back_in_sync_ms", "noticed")[1] >= 1  # the outage run
     assert 0 <= _dig(data, "redis_stall", "back_in_sync_ms", "max") < 10_000
     assert _dig(data, "redis_stall", "primary_requests_in_outage", "max") <= 3 * 3 + 3
 

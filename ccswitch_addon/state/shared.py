@@ -59,7 +59,10 @@ logger = logging.getLogger(__name__)
 
 DOWN_POLICIES = ("keep_open", "local")
 REFRESH_SECONDS = 1.0  # full re-read: pub/sub loses messages across reconnects
-RETRY_SECONDS = 0.5  # after a failed read, the next try
+# After a failed read the next try comes soon (a stall is usually short), then less often
+# while Redis stays away.
+RETRY_SECONDS = (0.1, REFRESH_SECONDS)
+NOTICE_SECONDS = 0.1  # a call failing elsewhere starts the resync within this
 FIRST_READ_SECONDS = 4 * TIMEOUT_SECONDS  # connect, subscribe, read, events: each bounded
 
 
@@ -179,6 +182,7 @@ class SharedState:
         """Subscribe, sync, then follow: on each message catch up; every second re-read.
         Out of sync (a failed call here or on the request path): resync first."""
         pubsub = None
+        retry = RETRY_SECONDS[0]
         try:
             while True:
                 try:
@@ -187,11 +191,11 @@ class SharedState:
                         await self.calls.read(pubsub.subscribe(key(self.prefix, "channel")))
                     if not self.link.reachable:
                         await self.link.sync()
+                    retry = RETRY_SECONDS[0]
                     deadline = time.monotonic() + REFRESH_SECONDS
                     while self.link.reachable and (remaining := deadline - time.monotonic()) > 0:
-                        # in slices: a call failing elsewhere starts the resync soon
                         message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=min(remaining, RETRY_SECONDS)
+                            ignore_subscribe_messages=True, timeout=min(remaining, NOTICE_SECONDS)
                         )
                         _raise_if_cancelled()
                         if message is not None and self.link.reachable:
@@ -209,7 +213,8 @@ class SharedState:
                     if pubsub is not None:
                         await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
                         pubsub = None
-                    await asyncio.sleep(RETRY_SECONDS)  # then try again
+                    await asyncio.sleep(retry)  # then try again
+                    retry = min(retry * 2, RETRY_SECONDS[1])
         finally:
             if pubsub is not None:
                 await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
