@@ -14,7 +14,11 @@ mitmdump (reverse mode, plain HTTP, one kept-alive client connection):
   (steadier than the proxies' latency on a shared machine; ``--same`` runs the proxies
   A/A to show how far two identical ones differ);
 - publish to seen: a breaker opened through instance A, until instance B logs the change
-  (B's log line time minus the event's Redis time; same host clock).
+  (B's log line time minus the event's Redis time; same host clock);
+- under a Redis stall (SIGSTOP for 1 s, three instances each under sequential load): the
+  time from the end of the stall until every instance is back in sync (its "reachable
+  again" log line; 0 for one that never noticed), and the requests the fleet sent to a
+  primary that starts failing with the stall (failure_threshold 3), over ``--stalls`` runs.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +69,8 @@ BREAKER_LINE = re.compile(
     r"^\[(\d\d:\d\d:\d\d\.\d\d\d)\].*ccswitch breaker claude:primary \w+ → open", re.M
 )
 CLOSED_LINE = re.compile(r"ccswitch breaker claude:primary \w+ → closed")
+BACK_LINE = re.compile(r"^\[(\d\d:\d\d:\d\d\.\d\d\d)\].*reachable again; in sync", re.M)
+STALL_SECONDS = 1.0
 MESSAGES = "https://api.anthropic.com/v1/messages"
 ROUND = 100
 
@@ -186,6 +195,115 @@ def publish_to_seen(
     }
 
 
+def _reset_primary(proxies: list[Proxy], primary: FakeProvider) -> None:
+    """Healthy and closed everywhere, proven through every instance: the next run's start."""
+    primary.default = ok_json()
+    a = proxies[0]
+    token = request(a, "GET", "http://ccswitch.local/token").json()["token"]
+    headers = {"content-type": "application/json", "x-ccswitch-token": token}
+    reset = {"app": "claude", "provider": "primary"}
+    assert (
+        request(a, "POST", "http://ccswitch.local/reset", json=reset, headers=headers).status == 200
+    )
+
+    def closed_everywhere() -> bool:
+        for p in proxies:
+            reply = request(p, "POST", MESSAGES, json=BODY, headers=HEADERS)
+            if reply.headers.get("x-ccswitch-provider") != "primary":
+                return False
+        return True
+
+    wait_until(closed_everywhere, 20, "the primary closed and proven at every instance")
+
+
+def _stalled_run(
+    server: RedisServer, proxies: list[Proxy], primary: FakeProvider, outage: bool
+) -> tuple[list[float], int]:
+    """One 1 s stall under load: (ms from its end until each instance that noticed it is
+    back, requests the primary got)."""
+    assert server.process is not None
+    marks = [len(p.output()) for p in proxies]
+    hits = len(primary.requests)
+    stop = threading.Event()
+
+    def load(p: Proxy) -> None:
+        while not stop.is_set():
+            request(p, "POST", MESSAGES, json=BODY, headers=HEADERS)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in proxies]
+    if outage:
+        primary.default = error(529)
+    os.kill(server.process.pid, signal.SIGSTOP)
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(STALL_SECONDS)  # the stall itself, under load
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        resumed = datetime.datetime.now()
+    back: list[float] = []
+    try:
+        time.sleep(STALL_SECONDS)  # as long again after it: what the fleet still sends
+        for p, mark in zip(proxies, marks, strict=True):
+            if "unreachable" not in p.output()[mark:]:
+                continue  # it never noticed (no call of its own fell in the stall)
+            line = p.wait_for_output(BACK_LINE, 20, since=mark)
+            stamp = BACK_LINE.match(line.strip())
+            assert stamp is not None, line
+            logged = datetime.datetime.combine(
+                resumed.date(), datetime.time.fromisoformat(stamp.group(1))
+            )
+            back.append((logged - resumed).total_seconds() * 1000)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return back, len(primary.requests) - hits
+
+
+def under_stalls(args: argparse.Namespace, tmp: Path, server: RedisServer) -> dict[str, Any]:
+    primary, backup = FakeProvider("primary").start(), FakeProvider("backup").start()
+    config = CONFIG.format(primary=primary.url, backup=backup.url).replace(
+        "failure_threshold: 1", "failure_threshold: 3"
+    )
+    primary.default = ok_json()
+    proxies = [proxy(tmp, config, f"s{i}", server.url, reverse=False) for i in range(3)]
+    try:
+        _reset_primary(proxies, primary)
+        back: list[float] = []
+        noticed, sent = [], []
+        for _ in range(args.stalls):
+            for outage in (False, True):
+                times, hits = _stalled_run(server, proxies, primary, outage)
+                back.extend(times)
+                noticed.append(len(times))
+                if outage:
+                    sent.append(hits)
+                _reset_primary(proxies, primary)
+    finally:
+        for p in proxies:
+            p.stop()
+        primary.stop()
+        backup.stop()
+    return {
+        "instances": len(proxies),
+        "stall_seconds": STALL_SECONDS,
+        # over the instances that noticed the stall, in every run (healthy, then with the
+        # outage): a healthy load makes few Redis calls, so some never notice
+        "back_in_sync_ms": {
+            "median": round(statistics.median(back)) if back else None,
+            "max": round(max(back)) if back else None,
+            "noticed": noticed,
+        },
+        "primary_requests_in_outage": {
+            "failure_threshold": 3,
+            "median": statistics.median(sent),
+            "max": max(sent),
+            "runs": sent,
+        },
+    }
+
+
 async def _engine_loop(engine: Any, n: int) -> float:
     """CPU µs per request of the engine's request path: select, acquire, admit, confirm,
     record, done — what the proxy's hooks call, without the proxy."""
@@ -228,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per proxy (default 2000)")
     parser.add_argument("--trips", type=int, default=20, help="breaker openings timed")
+    parser.add_argument("--stalls", type=int, default=3, help="stall runs of each kind")
     parser.add_argument(
         "--same", action="store_true", help="latency only, both proxies without Redis (A/A)"
     )
@@ -245,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             primary.default = error(529)
             if not args.same:
                 results["publish_to_seen"] = publish_to_seen(args, tmp, config, server)
+                results["redis_stall"] = under_stalls(args, tmp, server)
     finally:
         primary.stop()
         backup.stop()

@@ -424,6 +424,10 @@ class CcSwitch:
                 )
             )
             return
+        if self.gateway is not None:
+            # A fresh instance: its first read of Redis before it routes (a provider the
+            # fleet has open must not get this instance's requests first).
+            await self.gateway.first_read()
         relay = self.relay
         if relay is None:
             ready = self._relay_ready = self._relay_ready or asyncio.Event()

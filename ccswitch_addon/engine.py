@@ -49,6 +49,7 @@ class Gateway(Protocol):
     async def recall_conversation(
         self, app: str, route: str, conversation: str
     ) -> tuple[str, float] | None: ...
+    async def first_read(self) -> None: ...
 
 
 class Engine:

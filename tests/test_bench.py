@@ -168,7 +168,7 @@ def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
 
 @pytest.mark.e2e
 def test_gateway_bench_reports_latency_commands_and_spread() -> None:
-    data = json.loads(bench("gateway.py", "--requests", "200", "--trips", "2"))
+    data = json.loads(bench("gateway.py", "--requests", "200", "--trips", "2", "--stalls", "1"))
     for name in ("off", "on", "added"):
         assert _number(_dig(data, "latency", name, "p50_ms"))
         assert _number(_dig(data, "latency", name, "p99_ms"))
@@ -178,6 +178,11 @@ def test_gateway_bench_reports_latency_commands_and_spread() -> None:
     assert _number(_dig(data, "engine_cpu_per_request", "added_us"))
     assert _dig(data, "publish_to_seen", "trips") == 2
     assert 0 <= _dig(data, "publish_to_seen", "max_ms") < 10_000
+    # After a 1 s stall every instance is back in sync, and a primary failing from the
+    # stall's start got about failure_threshold requests per instance (each alone).
+    assert _dig(data, "redis_stall", "back_in_sync_ms", "noticed")[1] >= 1  # the outage run
+    assert 0 <= _dig(data, "redis_stall", "back_in_sync_ms", "max") < 10_000
+    assert _dig(data, "redis_stall", "primary_requests_in_outage", "max") <= 3 * 3 + 3
 
 
 def test_translate_bench_prices_the_translator() -> None:

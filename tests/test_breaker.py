@@ -1096,3 +1096,36 @@ def test_probe_succeeded_does_nothing_unless_open(clock: FakeClock, recorder: Re
     probing.probe_succeeded()  # the probe in flight stays the only one
     assert probing.state is State.HALF_OPEN
     assert probing.acquire() is None
+
+
+# --- following a shared store ------------------------------------------------------------
+
+
+def test_a_follower_counts_but_does_not_trip_until_it_goes_alone(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    b = make(clock, recorder)
+    send(b, OK)
+    b.follower = True
+    for _ in range(3):
+        permit = b.acquire(hold=False)
+        assert permit is not None
+        b.release(permit, FAIL)
+    assert b.state is State.CLOSED  # the store decides while it answers
+    assert b.consecutive_failures == 3
+    assert not b.proven  # the next requests go through admission
+    b.go_alone()  # the store stopped answering: the failures counted meanwhile trip it
+    assert b.state is State.OPEN
+    assert recorder.pairs() == [(State.CLOSED, State.OPEN)]
+    assert not b.follower
+
+
+def test_going_alone_below_the_threshold_changes_nothing(clock: FakeClock) -> None:
+    b = make(clock)
+    b.follower = True
+    send(b, FAIL)
+    send(b, OK)  # a success ends the streak, as in the store
+    send(b, FAIL)
+    b.go_alone()
+    assert b.state is State.CLOSED
+    assert b.consecutive_failures == 1

@@ -12,7 +12,9 @@ import pytest
 import redis
 from redis_server import RedisServer
 
-from ccswitch_addon.state.shared import KEEP_MS, _script, key
+from ccswitch_addon.state.redis_calls import SCRIPTS
+from ccswitch_addon.state.redis_calls import script_text as _script
+from ccswitch_addon.state.shared import KEEP_MS, key
 
 P = "t"
 APP, PID = "claude", "primary"
@@ -28,18 +30,17 @@ class Scripts:
     def __init__(self, client: redis.Redis, me: str) -> None:
         self.client = client
         self.me = me
-        self.s = {
-            n: client.register_script(_script(n))
-            for n in ("acquire", "confirm", "record", "reset", "served", "tally")
-        }
+        self.s = {n: client.register_script(_script(n)) for n in SCRIPTS}
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
         reply: dict[str, Any] = json.loads(self.s[name](keys=keys, args=args))
         return reply
 
-    def acquire(self, token: str, hold: bool = True, threshold: int = 3) -> dict[str, Any]:
+    def acquire(
+        self, token: str, hold: bool = True, threshold: int = 3, valid_until: int = 0
+    ) -> dict[str, Any]:
         args = [self.me, CHANNEL, APP, PID, token, 60_000, 1 if hold else 0, threshold]
-        return self._run("acquire", [CB, INFLIGHT, EVENTS], [*args, KEEP_MS, 60_000])
+        return self._run("acquire", [CB, INFLIGHT, EVENTS], [*args, KEEP_MS, 60_000, valid_until])
 
     def confirm(self, token: str) -> dict[str, Any]:
         return self._run("confirm", [CB, INFLIGHT], [token, KEEP_MS])
@@ -73,9 +74,18 @@ class Scripts:
             "reset", [CB, INFLIGHT, EVENTS], [self.me, CHANNEL, APP, PID, mode, KEEP_MS]
         )
 
-    def served(self, to: str, gen: int, baseline: str = "primary") -> dict[str, Any]:
-        args = [self.me, CHANNEL, APP, to, gen, baseline, "after primary: 529", 0]
+    def served(
+        self, to: str, gen: int, baseline: str = "primary", mode: str = "cas", decided: int = 0
+    ) -> dict[str, Any]:
+        args = [self.me, CHANNEL, APP, to, gen, baseline, "after primary: 529", 0, mode, decided]
         return self._run("served", [key(P, "active", APP), EVENTS], args)
+
+    def release(self, token: str) -> dict[str, Any]:
+        return self._run("release", [CB, INFLIGHT], [token, KEEP_MS])
+
+    def writeback(self, open_ms: int, decided: int, trips: int = 1) -> dict[str, Any]:
+        args = [self.me, CHANNEL, APP, PID, open_ms, decided, trips, KEEP_MS]
+        return self._run("writeback", [CB, EVENTS], args)
 
 
 @pytest.fixture
@@ -260,3 +270,74 @@ def test_tallied_successes_count_in_the_shared_window(client: redis.Redis) -> No
     assert b.record("failure", **kw)["b"]["state"] == "closed"  # 1 of 4
     assert b.record("failure", **kw)["b"]["state"] == "closed"  # 2 of 5
     assert b.record("failure", **kw)["b"]["state"] == "open"  # 3 of 6
+
+
+def test_release_gives_back_a_lease_or_an_admission_and_is_idempotent(
+    client: redis.Redis,
+) -> None:
+    a, b = Scripts(client, "a"), Scripts(client, "b")
+    open_breaker(a)
+    client.hset(CB, "open_until", 0)
+    assert a.acquire("a:1")["probe"] == 1
+    assert b.acquire("b:1")["ok"] == 0  # the lease is a's
+    assert a.release("a:1")["released"] is True
+    assert a.release("a:1")["released"] is False  # twice: nothing more
+    assert b.release("b:1")["released"] is False  # not its lease: nothing taken
+    assert b.acquire("b:1")["probe"] == 1
+    client.delete(CB)
+    assert a.acquire("a:2", threshold=2)["ok"] == 1  # an unproven provider's admission
+    assert client.zcard(INFLIGHT) == 1
+    assert a.release("a:2")["released"] is True
+    assert client.zcard(INFLIGHT) == 0
+
+
+def test_an_acquire_run_after_its_caller_gave_up_takes_nothing(client: redis.Redis) -> None:
+    a = Scripts(client, "a")
+    open_breaker(a)
+    client.hset(CB, "open_until", 0)
+    now = int(client.time()[0]) * 1000
+    late = a.acquire("a:1", valid_until=now - 1000)  # as after a stall longer than its wait
+    assert (late["ok"], late["late"]) == (0, 1)
+    assert not client.hget(CB, "probe_owner")
+    assert a.acquire("a:2", valid_until=now + 60_000)["probe"] == 1
+
+
+def test_a_probe_lease_runs_to_the_end_of_its_request_once_it_answers(
+    client: redis.Redis,
+) -> None:
+    a = Scripts(client, "a")
+    open_breaker(a)
+    client.hset(CB, "open_until", 0)
+    taken = a.acquire("a:1")
+    assert taken["b"]["probe_until"] - taken["now"] <= 60_000
+    confirmed = a._run("confirm", [CB, INFLIGHT], ["a:1", KEEP_MS, 600_000])
+    assert confirmed["b"]["probe_until"] - confirmed["now"] == 600_000
+    other = a._run("confirm", [CB, INFLIGHT], ["a:2", KEEP_MS, 900_000])  # not the owner
+    assert other["b"]["probe_until"] == confirmed["b"]["probe_until"]
+
+
+def test_writeback_opens_only_what_the_fleet_has_not_moved_on_from(client: redis.Redis) -> None:
+    a, b = Scripts(client, "a"), Scripts(client, "b")
+    now = int(client.time()[0]) * 1000
+    # An emptied Redis takes an instance's open breaker (decided 0: only into a missing key).
+    seeded = a.writeback(30_000, 0, trips=2)
+    assert seeded["written"] is True
+    assert (seeded["b"]["state"], seeded["b"]["trips"]) == ("open", 2)
+    assert b.writeback(30_000, 0)["written"] is False  # there now: the first one wins
+    b.reset()  # the fleet closed it after that
+    assert a.writeback(30_000, now - 10_000)["written"] is False  # decided before the reset
+    assert a.writeback(30_000, now + 60_000)["written"] is True  # decided after it
+    assert [e["to"] for e in events(client)] == ["open", "closed", "open"]
+
+
+def test_seed_and_reconcile_of_the_active_provider(client: redis.Redis) -> None:
+    a, b = Scripts(client, "a"), Scripts(client, "b")
+    seeded = a.served("backup", 0, mode="seed")
+    assert (seeded["switched"], seeded["active"]["provider"]) == (False, "backup")
+    assert b.served("other", 0, mode="seed")["active"]["provider"] == "backup"  # first wins
+    assert events(client) == []  # nobody switched
+    now = int(client.time()[0]) * 1000
+    # A switch made alone before the fleet's last one yields; one made after it wins.
+    assert b.served("primary", 0, mode="reconcile", decided=now + 60_000)["switched"] is True
+    assert a.served("backup", 0, mode="reconcile", decided=1)["switched"] is False
+    assert [(e["from"], e["to"]) for e in events(client)] == [("backup", "primary")]

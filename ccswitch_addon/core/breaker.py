@@ -264,6 +264,11 @@ class CircuitBreaker:
         slow = slow and self.config.slow_ms > 0
         self._window.add(now, failed, slow)
         if self.follower:
+            # The store decides; its answer replaces these counts. Counted all the same, so
+            # that an instance whose store stopped answering (a stall) goes on from here.
+            if self._state is State.CLOSED:
+                self._consecutive = self._consecutive + 1 if failed else 0
+                self._proven = not failed
             return
         state = self.state
         if permit.probe and state is State.HALF_OPEN:
@@ -289,6 +294,13 @@ class CircuitBreaker:
                 or self._ratio_exceeded(now)
             ):
                 self._trip(now, outcome.reason)
+
+    def go_alone(self) -> None:
+        """Stop following the shared store (it is out of reach): decide from here on, and
+        at once on failures counted while its answer was awaited."""
+        self.follower = False
+        if self.state is State.CLOSED and self._consecutive >= self.config.failure_threshold:
+            self._trip(self._clock(), f"{self._consecutive} failures in a row")
 
     def reset(self) -> None:
         """Manual reset: closed, counters and cooldown cleared."""

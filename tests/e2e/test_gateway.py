@@ -4,6 +4,10 @@ failback seen by both, Redis killed and back, a restarted instance picks up an o
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,3 +160,164 @@ def test_redis_killed_mid_run_then_back_and_a_restarted_instance(
     hits = len(primary.requests)
     assert send(fresh).headers["x-ccswitch-provider"] == "backup"
     assert len(primary.requests) == hits
+
+
+def test_a_fresh_instance_joining_an_outage_sends_nothing_to_the_open_primary(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=3, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    for _ in range(3):
+        send(a)
+    wait_until(lambda: state_of(a) == "open", 5, "the primary open for the fleet")
+    hits = len(primary.requests)
+    extra = [
+        "--set",
+        f"ccswitch_redis={redis_server.url}",
+        "--set",
+        f"ccswitch_redis_prefix={PREFIX}",
+    ]
+    fresh = start(make_proxy, config, state=tmp_path / "fresh.db", extra=extra)
+    # Requests as soon as its port opens: held until its first read of Redis, not routed
+    # to the primary the fleet has open.
+    replies = concurrent(lambda i: send(fresh), 6)
+    assert [r.headers["x-ccswitch-provider"] for r in replies] == ["backup"] * 6
+    assert len(primary.requests) == hits
+    assert status(fresh)["redis"]["reachable"] is True
+
+
+def test_a_stall_that_starts_with_the_outage_costs_the_fleet_little_and_everyone_comes_back(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    config = claude_config(primary.url, backup.url, failure_threshold=3, open_seconds=600)
+    proxies = [instance(make_proxy, config, redis_server.url, tmp_path, n) for n in "ab"]
+    for proxy in proxies:
+        assert send(proxy).headers["x-ccswitch-provider"] == "primary"  # proven
+    hits = len(primary.requests)
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load(proxy: Proxy) -> None:  # each instance gets requests one after another
+        while not stop.is_set():
+            codes.append(send(proxy).status)
+
+    assert redis_server.process is not None
+    primary.default = error(529)  # the outage and the stall start together
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    threads = [threading.Thread(target=load, args=(p,)) for p in proxies]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)  # the stall itself, under load: the test's doing, not a wait
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    try:
+        for proxy in proxies:
+            wait_until(lambda p=proxy: status(p)["redis"]["reachable"], 10, "back in sync")
+        wait_until(
+            lambda: redis.Redis(port=redis_server.port).hget(CB, "state") == b"open",
+            5,
+            "the primary open in Redis",
+        )
+        time.sleep(1.0)  # more load after the stall: none of it may reach the primary
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert set(codes) == {200}
+    # Alone, each instance opened it after failure_threshold of its own: at most that many
+    # each, and nothing more once they were back.
+    assert len(primary.requests) - hits <= 2 * 3
+    for proxy in proxies:
+        if "unreachable" in proxy.output():
+            proxy.wait_for_output("reachable again; in sync", 5)
+        assert state_of(proxy) == "open"
+
+
+def test_a_stall_during_the_half_open_probe_does_not_keep_the_fleet_off_the_primary(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=2, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.url, tmp_path, "b")
+    for _ in range(2):
+        send(a)
+    wait_until(lambda: state_of(b) == "open", 5, "open at b")
+    primary.default = ok_json()  # healed; its open time ends now
+    client = redis_server.client()
+    client.hset(CB, "open_until", 0)
+    wait_until(lambda: state_of(a) == state_of(b) == "half_open", 5, "half-open at both")
+    assert redis_server.process is not None
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        # The probe's acquire times out on a, and Redis runs it when the stall ends.
+        assert send(a).status == 200
+        time.sleep(0.8)  # the rest of the stall: the test's doing, not a wait
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+
+    def back_on_primary() -> bool:
+        return all(send(p).headers["x-ccswitch-provider"] == "primary" for p in (b, a))
+
+    # Within seconds, not after a lease of minutes.
+    wait_until(back_on_primary, 15, "the fleet back on the healed primary")
+    assert shared_field(client, "state") == "closed"
+    client.close()
+
+
+def test_an_empty_restart_fails_back_once_with_the_right_status(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    config = claude_config(primary.url, backup.url, failure_threshold=2, open_seconds=600)
+    a = instance(make_proxy, config, redis_server.url, tmp_path, "a")
+    b = instance(make_proxy, config, redis_server.url, tmp_path, "b")
+    for _ in range(2):
+        send(a)
+    for proxy in (a, b):
+        wait_until(lambda p=proxy: state_of(p) == "open", 5, "open at both")
+        send(proxy)
+        proxy.wait_for_output(SWITCHED)
+    redis_server.kill()
+    for proxy in (a, b):
+        wait_until(lambda p=proxy: not status(p)["redis"]["reachable"], 10, "noticed")
+    redis_server.start()  # empty
+    for proxy in (a, b):
+        proxy.wait_for_output("reachable again; in sync", 10)
+    client = redis_server.client()
+    wait_until(lambda: shared_field(client, "state") == "open", 5, "re-seeded open")
+    for proxy in (a, b):
+        assert send(proxy).headers["x-ccswitch-provider"] == "backup"
+    # The primary heals and its open time ends: one failback, at both, in their status too.
+    primary.default = ok_json()
+    client.hset(CB, "open_until", 0)
+
+    def failed_back() -> bool:
+        for proxy in (a, b):
+            send(proxy)
+        return all(FAILED_BACK in proxy.output() for proxy in (a, b))
+
+    wait_until(failed_back, 20, "the failback event at both")
+    for proxy in (a, b):
+        assert proxy.output().count(SWITCHED) == 1  # not announced again after the restart
+        assert proxy.output().count(FAILED_BACK) == 1
+        assert status(proxy)["apps"]["claude"]["active"] == "primary"
+    client.close()

@@ -3,11 +3,18 @@
 -- limited unanswered requests (a sorted set of tokens with their own expiry).
 -- KEYS: breaker hash, in-flight set, event stream
 -- ARGV: me, channel, app, provider, token, probe_lease_ms, hold (1/0), failure_threshold,
---       keep_ms, inflight_ms
+--       keep_ms, inflight_ms, valid_until_ms (0: no limit)
+-- valid_until is when the instance stops waiting for the answer (on Redis's clock, as far as
+-- it knows it): run later (Redis was stalled), the call takes nothing, since no request
+-- would ever give it back.
 local me, channel, app, pid, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local lease, hold, threshold = tonumber(ARGV[6]), ARGV[7] == '1', tonumber(ARGV[8])
 local keep, inflight_ms = tonumber(ARGV[9]), tonumber(ARGV[10])
+local valid_until = tonumber(ARGV[11] or 0)
 local now = now_ms()
+if valid_until > 0 and now > valid_until then
+  return reply(load(KEYS[1]), now, {ok = 0, probe = 0, late = 1})
+end
 local b = load(KEYS[1])
 local ok, probe = 0, 0
 if b.cool_until > now then
