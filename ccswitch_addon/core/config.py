@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.costconfig import COST_KEYS, CostConfig, parse_cost
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
@@ -222,6 +223,7 @@ PROVIDER_KEYS = (
     "headers",
     "rules",
     "probe",
+    *COST_KEYS,  # core/costconfig.py
 )
 PROBE_KEYS = ("method", "path", "body", "interval_seconds")
 
@@ -278,6 +280,7 @@ class ProviderConfig:
     # A translated provider that wants its earlier reasoning sent back with its tool calls
     # (DeepSeek, Kimi and the like: "reasoning_content is missing" otherwise).
     replay_reasoning: bool = False
+    cost: CostConfig = field(default_factory=CostConfig)  # price, budget, subscription window
 
 
 @dataclass(frozen=True)
@@ -470,6 +473,7 @@ def _parse_provider(
         replay_reasoning=(
             entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
         ),
+        cost=parse_cost(entries),
     )
 
 

@@ -44,6 +44,7 @@ class Finished:
     ttfb_ms: float | None = None
     usage: Usage = field(default_factory=Usage)
     streaming: bool = False
+    session: str | None = None  # the conversation (the tools' session header), if sent
 
     def failures(self) -> list[str]:
         """The attempts that did not serve, as ``primary: 529``."""

@@ -94,6 +94,9 @@ class Router:
         self._patterns: dict[str, tuple[tuple[re.Pattern[str], Match], ...]] = {}
         self._missing: dict[tuple[str, str, str], float] = {}  # (app, provider, path): until
         self.observer: Observer | None = None
+        # Providers held back for reasons outside the breaker (a spent budget, a full
+        # subscription window): (app, provider, session) → (label, until when) or None.
+        self.gate: Callable[[str, str, str | None], tuple[str, float] | None] | None = None
         self.config = config
         self.reload(config)
 
@@ -216,8 +219,11 @@ class Router:
 
     # --- routing ------------------------------------------------------------------------------
 
-    def select_providers(self, app: str, endpoint: str | None = None) -> Selection:
-        """The providers to try, in order; with ``endpoint``, not those known to lack it."""
+    def select_providers(
+        self, app: str, endpoint: str | None = None, session: str | None = None
+    ) -> Selection:
+        """The providers to try, in order; with ``endpoint``, not those known to lack it;
+        ``session`` (the conversation) for the gate."""
         config = self.app(app)
         current = self.current_of(config)
         ordered = (
@@ -239,6 +245,9 @@ class Router:
                 continue
             if endpoint is not None and self._missing and self.lacks(app, pid, endpoint):
                 lacking += 1
+                continue
+            if self.gate is not None and (held := self.gate(app, pid, session)) is not None:
+                waits.append(held[1])
                 continue
             breaker = self._breakers[(app, pid)]
             if breaker.available():

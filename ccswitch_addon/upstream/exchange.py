@@ -25,6 +25,7 @@ from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_err
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
+from ccswitch_addon.core.windows import session_of
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.answer import Answer
 from ccswitch_addon.upstream.client import (
@@ -111,6 +112,7 @@ class Exchange:
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
     thinking_stripped: bool = False  # retried once without thinking after a signature 400
+    session: str | None = None  # the conversation, when the router's gate asks for it
 
 
 @dataclass(slots=True)
@@ -158,6 +160,8 @@ class Upstream:
         self._admit = admit  # the team gateway's leave, for a probe or an unproven provider
         # previous_response_id history for Responses requests translated to Chat providers
         self.memory = memory if memory is not None else ConversationMemory()
+        # every provider answer's headers (app, provider, headers): subscription windows
+        self.on_headers: Callable[[str, str, CIMultiDictProxy[str]], None] | None = None
 
     # --- the request ------------------------------------------------------------------------
 
@@ -166,8 +170,10 @@ class Upstream:
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
         optional = ex.endpoint.path if ex.endpoint.optional else None
-        selection = self.router.select_providers(app.name, optional)
-        ex.skipped = self._skipped(selection)
+        if self.router.gate is not None:
+            ex.session = session_of(ex.headers)
+        selection = self.router.select_providers(app.name, optional, ex.session)
+        ex.skipped = self._skipped(selection, ex.session)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
@@ -224,16 +230,20 @@ class Upstream:
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts))
         answer.whole(failure.status or 502, headers, failure.body)
 
-    def _skipped(self, selection: Selection) -> list[str]:
+    def _skipped(self, selection: Selection, session: str | None = None) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
+        gate = self.router.gate
         for pid in selection.app.queue:
             if pid not in chosen:
                 provider = selection.app.providers[pid]
+                held = gate(selection.app.name, pid, session) if gate is not None else None
                 state = (
                     "disabled"
                     if provider.disabled
+                    else held[0]
+                    if held is not None
                     else self.router.breaker(selection.app.name, pid).label()
                 )
                 notes.append(f"{pid}: {state}")
@@ -269,6 +279,8 @@ class Upstream:
         ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)  # of the last attempt
         status = response.status
         headers = _forwarded(response.headers)
+        if self.on_headers is not None:
+            self.on_headers(app.name, provider.id, response.headers)
         if record is not None:
             record.status, record.response_headers = status, list(headers)
         try:
@@ -623,6 +635,7 @@ class Upstream:
             total_ms=round((time.time() - ex.started) * 1000, 1),
             ttfb_ms=ex.ttfb_ms,
             streaming=bool(ex.watch and ex.watch.sse),
+            session=ex.session,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage

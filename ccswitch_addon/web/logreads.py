@@ -28,6 +28,7 @@ ROW_FIELDS = (
     "total_ms",
     "input_tokens",
     "output_tokens",
+    "cost_usd",
 )
 
 

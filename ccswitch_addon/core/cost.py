@@ -1,0 +1,59 @@
+"""A request's cost at the provider that served it: the list price (or the provider's own
+``price:``) applied to its usage, times ``price_multiplier``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ccswitch_addon.core.config import ProviderConfig
+from ccswitch_addon.core.prices import Price, PriceTable, TokenCounts, price_table
+from ccswitch_addon.wire.usage import Usage
+
+__all__ = ["Pricer", "tokens_of"]
+
+
+def tokens_of(usage: Usage) -> TokenCounts:
+    return TokenCounts(
+        input=usage.uncached_input(),
+        output=usage.output_tokens or 0,
+        cache_read=usage.cache_read_tokens or 0,
+        cache_write=usage.cache_write_tokens or 0,
+    )
+
+
+class Pricer:
+    """Looks prices up once per (base URL, model); the list has some 2,000 models."""
+
+    def __init__(self, table: Callable[[], PriceTable] = price_table) -> None:
+        self._table = table
+        self._found: dict[tuple[str, str], Price | None] = {}
+
+    def price(self, provider: ProviderConfig, model: str | None) -> Price | None:
+        """The price per million tokens this provider charges for the model, if known."""
+        if provider.cost.price is not None:
+            return provider.cost.price
+        if not model:
+            return None
+        key = (provider.base_url, model)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        table = self._table()
+        found = table.price(table.provider_for_url(provider.base_url), model)
+        if len(self._found) > 4096:  # models are few; a client sending junk names is not
+            self._found.clear()
+        self._found[key] = found
+        return found
+
+    def cost(self, provider: ProviderConfig, model: str | None, usage: Usage) -> float | None:
+        """USD, or None when the model's price is unknown or the answer had no usage."""
+        if usage.input_tokens is None and usage.output_tokens is None:
+            return None
+        price = self.price(provider, model)
+        if price is None:
+            return None
+        multiplier = provider.cost.price_multiplier
+        if provider.cost.price is not None or multiplier is None:
+            multiplier = 1.0
+        return round(price.cost(tokens_of(usage), multiplier), 10)
