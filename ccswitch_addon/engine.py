@@ -45,7 +45,7 @@ class Gateway(Protocol):
 
     def annotate(self, status: dict[str, Any]) -> None: ...
 
-    def spend(self, rows: list[Spent], settle: Callable[[Spent], None]) -> None: ...
+    def spend(self, rows: list[Spent], usd: float, settle: Callable[[Spent], None]) -> None: ...
 
 
 class Engine:
@@ -209,7 +209,7 @@ class Engine:
             for row in rows:
                 self.store.save_spend(row)
         if self.gateway is not None and budget is not None:
-            self.gateway.spend(rows, self._settled)
+            self.gateway.spend(rows, cost, self._settled)
         if before is None:
             self._budget_event(done.app, provider.id, budget, now)
         return cost

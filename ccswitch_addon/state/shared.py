@@ -34,9 +34,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ccswitch_addon.core.breaker import Permit, Shared, State
+from ccswitch_addon.core.budget import Spent
 from ccswitch_addon.core.outcome import Effect, Outcome
 from ccswitch_addon.core.router import UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
+from ccswitch_addon.state.spend import SharedSpend
 
 __all__ = [
     "DOWN_POLICIES",
@@ -158,6 +160,7 @@ class SharedState:
         self._hold_until: dict[str, float] = {}  # no switch of the app before (local clock)
         self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
         self._wake = asyncio.Event()
+        self.spending = SharedSpend(self.client, prefix, timeout)  # budgets: state/spend.py
         engine.gateway = self
         engine.router.observer = self
 
@@ -488,6 +491,15 @@ class SharedState:
             # a switch comes back through the stream, like everyone else's
         finally:
             self._switching.discard(app)
+
+    def spend(self, rows: list[Spent], usd: float, settle: Callable[[Spent], None]) -> None:
+        """Add a request's cost to the fleet's spend; ``settle`` gets the fleet's totals."""
+
+        async def add() -> None:
+            for total in await self.spending.add(rows, usd, time.time()) or ():
+                settle(total)
+
+        self._spawn(add())
 
     def probe_ok(self, app: str, pid: str) -> None:
         if self.reachable:
