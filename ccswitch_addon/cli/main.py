@@ -36,7 +36,9 @@ from ccswitch_addon.cli.reports import (
     usage_rows,
 )
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
+from ccswitch_addon.core.cost import unpriced
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
+from ccswitch_addon.core.prices import price_table
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
 
@@ -106,6 +108,12 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"{config.source}: {len(config.apps)} app(s)", file=out)
     for app in config.apps.values():
         _describe_app(app, out)
+    for app_name, pid, models in unpriced(config):
+        print(
+            f"unpriced: {app_name}/{pid}: {', '.join(models)} (not in the price list "
+            f"{price_table().source}; cost_usd stays null; set price: to count it)",
+            file=out,
+        )
     return EXIT_USAGE if failed else EXIT_OK
 
 
@@ -437,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     log.set_defaults(handler=cmd_log)
 
-    usage = command("usage", "requests, failures and tokens per day or provider (this instance's)")
+    usage = command(
+        "usage", "requests, failures, tokens, cost, cache hit ratio per day or provider"
+    )
     state_option(usage)
     usage.add_argument(
         "--by", choices=("day", "provider"), default="day", help="group by (default day)"

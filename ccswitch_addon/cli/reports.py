@@ -213,7 +213,7 @@ def log_rows(
         return ["time", "app", "from", "to", "reason"], rows
     sql = (
         "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
-        " total_ms, ttfb_ms, input_tokens, output_tokens, streaming FROM requests"
+        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {_cost(db)} FROM requests"
         " WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
     )
     rows = []
@@ -231,6 +231,7 @@ def log_rows(
                 r[9],
                 r[10],
                 r[11],
+                _usd(r[13]),
                 "yes" if r[12] else "no",
             ]
         )
@@ -245,21 +246,60 @@ def log_rows(
         "ttfb ms",
         "in tok",
         "out tok",
+        "cost $",
         "stream",
     ], rows
 
 
 def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:
     key = "provider" if by == "provider" else "date(time, 'unixepoch', 'localtime'), provider"
+    money = _money_columns(db)
     sql = (
         f"SELECT {key}, count(*),"
         " sum(CASE WHEN error IS NOT NULL OR status >= 400 THEN 1 ELSE 0 END),"
-        " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
-        f" FROM requests GROUP BY {key} ORDER BY {key}"
+        " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+        f" {money} FROM requests GROUP BY {key} ORDER BY {key}"
     )
-    rows = [list(r) for r in db.execute(sql)]
+    rows = []
+    for r in db.execute(sql):
+        *head, cost, unpriced, read, total = r
+        # cost of the priced requests; "+" marks a sum that leaves unpriced requests out
+        shown = None if cost is None else f"{cost:.4f}" + ("+" if unpriced else "")
+        rows.append([*head, shown, _pct(read / total) if total else None])
     headers = ["provider"] if by == "provider" else ["day", "provider"]
-    return [*headers, "requests", "failures", "input tokens", "output tokens"], rows
+    return [
+        *headers,
+        "requests",
+        "failures",
+        "input tokens",
+        "output tokens",
+        "cost $",
+        "cache hit",
+    ], rows
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+
+
+def _cost(db: sqlite3.Connection) -> str:
+    """cost_usd, or NULL in a state file the proxy has not migrated yet (schema < 3)."""
+    return "cost_usd" if "cost_usd" in _columns(db) else "NULL"
+
+
+def _money_columns(db: sqlite3.Connection) -> str:
+    """Cost, unpriced served requests, cache reads and all input tokens."""
+    if "cost_usd" not in _columns(db):
+        return "NULL, 0, 0, 0"
+    return (
+        "sum(cost_usd),"
+        " sum(CASE WHEN cost_usd IS NULL AND status < 400 AND error IS NULL THEN 1 ELSE 0 END),"
+        " coalesce(sum(cache_read_tokens), 0), coalesce(sum(input_total_tokens), 0)"
+    )
+
+
+def _usd(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def _clock(when: float) -> str:

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ccswitch_addon.core.config import ProviderConfig
+from ccswitch_addon.core.config import Config, ProviderConfig
 from ccswitch_addon.core.prices import Price, PriceTable, TokenCounts, price_table
 from ccswitch_addon.wire.usage import Usage
 
-__all__ = ["Pricer", "tokens_of"]
+__all__ = ["Pricer", "tokens_of", "unpriced"]
+
+
+def unpriced(config: Config, pricer: Pricer | None = None) -> list[tuple[str, str, list[str]]]:
+    """(app, provider, models) whose mapped models have no price: their cost will be null."""
+    pricer = pricer or Pricer()
+    found = []
+    for app in config.apps.values():
+        for provider in app.providers.values():
+            if provider.cost.price is not None:
+                continue
+            models = sorted({m for m in provider.models.values() if m and m != "*"})
+            missing = [m for m in models if pricer.price(provider, m) is None]
+            if missing:
+                found.append((app.name, provider.id, missing))
+    return found
 
 
 def tokens_of(usage: Usage) -> TokenCounts:
