@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .fakes import FakeHandler, FakeProvider, Received, ok_json
 from .proxy import Proxy, request, wait_until
+from .test_dashboard import CHROMIUM, render
 from .test_routing import BODY, CLIENT_HEADERS, send, start, status
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +173,37 @@ def test_unified_headers_windows_threshold_and_rejected(
     shown = entry(proxy, "primary")
     assert shown["state"] == "cooldown"
     assert shown["windows"]["status"] == "rejected"
+
+
+def test_dashboard_shows_cost_hit_ratio_budget_and_windows(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    primary, backup = fakes("primary"), fakes("backup")
+    usage = {"input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000, "output_tokens": 0}
+    unified = {
+        UNIFIED + "status": "allowed_warning",
+        UNIFIED + "5h-utilization": "0.5",
+        UNIFIED + "5h-reset": "4102444800",
+    }
+    primary.default = PricedReply(usage, unified)  # $2 + $0.2 at this price
+    backup.default = ok_json()
+    extra = (
+        "        price: {input: 2, output: 10, cache_read: 0.2}\n        budget: {daily_usd: 2}\n"
+    )
+    proxy = start(make_proxy, config(primary.url, backup.url, extra))
+    assert send(proxy).headers["x-ccswitch-provider"] == "primary"
+    wait_until(
+        lambda: request(proxy, "GET", "http://ccswitch.local/tokens").json()["rows"],
+        10,
+        "the request in the state file",
+    )
+    page = render(proxy)
+    dom = page.dom
+    assert page.states["primary"] == "budget"
+    assert "daily budget $2.00 spent" in dom
+    assert re.search(r'data-cost-today="primary"[^>]*>\$2\.20<', dom), dom[-3000:]
+    assert re.search(r'data-cost-month="primary"[^>]*>\$2\.20<', dom)
+    assert re.search(r'data-hit="primary"[^>]*>50\.0%<', dom)  # 1M read of 2M input
+    assert "subscription allowed_warning: 5h 50.0%" in dom
