@@ -98,3 +98,22 @@ apps:
     unpriced = [line for line in out.splitlines() if line.startswith("unpriced:")]
     assert len(unpriced) == 1
     assert unpriced[0].startswith("unpriced: claude/local: my-llama-70b (")
+
+
+def test_status_table_shows_spend_budget_and_windows() -> None:
+    from ccswitch_addon.cli.reports import status_table
+
+    entry = {
+        "id": "max",
+        "state": "budget",
+        "spent_usd": {"day": 5.2, "month": 40.0},
+        "budget": {"daily_usd": 5.0, "monthly_usd": None},
+        "budget_reason": "daily budget $5.00 spent",
+        "windows": {"status": "allowed_warning", "5h": {"utilization": 0.96}, "7d": {}},
+    }
+    text = status_table({"apps": {"claude": {"current": "max", "queue": [entry]}}})
+    line = next(x for x in text.splitlines() if x.strip().startswith("max "))
+    assert "5.20/5.00" in line
+    assert "40.00" in line
+    assert "96.0% / - (allowed_warning)" in line
+    assert "max: daily budget $5.00 spent" in text

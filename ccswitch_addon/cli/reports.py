@@ -100,6 +100,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
     for name, app in status["apps"].items():
         mode = "" if app.get("failover", True) else ", failover off"
         out.append(f"{name}: current {app['current']}, active {app.get('active') or '-'}{mode}")
+        money = any(e.get("spent_usd", {}).get("month") or "budget" in e for e in app["queue"])
+        windows = any("windows" in e for e in app["queue"])
         rows = []
         for entry in app["queue"]:
             rows.append(
@@ -115,6 +117,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                     entry.get("p95_ms"),
                 ]
                 + ([entry.get("changed_by") or "-"] if gateway else [])
+                + ([_spent(entry, "day"), _spent(entry, "month")] if money else [])
+                + ([_windows(entry.get("windows"))] if windows else [])
             )
         table = format_table(
             [
@@ -128,10 +132,15 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 "p50 ms",
                 "p95 ms",
             ]
-            + (["changed by"] if gateway else []),
+            + (["changed by"] if gateway else [])
+            + (["today $", "month $"] if money else [])
+            + (["5h / 7d"] if windows else []),
             rows,
         )
         out.append("  " + table.replace("\n", "\n  "))
+        for entry in app["queue"]:
+            if entry.get("budget_reason"):
+                out.append(f"  {entry['id']}: {entry['budget_reason']}")
     events = status.get("events") or []
     if events:
         out.append("recent switches:")
@@ -144,6 +153,24 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 )
             )
     return "\n".join(out)
+
+
+def _spent(entry: dict[str, Any], period: str) -> str | None:
+    """Spend in the period, and the limit when a budget sets one: ``5.20/5.00``."""
+    spent = entry.get("spent_usd", {}).get(period)
+    limit = (entry.get("budget") or {}).get("daily_usd" if period == "day" else "monthly_usd")
+    if spent is None:
+        return None
+    return f"{spent:.2f}" + (f"/{limit:.2f}" if limit is not None else "")
+
+
+def _windows(windows: dict[str, Any] | None) -> str | None:
+    """A subscription's windows: ``96% / 30%`` and its status when not plainly allowed."""
+    if not windows:
+        return None
+    shown = " / ".join(_pct((windows.get(w) or {}).get("utilization")) or "-" for w in ("5h", "7d"))
+    status = windows.get("status")
+    return shown + (f" ({status})" if status and status != "allowed" else "")
 
 
 def status_from_store(
