@@ -55,13 +55,31 @@ class Budgets:
         self._clock = clock
         # (app, provider, period) → [key, usd]
         self._spent: dict[tuple[str, str, str], list[str | float]] = {}
+        # the current periods' keys, valid until the next local midnight (strftime is slow)
+        self._keys: tuple[float, float, str, str] = (0.0, -1.0, "", "")
+
+    def _periods(self, now: float) -> tuple[str, str]:
+        start, end, day, month = self._keys
+        if not start <= now < end:
+            day, month = day_key(now), month_key(now)
+            midnight = period_end("day", now)
+            self._keys = (
+                midnight - 86400 if midnight - now <= 86400 else now,
+                midnight,
+                day,
+                month,
+            )
+        return day, month
+
+    def _key(self, period: str, now: float) -> str:
+        day, month = self._periods(now)
+        return day if period == "day" else month
 
     def restore(self, rows: Iterable[Spent]) -> None:
         """What the state file (or the fleet's Redis) says was spent; the larger figure wins."""
         now = self._clock()
-        current = {"day": day_key(now), "month": month_key(now)}
         for row in rows:
-            if current.get(row.period) != row.key:
+            if self._key(row.period, now) != row.key:
                 continue
             slot = (row.app, row.provider, row.period)
             if self.spent(row.app, row.provider, row.period, now) < row.usd:
@@ -70,8 +88,7 @@ class Budgets:
     def spent(self, app: str, pid: str, period: str, now: float | None = None) -> float:
         now = self._clock() if now is None else now
         entry = self._spent.get((app, pid, period))
-        key = day_key(now) if period == "day" else month_key(now)
-        if entry is None or entry[0] != key:
+        if entry is None or entry[0] != self._key(period, now):
             return 0.0
         return float(entry[1])
 
@@ -79,7 +96,7 @@ class Budgets:
         """Count a request's cost; returns the period totals as they are now (to persist)."""
         now = self._clock() if now is None else now
         rows = []
-        for period, key in (("day", day_key(now)), ("month", month_key(now))):
+        for period, key in zip(("day", "month"), self._periods(now), strict=True):
             total = self.spent(app, pid, period, now) + usd
             self._spent[(app, pid, period)] = [key, total]
             rows.append(Spent(app, pid, period, key, total))
@@ -87,6 +104,8 @@ class Budgets:
 
     def settle(self, row: Spent) -> None:
         """A total the fleet agreed on (Redis's atomic sum), which includes ours."""
+        if self._key(row.period, self._clock()) != row.key:
+            return
         if self.spent(row.app, row.provider, row.period) < row.usd:
             self._spent[(row.app, row.provider, row.period)] = [row.key, row.usd]
 
