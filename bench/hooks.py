@@ -227,8 +227,8 @@ def cost_accounting(requests: int) -> tuple[float, float]:
     ]
 
     def account(d: Finished) -> None:  # what request_done adds for issue 23
-        cost = engine._spent(d, time.time())
         t = tokens_of(d.usage)
+        cost = engine._spent(d, t, time.time())
         engine.metrics.finished(d, cost, (t.input, t.output, t.cache_read, t.cache_write))
 
     def gate(d: Finished) -> None:

@@ -17,6 +17,7 @@ from ccswitch_addon.core.breaker import Permit, State
 from ccswitch_addon.core.budget import Budgets, Spent
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.cost import Pricer, tokens_of
+from ccswitch_addon.core.prices import TokenCounts, price_table
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, UnknownName
 from ccswitch_addon.core.stats import Stats
@@ -31,6 +32,8 @@ from ccswitch_addon.wire.translate import ConversationMemory
 __all__ = ["Attempt", "Engine", "Finished", "Gateway"]  # Attempt, Finished: core.record
 
 logger = logging.getLogger(__name__)
+
+SPEND_SAVE_SECONDS = 1.0
 
 
 class Gateway(Protocol):
@@ -69,6 +72,8 @@ class Engine:
         self.memory.on_remember = self._remembered
         # what requests cost, budgets, subscription windows, metrics (issue 23)
         self.pricer = Pricer()
+        self._spend_saved: dict[tuple[str, str], float] = {}  # when spend was last written
+        price_table()  # read the shipped list now, not on the first request (a few ms)
         self.budgets = Budgets(clock)
         self.windows = Windows(clock)
         self.metrics = Metrics(self._breaker_states)
@@ -116,6 +121,8 @@ class Engine:
 
     def close(self) -> None:
         if self.store is not None:
+            for row in self.budgets.rows():
+                self.store.save_spend(row)
             self.store.close()
             self.store = None
 
@@ -136,11 +143,13 @@ class Engine:
         now = self._clock()
         for attempt in done.attempts:
             self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms, now)
-        cost = self._spent(done, now) if done.served is not None else None
-        if done.served is not None:
-            self.windows.served(done.app, done.session, done.served)
         usage = done.usage
         tokens = tokens_of(usage)
+        cost = None
+        if done.served is not None:
+            cost = self._spent(done, tokens, now)
+            if done.session is not None:
+                self.windows.served(done.app, done.session, done.served)
         self.metrics.finished(
             done, cost, (tokens.input, tokens.output, tokens.cache_read, tokens.cache_write)
         )
@@ -192,20 +201,26 @@ class Engine:
 
     # --- cost, budgets, subscription windows ----------------------------------------------
 
-    def _spent(self, done: Finished, now: float) -> float | None:
+    def _spent(self, done: Finished, tokens: TokenCounts, now: float) -> float | None:
         """Price the served request and count it toward its provider's budget."""
         assert done.served is not None
         try:
             provider = self.router.provider(done.app, done.served)
         except UnknownName:
             return None
-        cost = self.pricer.cost(provider, done.model_sent or done.model_requested, done.usage)
+        cost = self.pricer.cost(
+            provider, done.model_sent or done.model_requested, done.usage, tokens
+        )
         if not cost:
             return cost
         budget = provider.cost.budget
         before = self.budgets.blocked(done.app, provider.id, budget, now)
         rows = self.budgets.add(done.app, provider.id, cost, now)
-        if self.store is not None:
+        key = (done.app, provider.id)
+        if self.store is not None and now - self._spend_saved.get(key, 0.0) >= SPEND_SAVE_SECONDS:
+            # at most once a second per provider (close() writes the rest): a row per request
+            # would double the state file's writes
+            self._spend_saved[key] = now
             for row in rows:
                 self.store.save_spend(row)
         if self.gateway is not None and budget is not None:

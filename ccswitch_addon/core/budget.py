@@ -124,6 +124,15 @@ class Budgets:
                 return f"{word} budget ${limit:.2f} spent", period_end(period, now)
         return None
 
+    def rows(self) -> list[Spent]:
+        """Every provider's spend in the current periods (to persist at shutdown)."""
+        now = self._clock()
+        return [
+            Spent(app, pid, period, str(key), float(usd))
+            for (app, pid, period), (key, usd) in self._spent.items()
+            if key == self._key(period, now)
+        ]
+
     def forget(self, keep: Callable[[str, str], bool]) -> None:
         """Drop providers a reload removed."""
         for slot in [s for s in self._spent if not keep(s[0], s[1])]:

@@ -61,7 +61,13 @@ class Pricer:
         self._found[key] = found
         return found
 
-    def cost(self, provider: ProviderConfig, model: str | None, usage: Usage) -> float | None:
+    def cost(
+        self,
+        provider: ProviderConfig,
+        model: str | None,
+        usage: Usage,
+        tokens: TokenCounts | None = None,
+    ) -> float | None:
         """USD, or None when the model's price is unknown or the answer had no usage."""
         if usage.input_tokens is None and usage.output_tokens is None:
             return None
@@ -71,4 +77,4 @@ class Pricer:
         multiplier = provider.cost.price_multiplier
         if provider.cost.price is not None or multiplier is None:
             multiplier = 1.0
-        return round(price.cost(tokens_of(usage), multiplier), 10)
+        return round(price.cost(tokens or tokens_of(usage), multiplier), 10)

@@ -135,13 +135,22 @@ class _Model:
         return chosen
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Provider:
     id: str
     url: re.Pattern[str]
     owns: Matcher | None  # the models this provider makes (its first-party list)
     fallback: tuple[str, ...]
-    models: tuple[_Model, ...]
+    raw_models: list[Any]
+    compiled: tuple[_Model, ...] | None = None
+
+    @property
+    def models(self) -> tuple[_Model, ...]:
+        """Compiled on first use: most of the list's 2,000 models are never asked for."""
+        if self.compiled is None:
+            self.compiled = tuple(m for m in map(_read_model, self.raw_models) if m is not None)
+            self.raw_models = []
+        return self.compiled
 
 
 def _read_model(raw: Mapping[str, Any]) -> _Model | None:
@@ -169,11 +178,14 @@ class PriceTable:
         self.source: str = document["source"]
         providers = []
         for raw in document["providers"]:
-            models = tuple(m for m in map(_read_model, raw["models"]) if m is not None)
             owns = _matcher(raw["model_match"]) if raw.get("model_match") else None
             providers.append(
                 _Provider(
-                    raw["id"], re.compile(raw["api_pattern"]), owns, tuple(raw["fallback"]), models
+                    raw["id"],
+                    re.compile(raw["api_pattern"]),
+                    owns,
+                    tuple(raw["fallback"]),
+                    raw["models"],
                 )
             )
         self._providers: dict[str, _Provider] = {p.id: p for p in providers}
