@@ -117,3 +117,30 @@ def test_status_table_shows_spend_budget_and_windows() -> None:
     assert "40.00" in line
     assert "96.0% / - (allowed_warning)" in line
     assert "max: daily budget $5.00 spent" in text
+
+
+def test_check_says_how_each_provider_is_priced_and_limited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "providers.yaml"
+    config.write_text(
+        """\
+apps:
+  claude:
+    queue: [anthropic, relay]
+    providers:
+      anthropic:
+        base_url: https://api.anthropic.com
+        auth: passthrough
+        switch_at_utilization: 0.9
+      relay:
+        base_url: https://relay.example
+        auth: passthrough
+        price_multiplier: 0.5
+        budget: {daily_usd: 5, monthly_usd: 100}
+"""
+    )
+    assert main(["check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "priced as anthropic  new conversations elsewhere at 90% of a window" in out
+    assert "priced at the model maker's list ×0.5  budget $5.00/day, $100.00/month" in out

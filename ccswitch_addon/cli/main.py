@@ -36,7 +36,7 @@ from ccswitch_addon.cli.reports import (
     usage_rows,
 )
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
-from ccswitch_addon.core.cost import unpriced
+from ccswitch_addon.core.cost import describe_cost, unpriced
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
 from ccswitch_addon.core.prices import price_table
 from ccswitch_addon.core.rewrite import mask
@@ -82,6 +82,7 @@ def _describe_app(app: AppConfig, out: TextIO) -> None:
             line += f"  rules {len(p.rules)}"
         if p.probe:
             line += f"  probe {p.probe.method} {p.probe.path}"
+        line += describe_cost(p)
         if p.disabled:
             line += f"  DISABLED: {p.disabled}"
         if pid not in app.queue:

@@ -9,7 +9,7 @@ from ccswitch_addon.core.config import Config, ProviderConfig
 from ccswitch_addon.core.prices import Price, PriceTable, TokenCounts, price_table
 from ccswitch_addon.wire.usage import Usage
 
-__all__ = ["Pricer", "tokens_of", "unpriced"]
+__all__ = ["Pricer", "describe_cost", "tokens_of", "unpriced"]
 
 
 def unpriced(config: Config, pricer: Pricer | None = None) -> list[tuple[str, str, list[str]]]:
@@ -25,6 +25,29 @@ def unpriced(config: Config, pricer: Pricer | None = None) -> list[tuple[str, st
             if missing:
                 found.append((app.name, provider.id, missing))
     return found
+
+
+def describe_cost(provider: ProviderConfig) -> str:
+    """How ``ccswitch check`` says a provider is priced and limited."""
+    cost = provider.cost
+    if cost.price is not None:
+        text = f"  price ${cost.price.input:g}/${cost.price.output:g} per Mtok"
+    else:
+        listed = price_table().provider_for_url(provider.base_url)
+        text = f"  priced as {listed}" if listed else "  priced at the model maker's list"
+        if cost.price_multiplier is not None:
+            text += f" ×{cost.price_multiplier:g}"
+    budget = cost.budget
+    if budget is not None:
+        limits = [
+            f"${value:.2f}/{unit}"
+            for value, unit in ((budget.daily_usd, "day"), (budget.monthly_usd, "month"))
+            if value is not None
+        ]
+        text += "  budget " + ", ".join(limits)
+    if cost.switch_at_utilization is not None:
+        text += f"  new conversations elsewhere at {cost.switch_at_utilization:.0%} of a window"
+    return text
 
 
 def tokens_of(usage: Usage) -> TokenCounts:
