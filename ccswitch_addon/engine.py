@@ -372,6 +372,11 @@ class Engine:
         if self.store is not None:
             self.store.save_app(app, pid, self.switches.active(app))
         breaker = self.router.breaker(app, pid)
+        held = self._held_back(app, pid, None) if self.router.app(app).failover else None
+        if held is not None and held[0] == "budget":
+            spent = self.budgets.blocked(app, pid, self.router.provider(app, pid).cost.budget)
+            why = spent[0] if spent else "its budget is spent"
+            return f"{pid}: {why}; until the period ends the queue's next provider serves"
         if self.router.app(app).failover and breaker.label() in ("open", "cooldown"):
             reopens = breaker.reopens_at()
             when = f" for {max(0, int((reopens or 0) - self._clock() + 0.999))}s" if reopens else ""

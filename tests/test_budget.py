@@ -130,3 +130,13 @@ def test_periods_are_local_days_and_months() -> None:
     )
     assert budgets.blocked("a", "p", Budget(daily_usd=1.5)) is None
     assert budgets.blocked("a", "p", None) is None
+
+
+def test_a_manual_switch_to_a_provider_over_budget_says_where_traffic_goes() -> None:
+    engine = Engine(parse_config(CONFIG, "providers.yaml"), Clock(NOON))
+    served(engine, 5.0)
+    engine.switch("claude", "backup")
+    note = engine.switch("claude", "primary")
+    assert note == (
+        "primary: daily budget $5.00 spent; until the period ends the queue's next provider serves"
+    )
