@@ -208,7 +208,6 @@ def cost_accounting(requests: int) -> tuple[float, float]:
     """CPU µs per served request of pricing it, counting it toward its budget, and the
     metrics (best of SLICES slices); and of the router's gate for the same request."""
     from ccswitch_addon.core.config import parse_config
-    from ccswitch_addon.core.cost import tokens_of
     from ccswitch_addon.core.record import Attempt, Finished
     from ccswitch_addon.engine import Engine
     from ccswitch_addon.wire.usage import Usage
@@ -227,9 +226,7 @@ def cost_accounting(requests: int) -> tuple[float, float]:
     ]
 
     def account(d: Finished) -> None:  # what request_done adds for issue 23
-        t = tokens_of(d.usage)
-        cost = engine._spent(d, t, time.time())
-        engine.metrics.finished(d, cost, (t.input, t.output, t.cache_read, t.cache_write))
+        engine.accounts.finished(d, time.time())
 
     def gate(d: Finished) -> None:
         engine.router.select_providers("claude", None, "session-1")

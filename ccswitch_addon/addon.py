@@ -244,7 +244,7 @@ class CcSwitch:
             engine.admit,
             engine.memory,
         )
-        upstream.on_headers = engine.headers_seen
+        upstream.on_headers = engine.accounts.headers_seen
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)
         await relay.start()

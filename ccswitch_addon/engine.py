@@ -13,27 +13,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ccswitch_addon.accounting import Accounting
 from ccswitch_addon.core.breaker import Permit, State
-from ccswitch_addon.core.budget import Budgets, Spent
+from ccswitch_addon.core.budget import Spent
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
-from ccswitch_addon.core.cost import Pricer, tokens_of
-from ccswitch_addon.core.prices import TokenCounts, price_table
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, UnknownName
 from ccswitch_addon.core.stats import Stats
 from ccswitch_addon.core.status import build_status
 from ccswitch_addon.core.switch import SwitchEvent, SwitchManager
-from ccswitch_addon.core.windows import Windows
 from ccswitch_addon.state.store import BreakerRow, RequestRow, Store
 from ccswitch_addon.web.history import History
-from ccswitch_addon.web.metrics import Metrics
 from ccswitch_addon.wire.translate import ConversationMemory
 
 __all__ = ["Attempt", "Engine", "Finished", "Gateway"]  # Attempt, Finished: core.record
 
 logger = logging.getLogger(__name__)
-
-SPEND_SAVE_SECONDS = 1.0
 
 
 class Gateway(Protocol):
@@ -53,7 +48,7 @@ class Gateway(Protocol):
 
 class Engine:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+        self._clock = self.clock = clock
         self.router = Router(config, clock, on_state_change=self._state_changed)
         self.switches = SwitchManager(clock)
         self.switches.add_listener(self._switched)
@@ -70,14 +65,9 @@ class Engine:
         # previous_response_id history of translated Responses requests, kept in the state file
         self.memory = ConversationMemory()
         self.memory.on_remember = self._remembered
-        # what requests cost, budgets, subscription windows, metrics (issue 23)
-        self.pricer = Pricer()
-        self._spend_saved: dict[tuple[str, str], float] = {}  # when spend was last written
-        price_table()  # read the shipped list now, not on the first request (a few ms)
-        self.budgets = Budgets(clock)
-        self.windows = Windows(clock)
-        self.metrics = Metrics(self._breaker_states)
-        self.router.gate = self._held_back
+        # what requests cost, budgets, subscription windows, metrics: accounting.py
+        self.accounts = Accounting(self)
+        self.router.gate = self.accounts.held_back
 
     async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
         """The fleet's leave for a permit the router gave (a half-open probe, an unproven
@@ -111,7 +101,7 @@ class Engine:
             SwitchEvent(t, app, from_, to, reason) for t, app, from_, to, reason in store.events()
         ]
         self.switches.restore(active, events)
-        self.budgets.restore(store.spend())
+        self.accounts.budgets.restore(store.spend())
         for rid, previous, items in store.conversations():
             try:
                 self.memory.remember(rid, previous, json.loads(items))
@@ -121,8 +111,7 @@ class Engine:
 
     def close(self) -> None:
         if self.store is not None:
-            for row in self.budgets.rows():
-                self.store.save_spend(row)
+            self.accounts.save()
             self.store.close()
             self.store = None
 
@@ -143,16 +132,7 @@ class Engine:
         now = self._clock()
         for attempt in done.attempts:
             self.stats.add(done.app, attempt.provider, not attempt.failed, attempt.ms, now)
-        usage = done.usage
-        tokens = tokens_of(usage)
-        cost = None
-        if done.served is not None:
-            cost = self._spent(done, tokens, now)
-            if done.session is not None:
-                self.windows.served(done.app, done.session, done.served)
-        self.metrics.finished(
-            done, cost, (tokens.input, tokens.output, tokens.cache_read, tokens.cache_write)
-        )
+        cost = self.accounts.finished(done, now)
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(
@@ -170,12 +150,7 @@ class Engine:
                     input_tokens=done.usage.input_tokens,
                     output_tokens=done.usage.output_tokens,
                     streaming=done.streaming,
-                    cost_usd=cost,
-                    cache_read_tokens=usage.cache_read_tokens,
-                    cache_write_tokens=usage.cache_write_tokens,
-                    input_total_tokens=(
-                        tokens.total_input if usage.input_tokens is not None else None
-                    ),
+                    **self.accounts.log_fields(done.usage, cost),
                 )
             )
         self.history.finished(_log_entry(done, now, cost))
@@ -198,101 +173,6 @@ class Engine:
         if self.store is not None and previous != done.served:
             self.store.save_app(done.app, current, done.served)
         return event
-
-    # --- cost, budgets, subscription windows ----------------------------------------------
-
-    def _spent(self, done: Finished, tokens: TokenCounts, now: float) -> float | None:
-        """Price the served request and count it toward its provider's budget."""
-        assert done.served is not None
-        try:
-            provider = self.router.provider(done.app, done.served)
-        except UnknownName:
-            return None
-        cost = self.pricer.cost(
-            provider, done.model_sent or done.model_requested, done.usage, tokens
-        )
-        if not cost:
-            return cost
-        budget = provider.cost.budget
-        before = self.budgets.blocked(done.app, provider.id, budget, now)
-        rows = self.budgets.add(done.app, provider.id, cost, now)
-        key = (done.app, provider.id)
-        if self.store is not None and now - self._spend_saved.get(key, 0.0) >= SPEND_SAVE_SECONDS:
-            # at most once a second per provider (close() writes the rest): a row per request
-            # would double the state file's writes
-            self._spend_saved[key] = now
-            for row in rows:
-                self.store.save_spend(row)
-        if self.gateway is not None and budget is not None:
-            self.gateway.spend(rows, cost, self._settled)
-        if before is None:
-            self._budget_event(done.app, provider.id, budget, now)
-        return cost
-
-    def _settled(self, row: Spent) -> None:
-        """The fleet's total for a period (Redis); a limit the fleet reached is an event."""
-        try:
-            budget = self.router.provider(row.app, row.provider).cost.budget
-        except UnknownName:
-            return
-        before = self.budgets.blocked(row.app, row.provider, budget)
-        self.budgets.settle(row)
-        if before is None:
-            self._budget_event(row.app, row.provider, budget, self._clock())
-
-    def _budget_event(self, app: str, pid: str, budget: Any, now: float) -> None:
-        """One event when a budget is reached: the provider is skipped until the period ends."""
-        blocked = self.budgets.blocked(app, pid, budget, now)
-        if blocked is None:
-            return
-        chosen = self.router.select_providers(app).providers
-        to = chosen[0].id if chosen else "none"
-        self.switches.announce(SwitchEvent(now, app, pid, to, blocked[0]))
-
-    def _held_back(self, app: str, pid: str, session: str | None) -> tuple[str, float] | None:
-        """The router's gate: a spent budget, or a subscription window past its threshold
-        for a new conversation. (label, until when)."""
-        cost = self.router.config.apps[app].providers[pid].cost
-        if cost.budget is not None:
-            blocked = self.budgets.blocked(app, pid, cost.budget)
-            if blocked is not None:
-                return "budget", blocked[1]
-        if cost.switch_at_utilization is not None:
-            until = self.windows.moves_away(app, pid, cost.switch_at_utilization, session)
-            if until is not None:
-                return "window", until
-        return None
-
-    def headers_seen(self, app: str, pid: str, headers: Any) -> None:
-        """A provider's response headers: a subscription's unified rate-limit window."""
-        observed = self.windows.observe(app, pid, headers)
-        if observed is None or observed.status != "rejected":
-            return
-        try:
-            breaker = self.router.breaker(app, pid)
-        except UnknownName:
-            return
-        cap = self.router.config.apps[app].breaker.max_cooldown_seconds
-        now = self._clock()
-        until = min(observed.reset or now + 60.0, now + cap)
-        if breaker.cool(until, "subscription window rejected"):
-            self.remember_breaker(app, pid)
-
-    def _breaker_states(self) -> list[tuple[str, str, str]]:
-        """(app, provider, state) for ccswitch_breaker_state."""
-        states = []
-        for name, app in self.router.config.apps.items():
-            for pid, provider in app.providers.items():
-                if provider.disabled:
-                    label = "disabled"
-                elif provider.cost.budget is not None and self.budgets.blocked(
-                    name, pid, provider.cost.budget
-                ):
-                    label = "budget"
-                else:
-                    label = self.router.breaker(name, pid).label()
-                states.append((name, pid, label))
-        return states
 
     def remember_breaker(self, app: str, pid: str) -> None:
         """Persist a breaker after a change that is not a transition (a cooldown)."""
@@ -372,11 +252,9 @@ class Engine:
         if self.store is not None:
             self.store.save_app(app, pid, self.switches.active(app))
         breaker = self.router.breaker(app, pid)
-        held = self._held_back(app, pid, None) if self.router.app(app).failover else None
-        if held is not None and held[0] == "budget":
-            spent = self.budgets.blocked(app, pid, self.router.provider(app, pid).cost.budget)
-            why = spent[0] if spent else "its budget is spent"
-            return f"{pid}: {why}; until the period ends the queue's next provider serves"
+        note = self.accounts.switch_note(app, pid)
+        if note is not None:
+            return note
         if self.router.app(app).failover and breaker.label() in ("open", "cooldown"):
             reopens = breaker.reopens_at()
             when = f" for {max(0, int((reopens or 0) - self._clock() + 0.999))}s" if reopens else ""
@@ -393,36 +271,13 @@ class Engine:
         for name, app in status["apps"].items():
             for entry in app["queue"]:
                 entry.update(self.stats.summary(name, entry["id"]))
-                self._money(name, entry)
+                self.accounts.annotate(name, entry)
                 entry["health"] = _health(entry)
         status["state_file"] = str(self.store.path) if self.store else None
         status["config_error"] = self.config_error
         if self.gateway is not None:
             self.gateway.annotate(status)
         return status
-
-    def _money(self, app: str, entry: dict[str, Any]) -> None:
-        """Spend, budget state and subscription windows of one status entry."""
-        pid = entry["id"]
-        cost = self.router.config.apps[app].providers[pid].cost
-        entry["spent_usd"] = {
-            "day": round(self.budgets.spent(app, pid, "day"), 6),
-            "month": round(self.budgets.spent(app, pid, "month"), 6),
-        }
-        if cost.budget is not None:
-            entry["budget"] = {
-                "daily_usd": cost.budget.daily_usd,
-                "monthly_usd": cost.budget.monthly_usd,
-            }
-            blocked = self.budgets.blocked(app, pid, cost.budget)
-            if blocked is not None and entry["state"] != "disabled":
-                entry["state"] = "budget"
-                entry["budget_reason"], entry["reopens_at"] = blocked
-        windows = self.windows.status(app, pid)
-        if windows is not None:
-            entry["windows"] = windows
-        if cost.switch_at_utilization is not None:
-            entry["switch_at_utilization"] = cost.switch_at_utilization
 
 
 def _health(entry: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ apps:
 
 
 def samples(engine: Engine) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = engine.metrics.render().decode()
+    text = engine.accounts.metrics.render().decode()
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -170,7 +170,7 @@ class Control:
         if path == "/metrics":
             return Reply(
                 200,
-                engine.metrics.render(),
+                engine.accounts.metrics.render(),
                 (("content-type", METRICS_TYPE), ("cache-control", "no-store")),
             )
         return _json(404, {"error": f"no such page: {request.method} {path}"})
