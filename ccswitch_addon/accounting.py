@@ -76,20 +76,20 @@ class Accounting:
         cost = self.pricer.cost(provider, model, done.usage, tokens)
         if not cost:
             return cost
-        budget = provider.cost.budget
-        before = self.budgets.blocked(done.app, provider.id, budget, now)
-        rows = self.budgets.add(done.app, provider.id, cost, now)
-        key = (done.app, provider.id)
+        app, pid, budget = done.app, provider.id, provider.cost.budget
+        before = self.budgets.blocked(app, pid, budget, now)
+        self.budgets.add(app, pid, cost, now)
         store = engine.store
-        if store is not None and now - self._spend_saved.get(key, 0.0) >= SPEND_SAVE_SECONDS:
+        if store is not None and now - self._spend_saved.get((app, pid), 0.0) >= SPEND_SAVE_SECONDS:
             # a row per request would double the state file's writes
-            self._spend_saved[key] = now
-            for row in rows:
+            self._spend_saved[(app, pid)] = now
+            for row in self.budgets.rows_of(app, pid):
                 store.save_spend(row)
-        if engine.gateway is not None and budget is not None:
-            engine.gateway.spend(rows, cost, self._settled)
-        if before is None:
-            self._budget_event(done.app, provider.id, budget, now)
+        if budget is not None:
+            if engine.gateway is not None:
+                engine.gateway.spend(self.budgets.rows_of(app, pid), cost, self._settled)
+            if before is None:
+                self._budget_event(app, pid, budget, now)
         return cost
 
     def _settled(self, row: Spent) -> None:

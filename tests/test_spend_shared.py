@@ -15,7 +15,9 @@ NOON = datetime.datetime(2026, 12, 6, 12, 0).timestamp()
 
 
 def rows(usd: float) -> list[Spent]:
-    return Budgets(lambda: NOON).add("claude", "primary", usd, NOON)
+    budgets = Budgets(lambda: NOON)
+    budgets.add("claude", "primary", usd, NOON)
+    return budgets.rows_of("claude", "primary")
 
 
 async def test_instances_add_up_atomically(redis_server: RedisServer) -> None:

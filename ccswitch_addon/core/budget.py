@@ -8,6 +8,7 @@ import datetime
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ccswitch_addon.core.costconfig import Budget
 
@@ -53,8 +54,8 @@ class Budgets:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        # (app, provider, period) → [key, usd]
-        self._spent: dict[tuple[str, str, str], list[str | float]] = {}
+        # (app, provider) → [day key, day USD, month key, month USD]
+        self._spent: dict[tuple[str, str], list[Any]] = {}
         # the current periods' keys, valid until the next local midnight (strftime is slow)
         self._keys: tuple[float, float, str, str] = (0.0, -1.0, "", "")
 
@@ -62,52 +63,59 @@ class Budgets:
         start, end, day, month = self._keys
         if not start <= now < end:
             day, month = day_key(now), month_key(now)
-            midnight = period_end("day", now)
-            self._keys = (
-                midnight - 86400 if midnight - now <= 86400 else now,
-                midnight,
-                day,
-                month,
-            )
+            self._keys = (now, period_end("day", now), day, month)
         return day, month
 
-    def _key(self, period: str, now: float) -> str:
+    def _totals(self, app: str, pid: str, now: float) -> tuple[float, float]:
+        entry = self._spent.get((app, pid))
+        if entry is None:
+            return 0.0, 0.0
         day, month = self._periods(now)
-        return day if period == "day" else month
+        return (entry[1] if entry[0] == day else 0.0, entry[3] if entry[2] == month else 0.0)
 
     def restore(self, rows: Iterable[Spent]) -> None:
         """What the state file (or the fleet's Redis) says was spent; the larger figure wins."""
-        now = self._clock()
         for row in rows:
-            if self._key(row.period, now) != row.key:
-                continue
-            slot = (row.app, row.provider, row.period)
-            if self.spent(row.app, row.provider, row.period, now) < row.usd:
-                self._spent[slot] = [row.key, row.usd]
+            self.settle(row)
 
     def spent(self, app: str, pid: str, period: str, now: float | None = None) -> float:
-        now = self._clock() if now is None else now
-        entry = self._spent.get((app, pid, period))
-        if entry is None or entry[0] != self._key(period, now):
-            return 0.0
-        return float(entry[1])
+        day, month = self._totals(app, pid, self._clock() if now is None else now)
+        return day if period == "day" else month
 
-    def add(self, app: str, pid: str, usd: float, now: float | None = None) -> list[Spent]:
-        """Count a request's cost; returns the period totals as they are now (to persist)."""
+    def add(self, app: str, pid: str, usd: float, now: float | None = None) -> None:
+        """Count a request's cost toward the current day and month."""
         now = self._clock() if now is None else now
-        rows = []
-        for period, key in zip(("day", "month"), self._periods(now), strict=True):
-            total = self.spent(app, pid, period, now) + usd
-            self._spent[(app, pid, period)] = [key, total]
-            rows.append(Spent(app, pid, period, key, total))
-        return rows
+        spent_day, spent_month = self._totals(app, pid, now)
+        day, month = self._periods(now)
+        self._spent[(app, pid)] = [day, spent_day + usd, month, spent_month + usd]
+
+    def rows_of(self, app: str, pid: str) -> list[Spent]:
+        """The provider's current day and month, to persist or share."""
+        now = self._clock()
+        spent_day, spent_month = self._totals(app, pid, now)
+        day, month = self._periods(now)
+        return [
+            Spent(app, pid, "day", day, spent_day),
+            Spent(app, pid, "month", month, spent_month),
+        ]
+
+    def rows(self) -> list[Spent]:
+        """Every provider's spend in the current periods (to persist at shutdown)."""
+        return [row for app, pid in list(self._spent) for row in self.rows_of(app, pid)]
 
     def settle(self, row: Spent) -> None:
-        """A total the fleet agreed on (Redis's atomic sum), which includes ours."""
-        if self._key(row.period, self._clock()) != row.key:
+        """A total from the state file or the fleet (Redis's atomic sum, which includes
+        ours): taken when it is for the current period and larger than what we know."""
+        now = self._clock()
+        day, month = self._periods(now)
+        if row.key != (day if row.period == "day" else month):
             return
-        if self.spent(row.app, row.provider, row.period) < row.usd:
-            self._spent[(row.app, row.provider, row.period)] = [row.key, row.usd]
+        spent_day, spent_month = self._totals(row.app, row.provider, now)
+        if row.period == "day":
+            spent_day = max(spent_day, row.usd)
+        else:
+            spent_month = max(spent_month, row.usd)
+        self._spent[(row.app, row.provider)] = [day, spent_day, month, spent_month]
 
     def blocked(
         self, app: str, pid: str, budget: Budget | None, now: float | None = None
@@ -116,24 +124,9 @@ class Budgets:
         if budget is None:
             return None
         now = self._clock() if now is None else now
-        for period, word, limit in (
-            ("month", "monthly", budget.monthly_usd),
-            ("day", "daily", budget.daily_usd),
-        ):
-            if limit is not None and self.spent(app, pid, period, now) >= limit:
-                return f"{word} budget ${limit:.2f} spent", period_end(period, now)
+        spent_day, spent_month = self._totals(app, pid, now)
+        if budget.monthly_usd is not None and spent_month >= budget.monthly_usd:
+            return f"monthly budget ${budget.monthly_usd:.2f} spent", period_end("month", now)
+        if budget.daily_usd is not None and spent_day >= budget.daily_usd:
+            return f"daily budget ${budget.daily_usd:.2f} spent", period_end("day", now)
         return None
-
-    def rows(self) -> list[Spent]:
-        """Every provider's spend in the current periods (to persist at shutdown)."""
-        now = self._clock()
-        return [
-            Spent(app, pid, period, str(key), float(usd))
-            for (app, pid, period), (key, usd) in self._spent.items()
-            if key == self._key(period, now)
-        ]
-
-    def forget(self, keep: Callable[[str, str], bool]) -> None:
-        """Drop providers a reload removed."""
-        for slot in [s for s in self._spent if not keep(s[0], s[1])]:
-            del self._spent[slot]
