@@ -8,9 +8,11 @@ this module and in core/ (prices, cost, budget, windows).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ccswitch_addon.core.budget import Budgets, Spent
+from ccswitch_addon.core.config import Config
 from ccswitch_addon.core.cost import Pricer, tokens_of
 from ccswitch_addon.core.costconfig import Budget
 from ccswitch_addon.core.prices import price_table
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SPEND_SAVE_SECONDS", "Accounting"]
 
+Gate = Callable[[str, str, str | None], tuple[str, float] | None]
 SPEND_SAVE_SECONDS = 1.0  # a provider's spend is written at most this often (and at close)
 
 
@@ -120,6 +123,15 @@ class Accounting:
                 store.save_spend(row)
 
     # --- the router's gate, provider answers -------------------------------------------------
+
+    def gate(self, config: Config) -> Gate | None:
+        """The router's gate, when some provider has a budget or a window threshold (else
+        none: the router and the exchange skip the work)."""
+        for app in config.apps.values():
+            for provider in app.providers.values():
+                if provider.cost.budget is not None or provider.cost.switch_at_utilization:
+                    return self.held_back
+        return None
 
     def held_back(self, app: str, pid: str, session: str | None) -> tuple[str, float] | None:
         """A spent budget, or a subscription window past its threshold for a new

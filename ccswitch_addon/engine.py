@@ -67,7 +67,7 @@ class Engine:
         self.memory.on_remember = self._remembered
         # what requests cost, budgets, subscription windows, metrics: accounting.py
         self.accounts = Accounting(self)
-        self.router.gate = self.accounts.held_back
+        self.router.gate = self.accounts.gate(config)
 
     async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
         """The fleet's leave for a permit the router gave (a half-open probe, an unproven
@@ -120,6 +120,7 @@ class Engine:
     def reload(self, config: Config) -> None:
         removed = set(self.router.config.apps) - set(config.apps)
         self.router.reload(config)
+        self.router.gate = self.accounts.gate(config)
         self.switches.forget(removed)
         self.config_error = None
 

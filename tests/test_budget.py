@@ -140,3 +140,13 @@ def test_a_manual_switch_to_a_provider_over_budget_says_where_traffic_goes() -> 
     assert note == (
         "primary: daily budget $5.00 spent; until the period ends the queue's next provider serves"
     )
+
+
+def test_the_router_gate_is_on_only_when_a_provider_needs_it() -> None:
+    plain = CONFIG.replace("        budget: {daily_usd: 5, monthly_usd: 12}\n", "")
+    engine = Engine(parse_config(plain, "providers.yaml"), Clock(NOON))
+    assert engine.router.gate is None
+    engine.reload(parse_config(CONFIG, "providers.yaml"))
+    assert engine.router.gate is not None
+    served(engine, 5.0)
+    assert queue(engine) == ["backup"]

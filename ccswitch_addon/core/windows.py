@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["HYSTERESIS", "PREFIX", "Observed", "Windows", "session_of"]
 
 PREFIX = "anthropic-ratelimit-unified-"
+STATUS = PREFIX + "status"
 WINDOWS = ("5h", "7d")
 # A provider moved away at the threshold takes new conversations again only once its
 # fullest window is this far below it (or that window has reset).
@@ -80,7 +81,7 @@ class Windows:
 
     def observe(self, app: str, pid: str, headers: Mapping[str, str]) -> Observed | None:
         """Take a response's unified headers; None when it carries none."""
-        status = headers.get(PREFIX + "status")
+        status = headers.get(STATUS)
         if status is None:
             return None
         entry = self._providers.setdefault((app, pid), _Provider())
