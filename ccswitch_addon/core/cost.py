@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccswitch_addon.core.config import Config, ProviderConfig
-from ccswitch_addon.core.prices import Price, PriceTable, TokenCounts, price_table
+from ccswitch_addon.core.prices import Price, PriceTable, TokenCounts, cost_at, price_table
 from ccswitch_addon.wire.usage import Usage
 
 __all__ = ["Pricer", "describe_cost", "tokens_of", "unpriced"]
@@ -52,10 +52,10 @@ def describe_cost(provider: ProviderConfig) -> str:
 
 def tokens_of(usage: Usage) -> TokenCounts:
     return TokenCounts(
-        input=usage.uncached_input(),
-        output=usage.output_tokens or 0,
-        cache_read=usage.cache_read_tokens or 0,
-        cache_write=usage.cache_write_tokens or 0,
+        usage.uncached_input(),
+        usage.output_tokens or 0,
+        usage.cache_read_tokens or 0,
+        usage.cache_write_tokens or 0,
     )
 
 
@@ -100,4 +100,5 @@ class Pricer:
         multiplier = provider.cost.price_multiplier
         if provider.cost.price is not None or multiplier is None:
             multiplier = 1.0
-        return round(price.cost(tokens or tokens_of(usage), multiplier), 10)
+        tokens = tokens or tokens_of(usage)
+        return cost_at(price.flat or price.rates(tokens.total_input), tokens, multiplier)

@@ -13,12 +13,12 @@ import datetime
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Price", "PriceTable", "Tiered", "TokenCounts", "price_table"]
+__all__ = ["Price", "PriceTable", "Tiered", "TokenCounts", "cost_at", "price_table"]
 
 PER = 1_000_000  # prices are USD per million tokens
 
@@ -46,8 +46,7 @@ def _rate(value: Rate | None, total_input: int) -> float | None:
     return value.at(total_input)
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCounts:
+class TokenCounts(NamedTuple):
     """One request's tokens, split the way they are billed (input excludes cache tokens)."""
 
     input: int = 0
@@ -68,19 +67,46 @@ class Price:
     output: Rate
     cache_read: Rate | None = None
     cache_write: Rate | None = None
+    # the four rates when none is tiered: the request path's arithmetic only
+    flat: tuple[float, float, float, float] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def rates(self, total_input: int) -> tuple[float, float, float, float]:
+        """(input, output, cache read, cache write) for a prompt of this many tokens."""
+        input_rate = _rate(self.input, total_input) or 0.0
+        read = _rate(self.cache_read, total_input)
+        write = _rate(self.cache_write, total_input)
+        return (
+            input_rate,
+            _rate(self.output, total_input) or 0.0,
+            input_rate if read is None else read,
+            input_rate if write is None else write,
+        )
+
+    def __post_init__(self) -> None:
+        rates = (self.input, self.output, self.cache_read, self.cache_write)
+        flat = None if any(isinstance(r, Tiered) for r in rates) else self.rates(0)
+        object.__setattr__(self, "flat", flat)
 
     def cost(self, tokens: TokenCounts, multiplier: float = 1.0) -> float:
-        total = tokens.total_input
-        input_rate = _rate(self.input, total) or 0.0
-        read = _rate(self.cache_read, total)
-        write = _rate(self.cache_write, total)
-        usd = (
-            tokens.input * input_rate
-            + tokens.output * (_rate(self.output, total) or 0.0)
-            + tokens.cache_read * (input_rate if read is None else read)
-            + tokens.cache_write * (input_rate if write is None else write)
+        return cost_at(self.flat or self.rates(tokens.total_input), tokens, multiplier)
+
+
+def cost_at(
+    rates: tuple[float, float, float, float], tokens: TokenCounts, multiplier: float = 1.0
+) -> float:
+    """USD of the tokens at these per-million rates."""
+    return (
+        (
+            tokens.input * rates[0]
+            + tokens.output * rates[1]
+            + tokens.cache_read * rates[2]
+            + tokens.cache_write * rates[3]
         )
-        return usd * multiplier / PER
+        * multiplier
+        / PER
+    )
 
 
 # --- the shipped list ------------------------------------------------------------------------
