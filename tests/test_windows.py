@@ -68,3 +68,33 @@ def test_session_from_the_tools_headers() -> None:
     assert session_of([(b"X-Claude-Code-Session-Id", b"abc")]) == "abc"
     assert session_of([(b"session_id", b"s1")]) == "s1"
     assert session_of([(b"x-other", b"v")]) is None
+
+
+def test_rejected_cools_the_provider_until_the_reset_capped() -> None:
+    from ccswitch_addon.core.config import parse_config
+    from ccswitch_addon.engine import Engine
+
+    config = parse_config(
+        """\
+apps:
+  claude:
+    queue: [max, backup]
+    breaker: {max_cooldown_seconds: 7200}
+    providers:
+      max: {base_url: "http://127.0.0.1:9", auth: passthrough}
+      backup: {base_url: "http://127.0.0.1:10", auth: passthrough}
+""",
+        "providers.yaml",
+    )
+    engine = Engine(config, lambda: NOW)
+    engine.accounts.headers_seen("claude", "max", headers("allowed", 0.5))
+    assert engine.router.breaker("claude", "max").label() == "closed"
+    # a 200 that says rejected cools it too; the reset is an hour away, within the cap
+    engine.accounts.headers_seen("claude", "max", headers("rejected", 1.0))
+    entry = engine.status()["apps"]["claude"]["queue"][0]
+    assert (entry["state"], entry["reopens_at"]) == ("cooldown", NOW + 3600)
+    assert entry["cooldown_reason"] == "subscription window rejected"
+    assert entry["windows"]["status"] == "rejected"
+    # a reset days away is capped by max_cooldown_seconds
+    engine.accounts.headers_seen("claude", "backup", headers("rejected", 1.0, reset=NOW + 86400))
+    assert engine.router.breaker("claude", "backup").reopens_at() == NOW + 7200
