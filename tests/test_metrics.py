@@ -97,3 +97,25 @@ def test_metrics_count_requests_attempts_failovers_tokens_cost_and_states() -> N
     }
     assert states == {"primary": 0, "backup": 0, "gone": 5}
     assert not any("model" in dict(key[1]) for key in found)
+
+
+def test_a_request_error_passed_on_is_its_own_outcome() -> None:
+    engine = Engine(parse_config(CONFIG, "providers.yaml", env={}))
+    engine.request_done(Finished("claude", "primary", [Attempt("primary", 5.0, False, 400)]))
+    engine.request_done(Finished("claude", None, []))
+    found = samples(engine)
+    assert (
+        found[
+            ("ccswitch_requests_total", labels(app="claude", provider="primary", outcome="error"))
+        ]
+        == 1
+    )
+    assert (
+        found[
+            (
+                "ccswitch_requests_total",
+                labels(app="claude", provider="none", outcome="unavailable"),
+            )
+        ]
+        == 1
+    )

@@ -84,7 +84,12 @@ class Metrics:
             key = (app, last, "failure" if done.attempts else "unavailable")
             self._requests[key] = self._requests.get(key, 0) + 1
             return
-        key = (app, served, "failover" if failed else "success")
+        last = done.attempts[-1].status if done.attempts else None
+        if last is not None and last >= 400:  # the request's own error, passed on as it came
+            outcome = "error"
+        else:
+            outcome = "failover" if failed else "success"
+        key = (app, served, outcome)
         self._requests[key] = self._requests.get(key, 0) + 1
         if failed:
             self._failovers[app] = self._failovers.get(app, 0) + 1
