@@ -80,12 +80,12 @@ class Metrics:
             attempts[key] = attempts.get(key, 0) + 1
         served = done.served
         if served is None:
-            last = done.attempts[-1].provider if done.attempts else "none"
-            key = (app, last, "failure" if done.attempts else "unavailable")
+            tried = done.attempts[-1].provider if done.attempts else "none"
+            key = (app, tried, "failure" if done.attempts else "unavailable")
             self._requests[key] = self._requests.get(key, 0) + 1
             return
-        last = done.attempts[-1].status if done.attempts else None
-        if last is not None and last >= 400:  # the request's own error, passed on as it came
+        status = done.attempts[-1].status if done.attempts else None
+        if status is not None and status >= 400:  # the request's own error, passed on as it came
             outcome = "error"
         else:
             outcome = "failover" if failed else "success"
