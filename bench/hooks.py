@@ -2,6 +2,7 @@
 
     python bench/hooks.py [--log] [--map] [--routes]      # CPU µs per request, hooks on − off
     python bench/hooks.py --instructions [--log] [--map]  # instructions per request (valgrind)
+    python bench/hooks.py --cost                          # cost accounting and metrics alone
 
 A routed request costs the addon three things: the request hook (which points the flow at
 the relay), the relay's work (its small HTTP/1.1 server takes the pointed request, the pooled
@@ -196,6 +197,65 @@ def measure(args: argparse.Namespace, modes: list[bool]) -> list[tuple[float, di
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+COST_CONFIG = """\
+apps:
+  claude:
+    queue: [primary, backup]
+    providers:
+      primary:
+        base_url: https://api.anthropic.com
+        auth: passthrough
+        budget: {daily_usd: 1000000, monthly_usd: 1000000}
+        switch_at_utilization: 0.95
+      backup:
+        base_url: http://127.0.0.1:9
+        auth: passthrough
+        price_multiplier: 0.5
+"""
+
+
+def cost_accounting(requests: int) -> tuple[float, float]:
+    """CPU µs per served request of pricing it, counting it toward its budget, and the
+    metrics (best of SLICES slices); and of the router's gate for the same request."""
+    from ccswitch_addon.core.config import parse_config
+    from ccswitch_addon.core.record import Attempt, Finished
+    from ccswitch_addon.engine import Engine
+    from ccswitch_addon.wire.usage import Usage
+
+    engine = Engine(parse_config(COST_CONFIG, "bench.yaml"))
+    done = [
+        Finished(
+            "claude",
+            "primary" if i % 2 else "backup",
+            [Attempt("primary" if i % 2 else "backup", 12.0, False, 200)],
+            model_sent="claude-sonnet-4-5",
+            ttfb_ms=250.0,
+            usage=Usage(1200, 300, 20000, 500),
+        )
+        for i in range(requests)
+    ]
+
+    def account(d: Finished) -> None:  # what request_done adds for issue 23
+        engine.accounts.finished(d, time.time())
+
+    def gate(d: Finished) -> None:
+        engine.router.select_providers("claude", None, session="session-1")
+
+    figures = []
+    for work in (account, gate):
+        for d in done[:WARMUP]:
+            work(d)
+        best = float("inf")
+        size = requests // SLICES
+        for i in range(SLICES):
+            started = time.process_time()
+            for d in done[i * size : (i + 1) * size]:
+                work(d)
+            best = min(best, time.process_time() - started)
+        figures.append(best / size * 1e6)
+    return figures[0], figures[1]
+
+
 def instructions(args: argparse.Namespace) -> int:
     counts = []
     for hooks in ("on", "off"):
@@ -223,7 +283,15 @@ def main() -> int:
     parser.add_argument("--map", action="store_true", help="with a model mapping")
     parser.add_argument("--routes", action="store_true", help="with routes and conversations")
     parser.add_argument("--instructions", action="store_true", help="count under valgrind")
+    parser.add_argument("--cost", action="store_true", help="cost accounting and metrics alone")
     args = parser.parse_args()
+    if args.cost:
+        account, gate = cost_accounting(max(args.requests, WARMUP))
+        print(
+            f"{account:.1f} µs per request: pricing, budget and metrics "
+            f"(goal: under 10); router selection with the gate {gate:.1f} µs"
+        )
+        return 0
     if args.instructions:
         print(f"{instructions(args)} instructions per request (the addon's work only)")
         return 0

@@ -254,6 +254,7 @@ class CcSwitch:
             engine.memory,
             engine.recall,
         )
+        upstream.on_headers = engine.accounts.headers_seen
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)
         await relay.start()

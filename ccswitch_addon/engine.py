@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ccswitch_addon.accounting import Accounting
 from ccswitch_addon.core.breaker import Permit, State
+from ccswitch_addon.core.budget import Spent
 from ccswitch_addon.core.config import AppConfig, Config, ProviderConfig
 from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.record import Attempt, Finished
@@ -50,11 +52,12 @@ class Gateway(Protocol):
         self, app: str, route: str, conversation: str
     ) -> tuple[str, float] | None: ...
     async def first_read(self) -> None: ...
+    def spend(self, rows: list[Spent], usd: float, settle: Callable[[Spent], None]) -> None: ...
 
 
 class Engine:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+        self._clock = self.clock = clock
         self.router = Router(config, clock, on_state_change=self._state_changed)
         self.switches = SwitchManager(clock)
         self.switches.add_listener(self._switched)
@@ -74,6 +77,9 @@ class Engine:
         # previous_response_id history of translated Responses requests, kept in the state file
         self.memory = ConversationMemory()
         self.memory.on_remember = self._remembered
+        # what requests cost, budgets, subscription windows, metrics: accounting.py
+        self.accounts = Accounting(self)
+        self.router.gate = self.accounts.gate(config)
 
     async def admit(self, app: str, pid: str, permit: Permit | None) -> Permit | None:
         """The fleet's leave for a permit the router gave (a half-open probe, an unproven
@@ -126,6 +132,7 @@ class Engine:
             SwitchEvent(t, app, from_, to, reason) for t, app, from_, to, reason in store.events()
         ]
         self.switches.restore(active, events)
+        self.accounts.budgets.restore(store.spend())
         for rid, previous, items in store.conversations():
             try:
                 self.memory.remember(rid, previous, json.loads(items))
@@ -135,6 +142,7 @@ class Engine:
 
     def close(self) -> None:
         if self.store is not None:
+            self.accounts.save()
             self.store.close()
             self.store = None
 
@@ -143,6 +151,7 @@ class Engine:
     def reload(self, config: Config) -> None:
         removed = set(self.router.config.apps) - set(config.apps)
         self.router.reload(config)
+        self.router.gate = self.accounts.gate(config)
         self.switches.forget(removed)
         self.config_error = None
 
@@ -159,6 +168,7 @@ class Engine:
                 self._failed_with[(done.app, attempt.provider)] = str(
                     attempt.error or attempt.status
                 )
+        cost = self.accounts.finished(done, now)
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(
@@ -180,9 +190,10 @@ class Engine:
                     why=done.why,
                     chain=json.dumps([a.to_json() for a in done.attempts]),
                     note=done.note,
+                    **self.accounts.log_fields(done.usage, cost),
                 )
             )
-        self.history.finished(_log_entry(done, now))
+        self.history.finished(_log_entry(done, now, cost))
         if done.served is None:
             return None
         self.router.served(done.app, done.route, done.conversation, done.served)
@@ -287,6 +298,9 @@ class Engine:
         if self.store is not None:
             self.store.save_app(app, pid, self.switches.active(app))
         breaker = self.router.breaker(app, pid)
+        note = self.accounts.switch_note(app, pid)
+        if note is not None:
+            return note
         if self.router.app(app).failover and breaker.label() in ("open", "cooldown"):
             reopens = breaker.reopens_at()
             when = f" for {max(0, int((reopens or 0) - self._clock() + 0.999))}s" if reopens else ""
@@ -303,6 +317,7 @@ class Engine:
         for name, app in status["apps"].items():
             for entry in app["queue"]:
                 entry.update(self.stats.summary(name, entry["id"]))
+                self.accounts.annotate(name, entry)
                 entry["health"] = _health(entry)
                 if entry.get("last_failure"):
                     entry["last_failure_reason"] = self._failed_with.get((name, entry["id"]))
@@ -319,14 +334,14 @@ def _health(entry: dict[str, Any]) -> str:
     state = entry["state"]
     if state == "disabled":
         return "grey"
-    if state in ("open", "cooldown"):
+    if state in ("open", "cooldown", "budget"):
         return "red"
     if state == "half_open" or entry.get("last_failure"):
         return "yellow"
     return "green"
 
 
-def _log_entry(done: Finished, now: float) -> dict[str, Any]:
+def _log_entry(done: Finished, now: float, cost: float | None = None) -> dict[str, Any]:
     """A finished request as the dashboard's log shows it, with its attempt chain."""
     last = done.attempts[-1] if done.attempts else None
     return {
@@ -341,6 +356,7 @@ def _log_entry(done: Finished, now: float) -> dict[str, Any]:
         "total_ms": done.total_ms,
         "input_tokens": done.usage.input_tokens,
         "output_tokens": done.usage.output_tokens,
+        "cost_usd": cost,
         "chain": [a.to_json() for a in done.attempts],
         "route": done.route,
         "why": done.why,

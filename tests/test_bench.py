@@ -166,6 +166,13 @@ def test_hooks_bench_drives_the_addon_in_process(flags: list[str]) -> None:
     assert 0 < micros < 100_000
 
 
+def test_hooks_bench_measures_cost_accounting_and_metrics() -> None:
+    stdout = bench("hooks.py", "--cost", "--requests", "1000")
+    micros = float(stdout.split(" µs per request")[0].split()[-1])
+    assert 0 < micros < 10_000
+    assert "router selection with the gate" in stdout
+
+
 @pytest.mark.e2e
 def test_gateway_bench_reports_latency_commands_and_spread() -> None:
     data = json.loads(bench("gateway.py", "--requests", "200", "--trips", "2", "--stalls", "1"))

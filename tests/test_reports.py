@@ -150,11 +150,15 @@ def test_usage_by_provider(state: Path, capsys: pytest.CaptureFixture[str]) -> N
         "tokens",
         "output",
         "tokens",
+        "cost",
+        "$",
+        "cache",
+        "hit",
     ]
     backup = lines[1].split()
     primary = lines[2].split()
-    assert backup == ["backup", "3", "0", "300", "33"]
-    assert primary == ["primary", "1", "1", "0", "0"]
+    assert backup == ["backup", "3", "0", "300", "33", "-", "-"]  # logged without prices
+    assert primary == ["primary", "1", "1", "0", "0", "-", "-"]
 
 
 def test_usage_by_day(state: Path, capsys: pytest.CaptureFixture[str]) -> None:

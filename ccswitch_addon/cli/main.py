@@ -47,8 +47,10 @@ from ccswitch_addon.cli.reports import (
 )
 from ccswitch_addon.cli.staleproxy import stale_keys
 from ccswitch_addon.core.config import AppConfig, Config, ConfigError, load_config
+from ccswitch_addon.core.cost import describe_cost, unpriced
 from ccswitch_addon.core.envfile import KeyEnv, env_path, read_env
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
+from ccswitch_addon.core.prices import price_table
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
 
@@ -97,6 +99,7 @@ def _describe_app(app: AppConfig, out: TextIO, keys: KeyEnv | None = None) -> No
             line += f"  rules {len(p.rules)}"
         if p.probe:
             line += f"  probe {p.probe.method} {p.probe.path}"
+        line += describe_cost(p)
         if p.disabled:
             line += f"  DISABLED: {p.disabled}"
         if pid not in app.queue:
@@ -152,6 +155,12 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keys = read_env(path)
     for app in config.apps.values():
         _describe_app(app, out, keys)
+    for app_name, pid, models in unpriced(config):
+        print(
+            f"unpriced: {app_name}/{pid}: {', '.join(models)} (not in the price list "
+            f"{price_table().source}; cost_usd stays null; set price: to count it)",
+            file=out,
+        )
     stale_keys(config, err)  # a running proxy of this file that lacks a key this shell has
     return EXIT_USAGE if failed else EXIT_OK
 
@@ -518,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     log.set_defaults(handler=cmd_log)
 
-    usage = command("usage", "requests, failures and tokens per day or provider (this instance's)")
+    usage = command(
+        "usage", "requests, failures, tokens, cost, cache hit ratio per day or provider"
+    )
     state_option(usage)
     usage.add_argument(
         "--by", choices=("day", "provider"), default="day", help="group by (default day)"

@@ -103,6 +103,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
     for name, app in status["apps"].items():
         mode = "" if app.get("failover", True) else ", failover off"
         out.append(f"{name}: current {app['current']}, active {app.get('active') or '-'}{mode}")
+        money = any(e.get("spent_usd", {}).get("month") or "budget" in e for e in app["queue"])
+        windows = any("windows" in e for e in app["queue"])
         rows = []
         for entry in app["queue"]:
             rows.append(
@@ -118,6 +120,8 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                     entry.get("p95_ms"),
                 ]
                 + ([entry.get("changed_by") or "-"] if gateway else [])
+                + ([_spent(entry, "day"), _spent(entry, "month")] if money else [])
+                + ([_windows(entry.get("windows"))] if windows else [])
             )
         table = format_table(
             [
@@ -131,11 +135,16 @@ def status_table(status: dict[str, Any], now: float | None = None) -> str:
                 "p50 ms",
                 "p95 ms",
             ]
-            + (["changed by"] if gateway else []),
+            + (["changed by"] if gateway else [])
+            + (["today $", "month $"] if money else [])
+            + (["5h / 7d"] if windows else []),
             rows,
         )
         out.append("  " + table.replace("\n", "\n  "))
         out.extend(_routing_lines(app, now))
+        for entry in app["queue"]:
+            if entry.get("budget_reason"):
+                out.append(f"  {entry['id']}: {entry['budget_reason']}")
     events = status.get("events") or []
     if events:
         out.append("recent switches:")
@@ -178,6 +187,24 @@ def _routing_lines(app: dict[str, Any], now: float) -> list[str]:
             shown.append(f"{key['key']} {state} ({key['conversations']} conv.)")
         lines.append(f"  keys of {pid}: " + ", ".join(shown))
     return lines
+
+
+def _spent(entry: dict[str, Any], period: str) -> str | None:
+    """Spend in the period, and the limit when a budget sets one: ``5.20/5.00``."""
+    spent = entry.get("spent_usd", {}).get(period)
+    limit = (entry.get("budget") or {}).get("daily_usd" if period == "day" else "monthly_usd")
+    if spent is None:
+        return None
+    return f"{spent:.2f}" + (f"/{limit:.2f}" if limit is not None else "")
+
+
+def _windows(windows: dict[str, Any] | None) -> str | None:
+    """A subscription's windows: ``96% / 30%`` and its status when not plainly allowed."""
+    if not windows:
+        return None
+    shown = " / ".join(_pct((windows.get(w) or {}).get("utilization")) or "-" for w in ("5h", "7d"))
+    status = windows.get("status")
+    return shown + (f" ({status})" if status and status != "allowed" else "")
 
 
 def status_from_store(
@@ -251,8 +278,8 @@ def log_rows(
     chained = "chain, note" if "chain" in columns else "NULL, NULL"
     sql = (
         "SELECT time, app, provider, model_requested, model_sent, status, error, attempts,"
-        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {routed}, {chained}"
-        " FROM requests WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
+        f" total_ms, ttfb_ms, input_tokens, output_tokens, streaming, {routed}, {chained},"
+        f" {_cost(db)} FROM requests WHERE time >= ? AND (? IS NULL OR app = ?) ORDER BY time"
     )
     rows = []
     for r in db.execute(sql, (cutoff, app, app)):
@@ -269,6 +296,7 @@ def log_rows(
                 r[9],
                 r[10],
                 r[11],
+                _usd(r[17]),
                 "yes" if r[12] else "no",
                 "; ".join(([f"route {r[13]}"] if r[13] else []) + ([r[14]] if r[14] else [])),
             ]
@@ -284,6 +312,7 @@ def log_rows(
         "ttfb ms",
         "in tok",
         "out tok",
+        "cost $",
         "stream",
         "why",
     ], rows
@@ -302,15 +331,53 @@ def chain_text(stored: str | None, attempts: int) -> str:
 
 def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:
     key = "provider" if by == "provider" else "date(time, 'unixepoch', 'localtime'), provider"
+    money = _money_columns(db)
     sql = (
         f"SELECT {key}, count(*),"
         " sum(CASE WHEN error IS NOT NULL OR status >= 400 THEN 1 ELSE 0 END),"
-        " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
-        f" FROM requests GROUP BY {key} ORDER BY {key}"
+        " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+        f" {money} FROM requests GROUP BY {key} ORDER BY {key}"
     )
-    rows = [list(r) for r in db.execute(sql)]
+    rows = []
+    for r in db.execute(sql):
+        *head, cost, unpriced, read, total = r
+        # cost of the priced requests; "+" marks a sum that leaves unpriced requests out
+        shown = None if cost is None else f"{cost:.4f}" + ("+" if unpriced else "")
+        rows.append([*head, shown, _pct(read / total) if total else None])
     headers = ["provider"] if by == "provider" else ["day", "provider"]
-    return [*headers, "requests", "failures", "input tokens", "output tokens"], rows
+    return [
+        *headers,
+        "requests",
+        "failures",
+        "input tokens",
+        "output tokens",
+        "cost $",
+        "cache hit",
+    ], rows
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+
+
+def _cost(db: sqlite3.Connection) -> str:
+    """cost_usd, or NULL in a state file the proxy has not migrated yet (schema < 5)."""
+    return "cost_usd" if "cost_usd" in _columns(db) else "NULL"
+
+
+def _money_columns(db: sqlite3.Connection) -> str:
+    """Cost, unpriced served requests, cache reads and all input tokens."""
+    if "cost_usd" not in _columns(db):
+        return "NULL, 0, 0, 0"
+    return (
+        "sum(cost_usd),"
+        " sum(CASE WHEN cost_usd IS NULL AND status < 400 AND error IS NULL THEN 1 ELSE 0 END),"
+        " coalesce(sum(cache_read_tokens), 0), coalesce(sum(input_total_tokens), 0)"
+    )
+
+
+def _usd(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def _clock(when: float) -> str:

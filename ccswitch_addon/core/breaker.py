@@ -302,6 +302,15 @@ class CircuitBreaker:
         if self.state is State.CLOSED and self._consecutive >= self.config.failure_threshold:
             self._trip(self._clock(), f"{self._consecutive} failures in a row")
 
+    def cool(self, until: float, reason: str) -> bool:
+        """Skip this provider until ``until`` (a subscription window rejected); True when
+        that is later than the cooldown it had."""
+        if until <= self._cooldown_until:
+            return False
+        self._cooldown_until = until
+        self.cooldown_reason = reason
+        return True
+
     def reset(self) -> None:
         """Manual reset: closed, counters and cooldown cleared."""
         self._cooldown_until = 0.0

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.costconfig import COST_KEYS, CostConfig, parse_cost
 from ccswitch_addon.core.envfile import exposed, fix_hint, read_env
 from ccswitch_addon.core.routes import Routing, parse_routing
 from ccswitch_addon.core.rules import Rule, parse_rules
@@ -228,6 +229,7 @@ PROVIDER_KEYS = (
     "headers",
     "rules",
     "probe",
+    *COST_KEYS,  # core/costconfig.py
 )
 PROBE_KEYS = ("method", "path", "body", "interval_seconds")
 
@@ -288,6 +290,7 @@ class ProviderConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     key_var: str | None = None  # the ${VAR} api_key names, for where it came from
     missing: str | None = None  # the first unset ${VAR}: the short form of `disabled`
+    cost: CostConfig = field(default_factory=CostConfig)  # price, budget, subscription window
 
 
 @dataclass(frozen=True)
@@ -504,6 +507,7 @@ def _parse_provider(
         api_keys=pool if len(pool) > 1 and auth is not Auth.PASSTHROUGH else (),
         key_var=_key_var(entries.get("api_key")),
         missing=unset[0].variable if unset else None,
+        cost=parse_cost(entries),
     )
 
 

@@ -55,6 +55,8 @@ class Finished:
         parts = ([f"route {self.route}"] if self.route else []) + ([self.why] if self.why else [])
         return "; ".join(parts) or None
 
+    session: str | None = None  # the conversation (the tools' session header), if sent
+
     def failures(self) -> list[str]:
         """The attempts that did not serve, as ``primary: 529``."""
         return [a.short() for a in self.attempts if a.provider != self.served]

@@ -104,6 +104,9 @@ class Router:
         self.pools = KeyPools(clock)
         self.route_active: dict[tuple[str, str], str] = {}  # (app, route): last served by
         self.let_go: dict[str, float] = {}  # app: when a manual switch let go of its queue's
+        # Providers held back for reasons outside the breaker (a spent budget, a full
+        # subscription window): (app, provider, session) → (label, until when) or None.
+        self.gate: Callable[[str, str, str | None], tuple[str, float] | None] | None = None
         self.config = config
         self.reload(config)
 
@@ -230,14 +233,21 @@ class Router:
     # --- routing ------------------------------------------------------------------------------
 
     def select_providers(
-        self, app: str, endpoint: str | None = None, facts: Facts | None = None
+        self,
+        app: str,
+        endpoint: str | None = None,
+        facts: Facts | None = None,
+        session: str | None = None,
     ) -> Selection:
         """The providers to try, in order; with ``endpoint``, not those known to lack it.
 
         With ``facts`` (the request's own answers) a route may take the request, and a
-        conversation goes first to the provider that last served it (core/affinity.py).
+        conversation goes first to the provider that last served it (core/affinity.py);
+        ``session`` (the conversation) is asked of the gate (budgets, subscription windows).
         """
         config = self.app(app)
+        if session is None and facts is not None:
+            session = facts.conversation
         routing = config.routing
         route = routing.route_for(facts) if facts is not None and routing.routes else None
         if route is not None:
@@ -264,6 +274,9 @@ class Router:
                 continue
             if endpoint is not None and self._missing and self.lacks(app, pid, endpoint):
                 lacking += 1
+                continue
+            if self.gate is not None and (held := self.gate(app, pid, session)) is not None:
+                waits.append(held[1])
                 continue
             breaker = self._breakers[(app, pid)]
             if breaker.available():

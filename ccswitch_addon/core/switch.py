@@ -108,6 +108,14 @@ class SwitchManager:
         self._emit(event)
         return event
 
+    def announce(self, event: SwitchEvent) -> None:
+        """An event decided elsewhere (a budget spent): traffic moves to ``event.to``, which
+        therefore makes no second event when it serves."""
+        self._announced[event.app] = event.to
+        self._reason.pop(event.app, None)
+        self._last_event[event.app] = event.time
+        self._emit(event)
+
     def _emit(self, event: SwitchEvent) -> None:
         self.events.append(event)
         for listener in self._listeners:

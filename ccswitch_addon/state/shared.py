@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ccswitch_addon.core.breaker import Permit, State
+from ccswitch_addon.core.budget import Spent
 from ccswitch_addon.core.outcome import Effect, Outcome
 from ccswitch_addon.core.router import UnknownName
 from ccswitch_addon.core.switch import SwitchEvent
@@ -44,6 +45,7 @@ from ccswitch_addon.state.redis_calls import (
     mask_url,
     script_text,
 )
+from ccswitch_addon.state.spend import SharedSpend
 
 __all__ = [
     "DOWN_POLICIES",
@@ -98,6 +100,7 @@ class SharedState:
         self.leases = Leases(engine, self.calls, self.view, self.instance, self._call)
         self._switching: set[str] = set()
         self._tally: dict[tuple[str, str], int] = {}  # a healthy provider's successes
+        self.spending = SharedSpend(self.client, prefix, timeout)  # budgets: state/spend.py
         engine.gateway = self
         engine.router.observer = self
         engine.state_listeners.append(self._transition)
@@ -309,6 +312,15 @@ class SharedState:
             return pid, float(when)
         except ValueError:
             return None
+
+    def spend(self, rows: list[Spent], usd: float, settle: Callable[[Spent], None]) -> None:
+        """Add a request's cost to the fleet's spend; ``settle`` gets the fleet's totals."""
+
+        async def add() -> None:
+            for total in await self.spending.add(rows, usd, time.time()) or ():
+                settle(total)
+
+        self._spawn(add())
 
     def probe_ok(self, app: str, pid: str) -> None:
         if self.link.reachable:

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ccswitch_addon.core.breaker import State
+from ccswitch_addon.core.budget import Spent
 
 __all__ = ["BreakerRow", "RequestRow", "Store", "StoreError", "open_readonly"]
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CONVERSATION_TURNS = 256  # previous_response_id turns kept in the file, newest first
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: (
@@ -56,6 +57,15 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     4: (
         "ALTER TABLE requests ADD COLUMN chain TEXT",
         "ALTER TABLE requests ADD COLUMN note TEXT",
+    ),
+    # What requests cost (core/prices.py), and each provider's spend per period for budgets.
+    5: (
+        "ALTER TABLE requests ADD COLUMN cost_usd REAL",
+        "ALTER TABLE requests ADD COLUMN cache_read_tokens INTEGER",
+        "ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER",
+        "ALTER TABLE requests ADD COLUMN input_total_tokens INTEGER",
+        "CREATE TABLE spend (app TEXT, provider TEXT, period TEXT, key TEXT, usd REAL,"
+        " PRIMARY KEY (app, provider, period))",
     ),
 }
 
@@ -82,6 +92,10 @@ class RequestRow(NamedTuple):
     why: str | None = None
     chain: str | None = None  # JSON: [{"provider", "ms", "status"|"error"}, …]
     note: str | None = None  # "no failover: …"
+    cost_usd: float | None = None  # None: the model has no known price
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    input_total_tokens: int | None = None  # all input: uncached, cache reads and writes
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,7 @@ class Store:
             _migrate(self._db)
             self._saved = (self._read_apps(), self._read_breakers(), self._read_events())
             self._turns = self._read_conversations()
+            self._spent = self._read_spend()
         except (sqlite3.Error, OSError, StoreError) as e:
             if self._db is not None:
                 self._db.close()
@@ -204,6 +219,15 @@ class Store:
             (CONVERSATION_TURNS,),
         ).fetchall()
         return [(rid, previous, items) for rid, previous, items in reversed(rows)]
+
+    def spend(self) -> list[Spent]:
+        """Each provider's spend in its latest day and month (budgets)."""
+        return list(self._spent)
+
+    def _read_spend(self) -> list[Spent]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT app, provider, period, key, usd FROM spend").fetchall()
+        return [Spent(a, p, period, key, float(usd or 0)) for a, p, period, key, usd in rows]
 
     def _read_apps(self) -> dict[str, tuple[str | None, str | None]]:
         assert self._db is not None
@@ -269,9 +293,16 @@ class Store:
         self._put(
             "INSERT INTO requests (time, app, provider, model_requested, model_sent,"
             " status, error, attempts, total_ms, ttfb_ms, input_tokens, output_tokens,"
-            " streaming, route, why, chain, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " streaming, route, why, chain, note, cost_usd, cache_read_tokens,"
+            " cache_write_tokens, input_total_tokens)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
+        )
+
+    def save_spend(self, row: Spent) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO spend VALUES (?, ?, ?, ?, ?)",
+            (row.app, row.provider, row.period, row.key, row.usd),
         )
 
     def save_turn(self, response_id: str, previous: str | None, items: str) -> None:

@@ -27,6 +27,7 @@ from ccswitch_addon.core.reasons import no_failover, order_of, skip_reason
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
+from ccswitch_addon.core.windows import session_of
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.answer import Answer
 from ccswitch_addon.upstream.client import (
@@ -122,6 +123,7 @@ class Exchange:
     keys: dict[str, list[int]] = field(default_factory=dict)  # pool keys used, per provider
     order: tuple[str, ...] = ()  # the providers in the order this request considers them
     note: str | None = None  # why no backup was tried (core/reasons.py)
+    session: str | None = None  # the conversation, when the router's gate asks for it
 
 
 @dataclass(slots=True)
@@ -171,6 +173,8 @@ class Upstream:
         self._recall = recall  # the team gateway's memory of conversations
         # previous_response_id history for Responses requests translated to Chat providers
         self.memory = memory if memory is not None else ConversationMemory()
+        # every provider answer's headers (app, provider, headers): subscription windows
+        self.on_headers: Callable[[str, str, CIMultiDictProxy[str]], None] | None = None
 
     # --- the request ------------------------------------------------------------------------
 
@@ -182,14 +186,17 @@ class Upstream:
         facts = Facts(app.api, ex.path, ex.headers, ex.body)
         if self._recall is not None:
             await self._recall(app, facts)
-        selection = self.router.select_providers(app.name, optional, facts)
+        if self.router.gate is not None:
+            ex.session = session_of(ex.headers)
+        selection = self.router.select_providers(app.name, optional, facts, ex.session)
         ex.route, ex.why, ex.conversation = selection.route, selection.why, selection.conversation
+        ex.session = ex.session or ex.conversation
         ex.order = (
             order_of(app, self.router.current_of(app))
             if selection.route is None
             else _queue_of(selection)
         )
-        ex.skipped = self._skipped(selection)
+        ex.skipped = self._skipped(selection, ex.session)
         failure: _Failed | None = None
         refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
@@ -265,13 +272,22 @@ class Upstream:
         headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
         answer.whole(failure.status or 502, _noted(headers, ex.note), failure.body)
 
-    def _skipped(self, selection: Selection) -> list[str]:
+    def _skipped(self, selection: Selection, session: str | None = None) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
+        gate = self.router.gate
         for pid in _queue_of(selection):
             if pid not in chosen:
                 provider = selection.app.providers[pid]
+                held = (
+                    gate(selection.app.name, pid, session)
+                    if gate is not None and not provider.disabled
+                    else None
+                )
+                if held is not None:  # a spent budget, a full subscription window
+                    notes.append(f"{pid}: {held[0]}")
+                    continue
                 breaker = (
                     None if provider.disabled else self.router.breaker(selection.app.name, pid)
                 )
@@ -308,6 +324,8 @@ class Upstream:
         ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)  # of the last attempt
         status = response.status
         headers = _forwarded(response.headers)
+        if self.on_headers is not None:
+            self.on_headers(app.name, provider.id, response.headers)
         if record is not None:
             record.status, record.response_headers = status, list(headers)
         try:
@@ -673,6 +691,7 @@ class Upstream:
             conversation=ex.conversation,
             order=ex.order,
             note=ex.note,
+            session=ex.session,
         )
         if ex.watch is not None:
             finished.usage = ex.watch.usage

@@ -27,6 +27,7 @@ from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.web.dashboard import page
 from ccswitch_addon.web.history import series
 from ccswitch_addon.web.logreads import recent_requests, tokens_by_day
+from ccswitch_addon.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from ccswitch_addon.wire.replies import Reply
 
 if TYPE_CHECKING:
@@ -166,6 +167,12 @@ class Control:
             return _json(200, {"rows": recent_requests(store, engine.history.requests)})
         if path == "/tokens":
             return _json(200, tokens_by_day(engine.store.path if engine.store else None))
+        if path == "/metrics":
+            return Reply(
+                200,
+                engine.accounts.metrics.render(),
+                (("content-type", METRICS_TYPE), ("cache-control", "no-store")),
+            )
         return _json(404, {"error": f"no such page: {request.method} {path}"})
 
     def _cross_site(self, request: ControlRequest) -> str | None:

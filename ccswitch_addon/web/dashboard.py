@@ -76,12 +76,14 @@ _PAGE = b"""<!doctype html>
   </thead><tbody id="events"></tbody></table></div>
 <div class="card"><h2>Last requests</h2>
   <table><thead><tr><th>time</th><th>app</th><th>served by</th><th>status</th><th>ms</th>
-  <th>tokens in / out</th><th>chain</th></tr></thead><tbody id="requests"></tbody></table>
+  <th>tokens in / out</th><th>cost $</th><th>chain</th></tr></thead>
+  <tbody id="requests"></tbody></table>
 </div>
-<div class="card"><h2>Tokens by provider and day</h2>
+<div class="card"><h2>Tokens and cost by provider and day</h2>
   <div id="tokens-note" class="muted"></div>
   <table><thead><tr><th>day</th><th>app</th><th>provider</th><th>requests</th>
-  <th>input tokens</th><th>output tokens</th></tr></thead><tbody id="tokens"></tbody></table>
+  <th>input tokens</th><th>output tokens</th><th>cost $</th><th>cache hit</th></tr></thead>
+  <tbody id="tokens"></tbody></table>
 </div>
 <script>
 "use strict";
@@ -89,7 +91,7 @@ const TOKEN = document.querySelector('meta[name="ccswitch-token"]').content;
 const BASE = document.querySelector('meta[name="ccswitch-base"]').content;
 const SVG = "http://www.w3.org/2000/svg";
 const STATE_COLOURS = {closed: "#12b76a", open: "#f04438", half_open: "#f79009",
-                       cooldown: "#7a5af8", disabled: "#98a2b3"};
+                       cooldown: "#7a5af8", budget: "#dc6803", disabled: "#98a2b3"};
 // Series colours share none with the states above (red is "open", not a provider); each
 // series also has its own dash and offset, so equal series do not hide each other.
 const LINE_COLOURS = ["#1570ef", "#0e9384", "#dd2590", "#a15c07", "#06aed4", "#344054"];
@@ -115,6 +117,15 @@ function svg(tag, attrs, ...children) {
 function when(t) { return t ? new Date(t * 1000).toLocaleTimeString() : ""; }
 function pct(x) { return x === null || x === undefined ? "-" : (x * 100).toFixed(1) + "%"; }
 function ms(x) { return x === null || x === undefined ? "-" : x + " ms"; }
+function usd(x) { return x === null || x === undefined ? "-" : "$" + x.toFixed(x < 1 ? 4 : 2); }
+function windows(p) {  // a subscription's unified rate-limit windows
+  const w = p.windows;
+  if (!w) return "";
+  const parts = ["5h", "7d"].filter(k => w[k]).map(k => k + " " + pct(w[k].utilization) +
+    (w[k].reset ? " (resets " + new Date(w[k].reset * 1000).toLocaleString() + ")" : ""));
+  return "subscription " + (w.status || "?") + ": " + parts.join(", ") +
+    (w.moved ? "; new conversations go elsewhere" : "");
+}
 
 function reason(p) {
   switch (p.state) {
@@ -126,6 +137,8 @@ function reason(p) {
       (p.opened_by ? " (opened by " + p.opened_by + ")" : "");
     case "cooldown": return "cooling down after " + (p.cooldown_reason || "a rate limit") +
       " until " + when(p.reopens_at);
+    case "budget": return p.budget_reason + " until " +
+      new Date(p.reopens_at * 1000).toLocaleString();
     default:
       return p.consecutive_failures ? p.consecutive_failures + " failure(s) in a row" +
         (p.last_failure_reason ? ", the last " + p.last_failure_reason : "") +
@@ -289,7 +302,10 @@ function render(status) {
         el("td", {}, el("span", {class: "badge " + p.health, "data-badge": p.health,
                                  title: p.health}), p.name, ...tags),
         el("td", {"data-state": p.state}, state),
-        el("td", {class: "reason", "data-reason": p.id}, reason(p)),
+        el("td", {class: "reason", "data-reason": p.id}, reason(p),
+           p.windows ? el("div", {class: "muted", "data-windows": p.id}, windows(p)) : ""),
+        el("td", {"data-cost-today": p.id}, usd(p.spent_usd?.day)),
+        el("td", {"data-cost-month": p.id}, usd(p.spent_usd?.month)),
         el("td", {}, p.requests ?? 0), el("td", {}, p.failures ?? 0),
         el("td", {}, pct(p.success_rate)), el("td", {}, ms(p.p50_ms)),
         el("td", {}, ms(p.p95_ms)), buttons(name, app, p));
@@ -300,7 +316,8 @@ function render(status) {
          " \\u00b7 ", el("span", {class: "help", title: ACTIVE_HELP}, "active"),
          " " + (app.active ?? "-") + (app.failover ? "" : " \\u00b7 failover off"))),
       el("table", {},
-         el("thead", {}, el("tr", {}, ...["#", "provider", "state", "why", "requests",
+         el("thead", {}, el("tr", {}, ...["#", "provider", "state", "why", "today",
+           "this month", "requests",
            "failures", "success", "p50", "p95", ""].map(h => el("th", {}, h)))),
          el("tbody", {}, ...rows)),
       routing(app),
@@ -350,12 +367,15 @@ function renderLog(requests, tokens) {
        el("td", {}, r.provider ?? "-"), el("td", {}, r.error || r.status || "-"),
        el("td", {}, r.total_ms ?? "-"),
        el("td", {}, (r.input_tokens ?? "-") + " / " + (r.output_tokens ?? "-")),
-       el("td", {class: "chain"}, chain(r)))), 7, "no requests yet"));
+       el("td", {}, usd(r.cost_usd)),
+       el("td", {class: "chain"}, chain(r)))), 8, "no requests yet"));
   document.getElementById("tokens-note").textContent = tokens.note || "";
   document.getElementById("tokens").replaceChildren(...orEmpty(tokens.rows.map(r =>
     el("tr", {class: "tokens"}, el("td", {}, r.day), el("td", {}, r.app),
        el("td", {}, r.provider ?? "-"), el("td", {}, r.requests),
-       el("td", {}, r.input_tokens), el("td", {}, r.output_tokens))), 6,
+       el("td", {}, r.input_tokens), el("td", {}, r.output_tokens),
+       el("td", {}, usd(r.cost_usd)), el("td", {"data-hit": r.provider ?? "-"},
+       pct(r.cache_hit_ratio)))), 8,
     tokens.note ? "" : "no tokens counted yet"));
 }
 

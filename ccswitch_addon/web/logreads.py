@@ -33,6 +33,7 @@ ROW_FIELDS = (
     "why",
     "chain",
     "note",
+    "cost_usd",
 )
 
 
@@ -72,7 +73,7 @@ def _chain(stored: str | None) -> list[Any] | None:
 
 
 def tokens_by_day(path: Path | None, days: int = 7, now: float | None = None) -> dict[str, Any]:
-    """Input and output tokens per provider and local day, the last ``days`` days."""
+    """Tokens, cost and cache hit ratio per provider and local day, the last ``days`` days."""
     if path is None:
         return {"rows": [], "note": "no state file: tokens are counted in the request log"}
     cutoff = (time.time() if now is None else now) - days * 86400
@@ -80,12 +81,20 @@ def tokens_by_day(path: Path | None, days: int = 7, now: float | None = None) ->
         with open_readonly(path) as db:
             found = db.execute(
                 "SELECT date(time, 'unixepoch', 'localtime') AS day, app, provider,"
-                " count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
+                " count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+                " sum(cost_usd), coalesce(sum(cache_read_tokens), 0),"
+                " coalesce(sum(input_total_tokens), 0)"
                 " FROM requests WHERE time >= ? GROUP BY day, app, provider"
                 " ORDER BY day DESC, app, provider",
                 (cutoff,),
             ).fetchall()
     except (StoreError, sqlite3.Error) as e:
         return {"rows": [], "note": str(e)}
-    keys = ("day", "app", "provider", "requests", "input_tokens", "output_tokens")
-    return {"rows": [dict(zip(keys, row, strict=True)) for row in found], "note": None}
+    keys = ("day", "app", "provider", "requests", "input_tokens", "output_tokens", "cost_usd")
+    rows = []
+    for *values, read, total in found:
+        row = dict(zip(keys, values, strict=True))
+        # cache read tokens / all input tokens (uncached, cache reads and writes)
+        row["cache_hit_ratio"] = round(read / total, 4) if total else None
+        rows.append(row)
+    return {"rows": rows, "note": None}

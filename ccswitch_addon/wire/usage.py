@@ -39,8 +39,19 @@ _TEXT_FIELDS = (b'"content":"', b'"reasoning_content":"', b'"reasoning":"')
 
 @dataclass(slots=True)
 class Usage:
-    input_tokens: int | None = None
+    input_tokens: int | None = None  # as the provider counts it (see input_includes_cache)
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    # OpenAI and Gemini count cached tokens inside the prompt's total; Anthropic apart
+    input_includes_cache: bool = False
+
+    def uncached_input(self) -> int:
+        """Input tokens billed at the full input price."""
+        total = self.input_tokens or 0
+        if self.input_includes_cache:
+            total -= (self.cache_read_tokens or 0) + (self.cache_write_tokens or 0)
+        return max(0, total)
 
 
 @dataclass(frozen=True)
@@ -206,9 +217,13 @@ class BodyWatch:
                 usage.get("input_tokens", usage.get("prompt_tokens")),
                 usage.get("output_tokens", usage.get("completion_tokens")),
             )
+            self._cache(usage)
         metadata = document.get("usageMetadata")
         if isinstance(metadata, dict):
             self._tokens(metadata.get("promptTokenCount"), metadata.get("candidatesTokenCount"))
+            if _int(metadata.get("cachedContentTokenCount")) is not None:
+                self.usage.cache_read_tokens = metadata["cachedContentTokenCount"]
+                self.usage.input_includes_cache = True
         if kind == "message_stop":
             self.ended = True
         if not self.content and _has_content(document):
@@ -218,6 +233,21 @@ class BodyWatch:
             isinstance(c, dict) and c.get("finishReason") for c in candidates
         ):
             self.ended = True
+
+    def _cache(self, usage: dict[str, Any]) -> None:
+        """Cache reads and writes: Anthropic's own fields, or OpenAI's cached_tokens detail."""
+        read = _int(usage.get("cache_read_input_tokens"))
+        write = _int(usage.get("cache_creation_input_tokens"))
+        if read is not None or write is not None:
+            if read is not None:
+                self.usage.cache_read_tokens = read
+            if write is not None:
+                self.usage.cache_write_tokens = write
+            return
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+        if isinstance(details, dict) and _int(details.get("cached_tokens")) is not None:
+            self.usage.cache_read_tokens = details["cached_tokens"]
+            self.usage.input_includes_cache = True
 
     def _tokens(self, input_tokens: Any, output_tokens: Any) -> None:
         if _int(input_tokens) is not None:
