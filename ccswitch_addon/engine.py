@@ -169,6 +169,7 @@ class Engine:
                     attempt.error or attempt.status
                 )
         cost = self.accounts.finished(done, now)
+        done.cost_usd = cost  # for the console line
         if self.store is not None:
             last = done.attempts[-1] if done.attempts else None
             self.store.add_request(

@@ -56,6 +56,7 @@ class Finished:
         return "; ".join(parts) or None
 
     session: str | None = None  # the conversation (the tools' session header), if sent
+    cost_usd: float | None = None  # priced by the engine once finished; None: unknown
 
     def failures(self) -> list[str]:
         """The attempts that did not serve, as ``primary: 529``."""

@@ -23,8 +23,7 @@ def _app(done: Finished, status: int | None) -> str:
 
 
 def _route(done: Finished, status: int | None) -> str | None:
-    route = getattr(done, "route", None)  # set by request routing, where it is configured
-    return f"route {route}" if route else None
+    return f"route {done.route}" if done.route else None
 
 
 def _chain(done: Finished, status: int | None) -> str:
@@ -47,8 +46,7 @@ def _tokens(done: Finished, status: int | None) -> str | None:
 
 
 def _cost(done: Finished, status: int | None) -> str | None:
-    cost = getattr(done, "cost", None)  # set where prices are configured
-    return f"${cost:.4f}" if isinstance(cost, int | float) else None
+    return f"${done.cost_usd:.4f}" if done.cost_usd is not None else None
 
 
 def _note(done: Finished, status: int | None) -> str | None:
