@@ -573,7 +573,7 @@ async def test_a_head_answer_has_no_body_whatever_its_length_says(
 async def test_a_post_the_provider_held_then_dropped_is_not_sent_again(
     raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ccswitch_addon.upstream.client.STALE_SECONDS", 0.05)
+    monkeypatch.setattr("ccswitch_addon.upstream.connection.STALE_SECONDS", 0.05)
     server = await serving(raw, one_then_drop(hold=0.3))  # it works on it, then drops it
     assert await read_all(await post(client, server.url)) == b"{}"
     with pytest.raises(Disconnected):
