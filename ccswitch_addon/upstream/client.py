@@ -8,9 +8,9 @@ encodings it offers). It never reads the proxy environment and never follows a r
 
 The pool is here; one connection is in connection.py, the HTTP/1.1 of it in http11.py.
 Errors are its own (errors.py): :class:`ConnectFailed` and :class:`ConnectTimeout` before a
-request was sent, :class:`Disconnected` and :class:`BadAnswer` after. A kept-alive connection
-the provider closed while it was idle is retried once on a fresh one, before anything was read
-from it.
+request was sent, :class:`Disconnected` and :class:`BadAnswer` after. A request that a
+kept-alive connection lost before the provider can have read it goes once more on a fresh one
+(connection.unread says when); a POST the kernel took whole is never sent twice.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Iterable
 
-from ccswitch_addon.upstream.connection import Connection, Key, crossed
+from ccswitch_addon.upstream.connection import Connection, Key, unread
 from ccswitch_addon.upstream.errors import (
     BadAnswer,
     ConnectFailed,
@@ -46,6 +46,7 @@ POOL_LIMIT = 1024  # connections open to all providers together
 KEEPALIVE_SECONDS = 60.0  # an idle connection older than this is not reused
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # sent again after a crossed idle close
 
 
 class ProviderClient:
@@ -87,13 +88,14 @@ class ProviderClient:
         data = request_bytes(method, target, authority, headers, body)
         fresh = False
         bodiless = method == "HEAD"
+        idempotent = method in _IDEMPOTENT
         while True:
             conn, reused = await self._acquire(key, connect_timeout, fresh)
             try:
-                await conn.begin(data, bodiless)
+                await conn.send(data, bodiless)
             except Disconnected:
                 self._release(conn, False)
-                if reused and not fresh and crossed(conn):
+                if reused and not fresh and unread(conn, idempotent):
                     fresh = True  # closed by the provider while idle: once more, anew
                     continue
                 raise

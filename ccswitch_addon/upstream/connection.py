@@ -17,10 +17,14 @@ from ccswitch_addon.upstream.errors import BadAnswer, Disconnected, ProviderErro
 if TYPE_CHECKING:
     from ccswitch_addon.upstream.client import ProviderClient
 
-__all__ = ["HEAD_LIMIT", "READ_HIGH", "STALE_SECONDS", "Connection", "Key", "crossed"]
+__all__ = ["HEAD_LIMIT", "READ_HIGH", "STALE_SECONDS", "Connection", "Key", "unread"]
 
 HEAD_LIMIT = 64 * 1024  # an answer's status line and headers together
 READ_HIGH = 256 * 1024  # body bytes held unread before the provider's socket is paused
+# A request is handed to the transport in steps, and no more than WRITE_HIGH of it waits there
+# for a provider that does not read: what one attempt holds unsent stays bounded.
+WRITE_HIGH = 256 * 1024
+WRITE_STEP = 64 * 1024
 
 Key = tuple[str, str, int]  # scheme, host, port
 
@@ -32,14 +36,17 @@ class _Surplus(Exception):  # a signal out of llhttp's callbacks, not an error
     """Stop parsing: what follows is not part of the answer asked for."""
 
 
-def crossed(conn: Connection) -> bool:
-    """Whether a request and the provider's close of an idle connection crossed: nothing of
-    an answer came, and the connection dropped at once. Then the provider never took the
-    request, and it goes again on a new connection. A provider that drops a request it
-    worked on is not asked twice."""
+def unread(conn: Connection, idempotent: bool) -> bool:
+    """Whether the provider cannot have read the request that broke ``conn``, so that it may go
+    again on a new connection: nothing of an answer came and the connection was gone before the
+    request was written whole. A request the kernel took whole may have been read: only an
+    idempotent one is sent again, and only when the connection dropped at once (the request and
+    the provider's close of an idle connection crossed). A POST is never sent twice."""
     if conn.received:
         return False
-    return asyncio.get_running_loop().time() - conn.sent_at < STALE_SECONDS
+    if not conn.written:
+        return True
+    return idempotent and asyncio.get_running_loop().time() - conn.sent_at < STALE_SECONDS
 
 
 class Connection(asyncio.Protocol):
@@ -53,6 +60,9 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.received = False  # a byte of the current answer has come
         self.sent_at = 0.0  # loop time the current request was written
+        self.written = False  # the whole request went to the kernel
+        self.cut = False  # answered before the request was written whole: never reused
+        self.drained: asyncio.Future[None] | None = None  # set when the transport can take more
         self.bodiless = False  # the request was HEAD: the answer has no body whatever it says
         self.surplus = False  # bytes came after the answer was complete: never reused
         self.paused = False
@@ -105,6 +115,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.transport = None
+        self.resume_writing()  # a write waiting for room learns of the loss from ``head``
         if self.head is None:  # idle in the pool: out of it
             self.client._release(self, False)
             return
@@ -122,11 +133,13 @@ class Connection(asyncio.Protocol):
         )
         self._fail(Disconnected(why))
 
-    def pause_writing(self) -> None:  # the request is written whole; the kernel takes it
-        pass
+    def pause_writing(self) -> None:
+        self.drained = asyncio.get_running_loop().create_future()
 
     def resume_writing(self) -> None:
-        pass
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     # --- llhttp's callbacks ------------------------------------------------------------------
 
@@ -177,17 +190,29 @@ class Connection(asyncio.Protocol):
 
     # --- the exchange ------------------------------------------------------------------------
 
-    def begin(self, data: bytes, bodiless: bool) -> asyncio.Future[None]:
-        """Send one request; the future is done once the answer's head has come."""
+    async def send(self, data: bytes, bodiless: bool) -> None:
+        """Send one request, at most WRITE_HIGH of it held unsent at a time; returns once the
+        answer's head has come. An answer that comes before the request is written whole (a
+        413, say) ends the writing."""
         if self.transport is None or self.transport.is_closing():
             raise Disconnected("the provider closed the connection before the request")
         loop = asyncio.get_running_loop()
-        self.head = loop.create_future()
-        self.received = False
+        head = self.head = loop.create_future()
+        self.received = self.written = False
         self.bodiless = bodiless
+        self.transport.set_write_buffer_limits(WRITE_HIGH)
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_STEP):
+            if head.done() or self.transport is None:
+                break
+            self.transport.write(view[start : start + WRITE_STEP])
+            if self.drained is not None:
+                await asyncio.wait((self.drained, head), return_when=asyncio.FIRST_COMPLETED)
+        else:
+            self.written = self.transport is not None and not self.transport.is_closing()
+        self.cut = not self.written
         self.sent_at = loop.time()
-        self.transport.write(data)
-        return self.head
+        await head
 
     def take(self) -> bytes:
         data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
@@ -204,6 +229,7 @@ class Connection(asyncio.Protocol):
             and not self.lost
             and not self.until_close
             and not self.surplus
+            and not self.cut
             and self.error is None
             and self.keep_alive
         )
@@ -216,12 +242,19 @@ class Connection(asyncio.Protocol):
         self.headers = []
         self.body.clear()
         self.complete = self.keep_alive = self.until_close = self.informational = False
-        self.received = self.bodiless = False
+        self.received = self.bodiless = self.written = self.cut = False
         self.error = None
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """Close; with a request still unsent the connection is aborted, not drained: a provider
+        that never reads must not keep the socket and the bytes."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def _fail(self, error: ProviderError) -> None:
         if self.error is None:
