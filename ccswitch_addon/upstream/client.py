@@ -93,6 +93,7 @@ class ProviderClient:
             conn, reused = await self._acquire(key, connect_timeout, fresh)
             try:
                 await conn.send(data, bodiless)
+                return ProviderResponse(self, conn)
             except Disconnected:
                 self._release(conn, False)
                 if reused and not fresh and unread(conn, idempotent):
@@ -102,7 +103,6 @@ class ProviderClient:
             except BaseException:
                 self._release(conn, False)
                 raise
-            return ProviderResponse(self, conn)
 
     async def close(self) -> None:
         self.closed = True

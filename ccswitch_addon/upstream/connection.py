@@ -101,6 +101,9 @@ class Connection(asyncio.Protocol):
                     raise BadAnswer("answer head too large")
         except httptools.HttpParserUpgrade:
             self._fail(BadAnswer("the provider switched protocols"))
+        except httptools.HttpParserCallbackError as e:  # a callback's own error, wrapped
+            cause = e.__context__
+            self._fail(cause if isinstance(cause, ProviderError) else BadAnswer(f"{cause}"))
         except httptools.HttpParserError as e:
             self._fail(BadAnswer(f"malformed answer: {e}"))
         except _Surplus:  # a second answer after the first: the first stands, the rest goes
@@ -160,6 +163,8 @@ class Connection(asyncio.Protocol):
             self.headers = []
             self.head_size = 0
             return
+        if not 100 <= status <= 599:  # llhttp takes any three digits; no tool reads "0 Unknown"
+            raise BadAnswer(f"status {status} is not an HTTP status")
         self.status = status
         framed = any(
             name.lower() in ("content-length", "transfer-encoding") for name, _ in self.headers

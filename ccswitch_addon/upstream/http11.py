@@ -41,6 +41,11 @@ class ProviderResponse:
         self._decoder = _Decoder(coding) if coding in _DECODED else None
         if self._decoder is not None:  # the tool gets the body decoded, so not the header
             headers.popall("content-encoding")
+        transfer = _transfer_coding(headers)
+        if transfer is not None:  # llhttp took the chunks off; the coding is ours to undo
+            if self._decoder is not None:
+                raise BadAnswer("a body compressed twice (transfer and content coding)")
+            self._decoder = _Decoder(transfer)
         self.headers = CIMultiDictProxy(headers)
 
     async def readany(self) -> bytes:
@@ -94,6 +99,22 @@ class ProviderResponse:
 _DECODED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
+def _transfer_coding(headers: CIMultiDict[str]) -> str | None:
+    """The one compression of a ``transfer-encoding: gzip, chunked`` body, if it has one. The
+    header is not forwarded, so a coding left undone would reach the tool unlabelled."""
+    codings = [
+        part.strip().lower()
+        for value in headers.getall("transfer-encoding", ())
+        for part in value.split(",")
+        if part.strip().lower() not in ("", "chunked", "identity")
+    ]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in _DECODED:
+        raise BadAnswer(f"a transfer coding this client cannot undo: {', '.join(codings)}")
+    return codings[0]
+
+
 class _Decoder:
     """A gzip or deflate body decoded as it comes, at most DECODE_STEP bytes a call.
 
@@ -132,7 +153,7 @@ class _Decoder:
 
     def finish(self) -> bytes:
         out = self._zlib.flush()
-        if self._started and not self._zlib.eof and self._wbits > 0:
+        if self._started and not self._zlib.eof:  # raw deflate has its final block too
             raise BadAnswer("the body ends inside its compressed stream")
         return out
 

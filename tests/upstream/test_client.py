@@ -685,3 +685,47 @@ async def _until(predicate: Callable[[], object], what: str) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "status_line", [b"HTTP/1.1 0 Unknown", b"HTTP/1.1 099 Low", b"HTTP/1.1 999 X"]
+)
+async def test_a_status_outside_100_to_599_is_not_an_answer(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, status_line: bytes
+) -> None:
+    server = await serving(raw, answering(status_line + b"\r\ncontent-length: 2\r\n\r\n{}"))
+    with pytest.raises(BadAnswer, match=r"(?i)status"):  # ours, or llhttp's own refusal
+        await post(client, server.url)
+
+
+async def test_a_raw_deflate_body_cut_short_is_broken(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = packer.compress(b'{"cut":"' + bytes(range(256)) * 40 + b'"}') + packer.flush()
+    server = await serving(raw, answering(_answer_encoded(b"deflate", body[: len(body) // 2])))
+    response = await post(client, server.url)
+    with pytest.raises(BadAnswer, match="inside its compressed stream"):
+        await read_all(response)
+
+
+def _chunked(coding: bytes, body: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: %s\r\n\r\n"
+    return head % coding + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+async def test_a_gzip_transfer_coding_is_undone(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(_chunked(b"gzip, chunked", gzip.compress(b'{"a":1}'))))
+    response = await post(client, server.url)
+    assert "transfer-encoding" in response.headers  # the exchange drops it; the body is plain
+    assert await read_all(response) == b'{"a":1}'
+
+
+async def test_a_transfer_coding_it_cannot_undo_is_not_an_answer(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(_chunked(b"br, chunked", b"\x0b\x01\x80{}\x03")))
+    with pytest.raises(BadAnswer, match="transfer coding"):
+        await post(client, server.url)
