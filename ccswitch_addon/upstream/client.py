@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from ccswitch_addon.upstream.connection import Connection, Key, unread
 from ccswitch_addon.upstream.errors import (
     BadAnswer,
+    BadRequest,
     ConnectFailed,
     ConnectTimeout,
     Disconnected,
@@ -34,6 +35,7 @@ from ccswitch_addon.upstream.http11 import ProviderResponse, host_port, request_
 
 __all__ = [
     "BadAnswer",
+    "BadRequest",
     "ConnectFailed",
     "ConnectTimeout",
     "Disconnected",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["BadAnswer", "ConnectFailed", "ConnectTimeout", "Disconnected", "ProviderError"]
+__all__ = [
+    "BadAnswer",
+    "BadRequest",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "Disconnected",
+    "ProviderError",
+]
 
 
 class ProviderError(Exception):
@@ -27,3 +34,8 @@ class Disconnected(ProviderError):
 
 class BadAnswer(ProviderError):
     """The provider's bytes are not an HTTP/1.x answer this client can read."""
+
+
+class BadRequest(ValueError):
+    """The request cannot be written as HTTP/1.1 (a line break or NUL in a header, say): the
+    tool's fault, found before anything was sent."""

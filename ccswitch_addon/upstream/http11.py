@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ccswitch_addon.upstream.connection import Connection
-from ccswitch_addon.upstream.errors import BadAnswer
+from ccswitch_addon.upstream.errors import BadAnswer, BadRequest
 
 if TYPE_CHECKING:
     from ccswitch_addon.upstream.client import ProviderClient
@@ -200,7 +200,7 @@ def request_bytes(
         or "\0" in text
         or text.count(" ", 0, text.index("\r")) != 2
     ):
-        raise ValueError("the request line or a header holds a line break, NUL or space")
+        raise BadRequest("the request line or a header holds a line break, NUL or space")
     try:
         head = text.encode("latin-1")
     except UnicodeEncodeError:
