@@ -18,6 +18,7 @@ if importlib.util.find_spec("ccswitch_addon") is None:
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from mitmproxy import command, ctx, eventsequence, exceptions, http
@@ -36,6 +37,7 @@ from ccswitch_addon.core.config import (
     load_config,
 )
 from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.proxy import Proxies, option_problem
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.status import printable
 from ccswitch_addon.core.switch import SwitchEvent
@@ -88,6 +90,21 @@ def _read_config(path: Path) -> Config:
     port = getattr(ctx.options, "listen_port", None) or 8080
     check_self_loop(config, getattr(ctx.options, "listen_host", ""), port)
     return config
+
+
+def _check_proxy_option(settings: Settings) -> None:
+    """ValueError when ccswitch_upstream_proxy would send requests back into this proxy."""
+    port = getattr(ctx.options, "listen_port", None) or 8080
+    host = getattr(ctx.options, "listen_host", "")
+    problem = option_problem(settings.upstream_proxy, os.environ, host, port)
+    if problem:
+        raise ValueError(f"ccswitch_upstream_proxy: {problem}")
+
+
+def _proxies(settings: Settings) -> Proxies:
+    """What the provider side reaches providers by: the option, and for ``env`` the proxy
+    variables as they were when the option was set."""
+    return Proxies(settings.upstream_proxy, Proxies.snapshot(os.environ))
 
 
 def _config_path() -> Path:
@@ -147,12 +164,15 @@ class CcSwitch:
         if updated & NAMES:
             try:
                 settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
+                _check_proxy_option(settings)
             except ValueError as e:
                 if self._running:
                     raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
                 logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
                 return
             previous, self.settings = self.settings, settings
+            if self.upstream is not None:
+                self.upstream.proxies = _proxies(settings)
         else:
             previous = self.settings
         if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
@@ -243,6 +263,7 @@ class CcSwitch:
             engine.remember_breaker,
             engine.admit,
             engine.memory,
+            _proxies(self.settings),
         )
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
         relay = Relay(upstream)
@@ -345,7 +366,8 @@ class CcSwitch:
         ok, detail = False, "no answer"
         try:
             if self.upstream is not None:
-                ok, detail = await probe(self.upstream.client, app, provider)
+                upstream = self.upstream
+                ok, detail = await probe(upstream.client, app, provider, upstream.proxies)
         except Exception as e:  # a probe must never take the proxy down
             detail = f"probe failed: {e}"
         finally:

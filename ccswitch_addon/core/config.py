@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccswitch_addon.core.proxy import ProxyChoice, loops_back, parse_proxy
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
@@ -220,6 +221,7 @@ PROVIDER_KEYS = (
     "api_key",
     "models",
     "headers",
+    "proxy",
     "rules",
     "probe",
 )
@@ -278,6 +280,9 @@ class ProviderConfig:
     # A translated provider that wants its earlier reasoning sent back with its tool calls
     # (DeepSeek, Kimi and the like: "reasoning_content is missing" otherwise).
     replay_reasoning: bool = False
+    # How it is reached: its own `proxy:` (none, env or a URL); None: the addon's option says.
+    proxy: ProxyChoice | None = None
+    proxy_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -448,6 +453,12 @@ def _parse_provider(
             )
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
     probe = _parse_probe(entries["probe"], own_api) if "probe" in entries else None
+    proxy = None
+    if "proxy" in entries:
+        try:
+            proxy = parse_proxy(entries["proxy"].text(), env)
+        except ValueError as e:
+            raise entries["proxy"].error(str(e)) from None
     return ProviderConfig(
         id=pid,
         name=values.get("name", pid),
@@ -470,6 +481,8 @@ def _parse_provider(
         replay_reasoning=(
             entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
         ),
+        proxy=proxy,
+        proxy_line=entries["proxy"].line if "proxy" in entries else 0,
     )
 
 
@@ -648,11 +661,38 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 
 
-def check_self_loop(config: Config, listen_host: str, listen_port: int) -> None:
-    """Refuse a provider that points at the proxy itself: its requests would storm the breaker."""
+def _proxy_loop(
+    provider: ProviderConfig, listen_host: str, listen_port: int, environ: Mapping[str, str]
+) -> str:
+    """Why the provider's own proxy cannot be used, or ""."""
+    if provider.proxy is None or provider.disabled:
+        return ""
+    try:
+        via = provider.proxy.resolve(provider.scheme, provider.host, environ)
+    except ValueError as e:  # env: a variable that is no proxy URL
+        return str(e)
+    if via is not None and loops_back(via, listen_host, listen_port):
+        return f"{via} is this proxy's own address: its requests would come back here in a loop"
+    return ""
+
+
+def check_self_loop(
+    config: Config, listen_host: str, listen_port: int, environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a provider that points at the proxy itself, or is reached through it: its
+    requests would storm the breaker."""
     own = _LOOPBACK_NAMES | ({listen_host.lower()} if listen_host else set())
+    environ = os.environ if environ is None else environ
     for app in config.apps.values():
         for provider in app.providers.values():
+            problem = _proxy_loop(provider, listen_host, listen_port, environ)
+            if problem:
+                raise ConfigError(
+                    config.source,
+                    provider.proxy_line,
+                    f"apps.{app.name}.providers.{provider.id}.proxy",
+                    problem,
+                )
             if provider.port == listen_port and provider.host in own and not provider.disabled:
                 raise ConfigError(
                     config.source,

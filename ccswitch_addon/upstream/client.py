@@ -4,7 +4,8 @@ Every routed request passes through it, so it does only what an attempt needs: a
 connection per request in flight (reused across all clients, bounded in all), the request
 written in one piece, the answer's head parsed by llhttp (httptools, the parser Node.js and
 uvicorn use), and the body handed on as it arrives, decoded from gzip or deflate (the only
-encodings it offers). It never reads the proxy environment and never follows a redirect.
+encodings it offers). It never reads the proxy environment (the caller names the proxy,
+if any) and never follows a redirect.
 
 The pool is here; one connection is in connection.py, the HTTP/1.1 of it in http11.py.
 Errors are its own (errors.py): :class:`ConnectFailed` and :class:`ConnectTimeout` before a
@@ -22,6 +23,7 @@ import ssl
 import time
 from collections.abc import Iterable
 
+from ccswitch_addon.core.proxy import ProxyUrl
 from ccswitch_addon.upstream.connection import Connection, Key, unread
 from ccswitch_addon.upstream.errors import (
     BadAnswer,
@@ -32,6 +34,7 @@ from ccswitch_addon.upstream.errors import (
     ProviderError,
 )
 from ccswitch_addon.upstream.http11 import ProviderResponse, host_port, request_bytes
+from ccswitch_addon.upstream.tunnel import ProxyFailed, open_tunnel
 
 __all__ = [
     "BadAnswer",
@@ -42,6 +45,7 @@ __all__ = [
     "ProviderClient",
     "ProviderError",
     "ProviderResponse",
+    "ProxyFailed",
 ]
 
 POOL_LIMIT = 1024  # connections open to all providers together
@@ -67,7 +71,7 @@ class ProviderClient:
         self._open = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._all: set[Connection] = set()
-        self._origins: dict[str, tuple[Key, str]] = {}
+        self._origins: dict[str, tuple[tuple[str, str, int], str]] = {}
         self.closed = False
 
     @property
@@ -83,10 +87,12 @@ class ProviderClient:
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
         connect_timeout: float | None,
+        proxy: ProxyUrl | None = None,
     ) -> ProviderResponse:
-        """Send the request; returns once the answer's head has come. ``url`` is sent as it
-        is (already percent-encoded)."""
-        key, authority, target = self._split(url)
+        """Send the request, through ``proxy`` when one is given; returns once the answer's
+        head has come. ``url`` is sent as it is (already percent-encoded)."""
+        origin, authority, target = self._split(url)
+        key: Key = (*origin, proxy)
         data = request_bytes(method, target, authority, headers, body)
         fresh = False
         bodiless = method == "HEAD"
@@ -158,21 +164,38 @@ class ProviderClient:
         return conn, False
 
     async def _connect(self, key: Key, timeout: float | None) -> Connection:
-        scheme, host, port = key
+        scheme, host, port, proxy = key
         loop = asyncio.get_running_loop()
         tls = self.ssl_context if scheme == "https" else None
+        tunnelled = False
         try:
             async with asyncio.timeout(timeout or None):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(key, self),
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=host if tls is not None else None,
-                    happy_eyeballs_delay=0.25,
-                )
+                if proxy is None:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(key, self),
+                        host,
+                        port,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                        happy_eyeballs_delay=0.25,
+                    )
+                else:  # TLS to the provider runs inside the tunnel, by the provider's name
+                    sock = await open_tunnel(proxy, host, port)
+                    tunnelled = True
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: Connection(key, self),
+                            sock=sock,
+                            ssl=tls,
+                            server_hostname=host if tls is not None else None,
+                        )
+                    except BaseException:
+                        sock.close()
+                        raise
         except TimeoutError:
             limit = f" in {timeout:g}s" if timeout else ""
+            if proxy is not None and not tunnelled:
+                raise ProxyFailed(proxy, f"no tunnel to {host}:{port}{limit}") from None
             raise ConnectTimeout(f"no connection to {host}:{port}{limit}") from None
         except OSError as e:  # refused, DNS, unreachable, TLS (ssl.SSLError is an OSError)
             raise ConnectFailed(e) from None
@@ -212,7 +235,7 @@ class ProviderClient:
                 waiter.set_result(None)
                 return
 
-    def _split(self, url: str) -> tuple[Key, str, str]:
+    def _split(self, url: str) -> tuple[tuple[str, str, int], str, str]:
         """(pool key, Host header, request target) of an absolute http(s) URL."""
         scheme, sep, rest = url.partition("://")
         slash = rest.find("/")

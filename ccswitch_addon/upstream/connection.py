@@ -15,6 +15,7 @@ import httptools
 from ccswitch_addon.upstream.errors import BadAnswer, Disconnected, ProviderError
 
 if TYPE_CHECKING:
+    from ccswitch_addon.core.proxy import ProxyUrl
     from ccswitch_addon.upstream.client import ProviderClient
 
 __all__ = ["HEAD_LIMIT", "READ_HIGH", "STALE_SECONDS", "Connection", "Key", "unread"]
@@ -26,7 +27,7 @@ READ_HIGH = 256 * 1024  # body bytes held unread before the provider's socket is
 WRITE_HIGH = 256 * 1024
 WRITE_STEP = 64 * 1024
 
-Key = tuple[str, str, int]  # scheme, host, port
+Key = tuple[str, str, int, "ProxyUrl | None"]  # scheme, host, port, and the way there
 
 
 STALE_SECONDS = 1.0  # a kept-alive connection that drops this soon after a request, silent

@@ -22,6 +22,7 @@ from multidict import CIMultiDictProxy
 from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.proxy import Proxies
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
@@ -153,9 +154,11 @@ class Upstream:
         cooldown: Callable[[str, str], None],
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
         memory: ConversationMemory | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self.router = router
         self.client = client
+        self.proxies = proxies or Proxies()  # replaced whole when the option changes
         self.admission = Admission(router)
         self._done = done
         self._cooldown = cooldown
@@ -262,8 +265,9 @@ class Upstream:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(timing.first_byte_seconds or None):
+                proxy = self.proxies.route(provider.proxy, provider.scheme, provider.host)
                 response = await self.client.request(
-                    out.method, out.url, out.headers, out.body, timing.connect_seconds
+                    out.method, out.url, out.headers, out.body, timing.connect_seconds, proxy
                 )
         except asyncio.CancelledError:
             self._gone(ex, provider, permit, record, t0)
