@@ -11,11 +11,12 @@ import socket
 
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.async_.asyncio import Proxy
+from python_socks.sync import Proxy as BlockingProxy
 
 from ccswitch_addon.core.proxy import ProxyUrl
 from ccswitch_addon.upstream.errors import ConnectFailed
 
-__all__ = ["ProxyFailed", "open_tunnel"]
+__all__ = ["ProxyFailed", "connect_through", "open_tunnel"]
 
 _TYPES = {"http": ProxyType.HTTP, "socks5": ProxyType.SOCKS5}
 
@@ -47,6 +48,24 @@ async def open_tunnel(proxy: ProxyUrl, host: str, port: int) -> socket.socket:
     except ProxyError as e:  # the handshake: refused credentials, CONNECT 403, SOCKS reply
         raise ProxyFailed(proxy, _why(e)) from None
     except OSError as e:
+        raise ProxyFailed(proxy, _why(e)) from None
+
+
+def connect_through(proxy: ProxyUrl, host: str, port: int, timeout: float) -> socket.socket:
+    """The same tunnel for blocking code (``ccswitch test``): a connected socket or ProxyFailed."""
+    client = BlockingProxy.create(
+        proxy_type=_TYPES[proxy.scheme],
+        host=proxy.host,
+        port=proxy.port,
+        username=proxy.username or None,
+        password=proxy.password or None,
+        rdns=True,
+    )
+    try:
+        return client.connect(dest_host=host, dest_port=port, timeout=timeout)
+    except ProxyTimeoutError:
+        raise ProxyFailed(proxy, "timed out") from None
+    except (ProxyError, OSError) as e:
         raise ProxyFailed(proxy, _why(e)) from None
 
 
