@@ -16,6 +16,7 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -44,13 +45,12 @@ from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import (
     ROUTED,
-    Original,
     attempt_flow,
     body_headers,
     exchange_of,
     is_internal,
     is_loopback,
-    point_at_relay,
+    relay_copy,
     streams,
     to_response,
 )
@@ -107,6 +107,10 @@ def _proxies(settings: Settings) -> Proxies:
     return Proxies(settings.upstream_proxy, Proxies.snapshot(os.environ))
 
 
+def _show_original(flow: http.HTTPFlow, request: http.Request) -> None:
+    flow.request = request
+
+
 def _config_path() -> Path:
     option = ctx.options.ccswitch_config
     return Path(option).expanduser() if option else default_config_path()
@@ -115,7 +119,7 @@ def _config_path() -> Path:
 class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self._routed: dict[str, tuple[Exchange, Original]] = {}
+        self._routed: dict[str, tuple[Exchange, http.Request]] = {}
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
@@ -417,9 +421,12 @@ class CcSwitch:
                 return
         exchange = exchange_of(request, app, match.endpoint)
         exchange.keep_records = self._seen
-        self._routed[flow.id] = (exchange, Original.of(request))
+        self._routed[flow.id] = (exchange, request)
+        # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
+        # shows the tool's own request again (mitmweb's list, a -w file at shutdown).
+        exchange.arrived = functools.partial(_show_original, flow, request)
         relay.add(flow.id, exchange)
-        point_at_relay(request, relay.port, relay.token, flow.id)
+        flow.request = relay_copy(request, relay.port, relay.token, flow.id)
 
     def _websocket(self, flow: http.HTTPFlow, engine: Engine) -> None:
         """Codex CLI tries a websocket before HTTP; passed through, it would bypass failover.
@@ -452,7 +459,7 @@ class CcSwitch:
         entry = self._routed.get(flow.id)
         if entry is None:
             return
-        entry[1].restore(flow.request)
+        flow.request = entry[1]
         response = flow.response
         if response is not None:
             content_type, length = body_headers(response.headers)
@@ -473,7 +480,7 @@ class CcSwitch:
         exchange, original = entry
         if self.relay is not None:
             self.relay.discard(flow.id)  # the relay never took it: the client went first
-        original.restore(flow.request)
+        flow.request = original
         await self._settled(flow, exchange)
 
     async def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:

@@ -115,6 +115,7 @@ class Exchange:
     finished: Finished | None = None
     keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
     thinking_stripped: bool = False  # retried once without thinking after a signature 400
+    arrived: Callable[[], object] | None = None  # told when the relay has the request
 
 
 @dataclass(slots=True)
