@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from .fakes import FakeProvider, hang
-from .proxy import Proxy, wait_until
-from .test_routing import BACKUP_KEY, claude_config, send, start
+from .proxy import Proxy, Session, wait_until
+from .test_routing import BACKUP_KEY, claude_config, provider_status, send, start
 from .test_upstream import WebProxy
 
 pytestmark = pytest.mark.e2e
@@ -75,3 +75,33 @@ def test_a_flow_in_flight_at_shutdown_is_saved_as_the_tool_sent_it(
     assert b"api.anthropic.com" in saved
     assert b"x-ccswitch-relay" not in saved
     assert b"x-ccswitch-job" not in saved
+
+
+@pytest.mark.parametrize("value", [b"folded\r\n value", b"bare\rcr"])
+def test_a_header_mitmproxy_accepts_but_that_cannot_be_sent_is_the_tools_400(
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    value: bytes,
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    proxy = start(make_proxy, claude_config(primary.url, backup.url))
+    body = json.dumps({"model": "m", "max_tokens": 8, "messages": []}).encode()
+    raw = (
+        b"POST /v1/messages HTTP/1.1\r\nhost: api.anthropic.com\r\n"
+        b"x-api-key: client-own-key\r\ncontent-type: application/json\r\n"
+        b"x-odd: " + value + b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    for _ in range(2):
+        with Session(proxy, "https://api.anthropic.com") as session:
+            session.conn.connect()  # the CONNECT tunnel and TLS, then bytes of our own
+            assert session.conn.sock is not None
+            session.conn.sock.sendall(raw)
+            answer = http.client.HTTPResponse(session.conn.sock)
+            answer.begin()
+            assert answer.status == 400
+            assert json.loads(answer.read())["error"]["type"] == "invalid_request_error"
+    assert primary.requests == []
+    assert backup.requests == []
+    for pid in ("primary", "backup"):
+        assert provider_status(proxy, pid)["state"] == "closed"
+    assert send(proxy).headers["x-ccswitch-provider"] == "primary"
