@@ -77,8 +77,8 @@ class TunnelProxy:
         user = ""
         if self.user:
             if 2 not in methods:
+                self.refused += 1  # counted before the client can learn of it
                 client.sendall(b"\x05\xff")
-                self.refused += 1
                 return None
             client.sendall(b"\x05\x02")
             _, size = _read(client, 2)
@@ -86,8 +86,8 @@ class TunnelProxy:
             (size,) = _read(client, 1)
             password = _read(client, size).decode()
             if (user, password) != (self.user, self.password):
-                client.sendall(b"\x01\x01")
                 self.refused += 1
+                client.sendall(b"\x01\x01")
                 return None
             client.sendall(b"\x01\x00")
         else:
@@ -127,10 +127,10 @@ class TunnelProxy:
         if self.user:
             expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             if headers.get("proxy-authorization") != f"Basic {expected}":
+                self.refused += 1
                 client.sendall(
                     b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n"
                 )
-                self.refused += 1
                 return None
             user = self.user
         if method != "CONNECT":
