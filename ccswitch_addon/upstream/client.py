@@ -182,16 +182,14 @@ class ProviderClient:
                 else:  # TLS to the provider runs inside the tunnel, by the provider's name
                     sock = await open_tunnel(proxy, host, port)
                     tunnelled = True
-                    try:
-                        _, conn = await loop.create_connection(
-                            lambda: Connection(key, self),
-                            sock=sock,
-                            ssl=tls,
-                            server_hostname=host if tls is not None else None,
-                        )
-                    except BaseException:
-                        sock.close()
-                        raise
+                    # The transport owns the socket from here: it closes it on a failed TLS
+                    # handshake (closing it here too would leave the transport unclosed).
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(key, self),
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                    )
         except TimeoutError:
             limit = f" in {timeout:g}s" if timeout else ""
             if proxy is not None and not tunnelled:

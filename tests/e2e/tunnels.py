@@ -30,7 +30,9 @@ class TunnelProxy:
     password: str = ""
     seen: list[Seen] = field(default_factory=list)
     refused: int = 0  # handshakes refused (bad credentials)
+    open: int = 0  # connections being served: 0 once every client closed its end
     _server: socketserver.ThreadingTCPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def port(self) -> int:
@@ -46,6 +48,8 @@ class TunnelProxy:
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
+                with owner._lock:
+                    owner.open += 1
                 try:
                     if owner.kind == "socks5":
                         upstream = owner._socks5(self.request)
@@ -55,6 +59,9 @@ class TunnelProxy:
                         _pipe(self.request, upstream)
                 except OSError:
                     pass
+                finally:
+                    with owner._lock:
+                        owner.open -= 1
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
