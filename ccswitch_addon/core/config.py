@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ccswitch_addon.core.proxy import ProxyChoice, loops_back, parse_proxy
+from ccswitch_addon.core.proxy import ProxyChoice, loop_problem, parse_proxy
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
 from ccswitch_addon.wire.api import Api
@@ -661,21 +661,6 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 
 
-def _proxy_loop(
-    provider: ProviderConfig, listen_host: str, listen_port: int, environ: Mapping[str, str]
-) -> str:
-    """Why the provider's own proxy cannot be used, or ""."""
-    if provider.proxy is None or provider.disabled:
-        return ""
-    try:
-        via = provider.proxy.resolve(provider.scheme, provider.host, environ)
-    except ValueError as e:  # env: a variable that is no proxy URL
-        return str(e)
-    if via is not None and loops_back(via, listen_host, listen_port):
-        return f"{via} is this proxy's own address: its requests would come back here in a loop"
-    return ""
-
-
 def check_self_loop(
     config: Config, listen_host: str, listen_port: int, environ: Mapping[str, str] | None = None
 ) -> None:
@@ -685,7 +670,10 @@ def check_self_loop(
     environ = os.environ if environ is None else environ
     for app in config.apps.values():
         for provider in app.providers.values():
-            problem = _proxy_loop(provider, listen_host, listen_port, environ)
+            problem = ""
+            if provider.proxy is not None and not provider.disabled:
+                target = (provider.scheme, provider.host)
+                problem = loop_problem(provider.proxy, *target, listen_host, listen_port, environ)
             if problem:
                 raise ConfigError(
                     config.source,

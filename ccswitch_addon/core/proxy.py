@@ -22,7 +22,9 @@ __all__ = [
     "ProxyChoice",
     "ProxyUrl",
     "env_proxy",
+    "loop_problem",
     "loops_back",
+    "option_problem",
     "parse_proxy",
 ]
 
@@ -185,6 +187,25 @@ class Proxies:
         """The proxy variables of an environment, all curl reads."""
         names = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
         return {k: v for k, v in environ.items() if k.lower() in names}
+
+
+def loop_problem(
+    choice: ProxyChoice,
+    scheme: str,
+    host: str,
+    listen_host: str,
+    listen_port: int,
+    environ: Mapping[str, str],
+) -> str:
+    """Why a provider's own proxy cannot be used (it is this proxy, or ``env`` holds a variable
+    that is no proxy URL), or ""."""
+    try:
+        via = choice.resolve(scheme, host, environ)
+    except ValueError as e:
+        return str(e)
+    if via is not None and loops_back(via, listen_host, listen_port):
+        return f"{via} is this proxy's own address: its requests would come back here in a loop"
+    return ""
 
 
 def option_problem(
