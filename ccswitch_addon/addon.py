@@ -16,8 +16,10 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
+import functools
 import json
 import logging
+import os
 from typing import Any
 
 from mitmproxy import command, ctx, eventsequence, exceptions, http, tls
@@ -37,6 +39,7 @@ from ccswitch_addon.core.config import (
 )
 from ccswitch_addon.core.envfile import env_path, shown
 from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.proxy import Proxies, option_problem
 from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
 from ccswitch_addon.core.status import printable
@@ -44,13 +47,12 @@ from ccswitch_addon.core.switch import SwitchEvent
 from ccswitch_addon.engine import Engine
 from ccswitch_addon.flows import (
     ROUTED,
-    Original,
     attempt_flow,
     body_headers,
     exchange_of,
     is_internal,
     is_loopback,
-    point_at_relay,
+    relay_copy,
     streams,
     to_response,
 )
@@ -93,6 +95,25 @@ def _read_config(path: Path) -> Config:
     return config
 
 
+def _check_proxy_option(settings: Settings) -> None:
+    """ValueError when ccswitch_upstream_proxy would send requests back into this proxy."""
+    port = getattr(ctx.options, "listen_port", None) or 8080
+    host = getattr(ctx.options, "listen_host", "")
+    problem = option_problem(settings.upstream_proxy, os.environ, host, port)
+    if problem:
+        raise ValueError(f"ccswitch_upstream_proxy: {problem}")
+
+
+def _proxies(settings: Settings) -> Proxies:
+    """What the provider side reaches providers by: the option, and for ``env`` the proxy
+    variables as they were when the option was set."""
+    return Proxies(settings.upstream_proxy, Proxies.snapshot(os.environ))
+
+
+def _show_original(flow: http.HTTPFlow, request: http.Request) -> None:
+    flow.request = request
+
+
 def _config_path() -> Path:
     option = ctx.options.ccswitch_config
     return Path(option).expanduser() if option else default_config_path()
@@ -101,7 +122,7 @@ def _config_path() -> Path:
 class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self._routed: dict[str, tuple[Exchange, Original]] = {}
+        self._routed: dict[str, tuple[Exchange, http.Request]] = {}
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,6 +172,7 @@ class CcSwitch:
         if updated & NAMES:
             try:
                 settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
+                _check_proxy_option(settings)
             except ValueError as e:
                 if self._running:
                     raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
@@ -162,6 +184,8 @@ class CcSwitch:
             logging.getLogger("mitmproxy.proxy.server").setLevel(
                 logging.WARNING if settings.quiet else logging.NOTSET
             )
+            if self.upstream is not None:
+                self.upstream.proxies = _proxies(settings)
         else:
             previous = self.settings
         if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
@@ -253,6 +277,7 @@ class CcSwitch:
             engine.admit,
             engine.memory,
             engine.recall,
+            _proxies(self.settings),
         )
         upstream.on_headers = engine.accounts.headers_seen
         engine.state_listeners.append(lambda app, pid, old, new: upstream.admission.wake(app, pid))
@@ -359,7 +384,8 @@ class CcSwitch:
         ok, detail = False, "no answer"
         try:
             if self.upstream is not None:
-                ok, detail = await probe(self.upstream.client, app, provider)
+                upstream = self.upstream
+                ok, detail = await probe(upstream.client, app, provider, upstream.proxies)
         except Exception as e:  # a probe must never take the proxy down
             detail = f"probe failed: {e}"
         finally:
@@ -438,9 +464,12 @@ class CcSwitch:
                 return
         exchange = exchange_of(request, app, match.endpoint)
         exchange.keep_records = self._seen
-        self._routed[flow.id] = (exchange, Original.of(request))
+        self._routed[flow.id] = (exchange, request)
+        # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
+        # shows the tool's own request again (mitmweb's list, a -w file at shutdown).
+        exchange.arrived = functools.partial(_show_original, flow, request)
         relay.add(flow.id, exchange)
-        point_at_relay(request, relay.port, relay.token, flow.id)
+        flow.request = relay_copy(request, relay.port, relay.token, flow.id)
 
     def _websocket(self, flow: http.HTTPFlow, engine: Engine) -> None:
         """Codex CLI tries a websocket before HTTP; passed through, it would bypass failover.
@@ -473,7 +502,7 @@ class CcSwitch:
         entry = self._routed.get(flow.id)
         if entry is None:
             return
-        entry[1].restore(flow.request)
+        flow.request = entry[1]
         response = flow.response
         if response is not None:
             content_type, length = body_headers(response.headers)
@@ -494,7 +523,7 @@ class CcSwitch:
         exchange, original = entry
         if self.relay is not None:
             self.relay.discard(flow.id)  # the relay never took it: the client went first
-        original.restore(flow.request)
+        flow.request = original
         await self._settled(flow, exchange)
 
     async def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:

@@ -79,6 +79,15 @@ def point_at_relay(request: http.Request, port: int, token: str, job: str) -> No
     data.content = b""
 
 
+def relay_copy(request: http.Request, port: int, token: str, job: str) -> http.Request:
+    """A copy of the tool's request pointed at the relay, for mitmproxy to send. The flow keeps
+    showing the tool's own request (its URL and headers, never the relay's token) once the
+    relay has the copy; the copy shares the original's bytes, nothing is duplicated."""
+    copy = request.copy()
+    point_at_relay(copy, port, token, job)
+    return copy
+
+
 def exchange_of(request: http.Request, app: AppConfig, endpoint: Endpoint) -> Exchange:
     data = request.data
     return Exchange(

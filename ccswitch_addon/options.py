@@ -8,12 +8,14 @@ left the addon inert. A parse error is a ValueError naming the option and the va
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ccswitch_addon.core.paths import default_state_path
+from ccswitch_addon.core.proxy import DIRECT, ProxyChoice, parse_proxy
 
 __all__ = ["NAMES", "OPTIONS", "Option", "Settings", "parse_bool", "parse_days", "parse_size"]
 
@@ -56,6 +58,13 @@ OPTIONS: tuple[Option, ...] = (
         "true: route requests that carry browser-only headers (Origin, Sec-Fetch-Site, …)",
     ),
     Option(
+        "ccswitch_upstream_proxy",
+        "",
+        "how providers are reached: empty or none (direct), http://HOST:PORT, "
+        "socks5://HOST:PORT (user:password@ allowed, ${VAR} too), or env (HTTPS_PROXY and "
+        "the rest, as curl reads them); a provider's proxy: overrides it",
+    ),
+    Option(
         "ccswitch_body_limit",
         "32m",
         "largest decompressed request body the model rewrite inflates (bytes, or k/m/g)",
@@ -91,6 +100,13 @@ def parse_days(name: str, text: str) -> int:
     return int(value)
 
 
+def parse_upstream_proxy(name: str, text: str) -> ProxyChoice:
+    try:
+        return parse_proxy(text, os.environ)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 def parse_size(name: str, text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     size = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()] if match else 0
@@ -108,6 +124,7 @@ class Settings:
     allow_browsers: bool = False
     body_limit: int = 32 * MIB
     quiet: bool = False
+    upstream_proxy: ProxyChoice = DIRECT
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Settings:
@@ -118,6 +135,7 @@ class Settings:
             "allow_browsers": ("ccswitch_allow_browsers", parse_bool),
             "body_limit": ("ccswitch_body_limit", parse_size),
             "quiet": ("ccswitch_quiet", parse_bool),
+            "upstream_proxy": ("ccswitch_upstream_proxy", parse_upstream_proxy),
         }
         parsed = {
             field: parse(name, str(values[name]))

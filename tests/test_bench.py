@@ -198,3 +198,18 @@ def test_translate_bench_prices_the_translator() -> None:
     assert len(figures) == 2 * 7 + 1, stdout  # stream and answer per pair, and one request
     assert "gemini ← anthropic" in stdout
     assert all(float(f) > 0 for f in figures)
+
+
+@pytest.mark.e2e
+def test_hostile_bench_bounds_memory_and_times_the_socks5_hop() -> None:
+    data = json.loads(bench("hostile.py", "--quick"))
+    for attack in ("never_reads", "bomb"):
+        figures = data[attack]
+        assert figures["served"] == figures["requests"]  # every request failed over
+        assert figures["still_open_to_the_provider"] == 0  # nothing kept at the attacker
+        assert _number(figures["rss_peak_over_before_mb"])
+    # 2 bombs of 200 MB decoded each: far below what holding them would take
+    assert data["bomb"]["rss_peak_over_before_mb"] < 100
+    latency = data["socks5_latency"]
+    assert latency["tunnels_opened"] == 1  # the pool keeps the tunnel
+    assert _number(latency["added_p50_ms"])

@@ -74,3 +74,30 @@ async def test_a_bad_value_at_run_time_is_refused_and_the_previous_one_kept(
         assert cc.engine is not None  # still routing
         cc.done()
         await cc.stopped()
+
+
+async def test_the_upstream_proxy_option_reaches_the_provider_side_and_refuses_bad_values(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "providers.yaml"
+    config.write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    cc = CcSwitch()
+    with taddons.context(cc) as tctx:
+        tctx.configure(cc, ccswitch_config=str(config), ccswitch_state="")
+        cc.running()
+        await cc.started()
+        assert cc.upstream is not None
+        assert cc.upstream.proxies.option.mode == "direct"
+        tctx.options.update(ccswitch_upstream_proxy="socks5://me:pw@127.0.0.1:7890")
+        assert cc.upstream.proxies.route(None, "https", "x") is not None
+        for bad, why in (("ftp://p:1", "not a proxy URL"), ("http://127.0.0.1:8080", "own")):
+            with pytest.raises(exceptions.OptionsError, match=r"^ccswitch_upstream_proxy: ") as e:
+                tctx.options.update(ccswitch_upstream_proxy=bad)
+            assert why in str(e.value)
+        assert tctx.options.ccswitch_upstream_proxy == "socks5://me:pw@127.0.0.1:7890"
+        assert cc.upstream.proxies.option.shown() == "socks5://me:***@127.0.0.1:7890"
+        cc.done()
+        await cc.stopped()

@@ -51,6 +51,7 @@ from ccswitch_addon.core.cost import describe_cost, unpriced
 from ccswitch_addon.core.envfile import KeyEnv, env_path, read_env
 from ccswitch_addon.core.paths import CONFIG_ENV, LOCAL_CONFIG, default_state_path
 from ccswitch_addon.core.prices import price_table
+from ccswitch_addon.core.proxy import Proxies, parse_proxy
 from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.state.store import StoreError, open_readonly
 
@@ -100,6 +101,8 @@ def _describe_app(app: AppConfig, out: TextIO, keys: KeyEnv | None = None) -> No
         if p.probe:
             line += f"  probe {p.probe.method} {p.probe.path}"
         line += describe_cost(p)
+        # A provider's own proxy:, or the ccswitch_upstream_proxy option's (direct by default).
+        line += f"  proxy {p.proxy.shown() if p.proxy else '(ccswitch_upstream_proxy)'}"
         if p.disabled:
             line += f"  DISABLED: {p.disabled}"
         if pid not in app.queue:
@@ -379,6 +382,12 @@ def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.app and args.app not in config.apps:
         print(f"ccswitch: unknown app {args.app!r}; configured: {', '.join(config.apps)}", file=err)
         return EXIT_USAGE
+    try:
+        option = parse_proxy(args.upstream_proxy, os.environ)
+    except ValueError as e:
+        print(f"ccswitch: --upstream-proxy: {e}", file=err)
+        return EXIT_USAGE
+    proxies = Proxies(option, Proxies.snapshot(os.environ))
     rows, passed = [], True
     for app in config.apps.values():
         if args.app and app.name != args.app:
@@ -396,7 +405,7 @@ def cmd_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if provider.disabled:
                 rows.append([app.name, pid, "disabled", "", "", "", "", "", provider.disabled])
                 continue
-            check = check_provider(app, provider, timeout=args.timeout)
+            check = check_provider(app, provider, timeout=args.timeout, proxies=proxies)
             passed = passed and check.passed
             rows.append(check.row())
     print(
@@ -569,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_option(test)
     test.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per request (default 30)"
+    )
+    test.add_argument(
+        "--upstream-proxy",
+        default="",
+        help="as the ccswitch_upstream_proxy option: none, env, http:// or socks5:// URL "
+        "(a provider's proxy: overrides it)",
     )
     test.set_defaults(handler=cmd_test)
 

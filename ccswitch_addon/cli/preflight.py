@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ccswitch_addon.core.config import Api, AppConfig, Auth, ProviderConfig
+from ccswitch_addon.core.proxy import Proxies
 from ccswitch_addon.core.rewrite import credential_headers, join_path, probe_model
+from ccswitch_addon.upstream.tunnel import connect_through
 from ccswitch_addon.wire.translate import (
     FORMAT_API,
     TranslationError,
@@ -213,6 +215,7 @@ def check_provider(
     provider: ProviderConfig,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    proxies: Proxies | None = None,
 ) -> Check:
     check = Check(app.name, provider.id)
     env = os.environ if env is None else env
@@ -226,9 +229,13 @@ def check_provider(
         path, headers, body, keyed, translator = translated
     else:
         path, headers, body, keyed = _request(app, provider, env)
-    try:
-        raw = socket.create_connection((provider.host, provider.port), timeout=timeout)
-    except OSError as e:
+    try:  # by the way the proxy goes: its proxy, if any
+        proxy = (proxies or Proxies()).route(provider.proxy, provider.scheme, provider.host)
+        if proxy is None:
+            raw = socket.create_connection((provider.host, provider.port), timeout=timeout)
+        else:
+            raw = connect_through(proxy, provider.host, provider.port, timeout)
+    except (OSError, ValueError) as e:  # ProxyFailed is an OSError
         check.reachable, check.detail = False, f"cannot connect: {e}"
         return check
     check.reachable = True

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ccswitch_addon.core.costconfig import COST_KEYS, CostConfig, parse_cost
 from ccswitch_addon.core.envfile import exposed, fix_hint, read_env
+from ccswitch_addon.core.proxy import ProxyChoice, loop_problem, parse_proxy
 from ccswitch_addon.core.routes import Routing, parse_routing
 from ccswitch_addon.core.rules import Rule, parse_rules
 from ccswitch_addon.core.yamlnodes import ConfigError, ConfigErrors, Mistakes, Node, parse_document
@@ -227,6 +228,7 @@ PROVIDER_KEYS = (
     "api_keys",
     "models",
     "headers",
+    "proxy",
     "rules",
     "probe",
     *COST_KEYS,  # core/costconfig.py
@@ -291,6 +293,9 @@ class ProviderConfig:
     key_var: str | None = None  # the ${VAR} api_key names, for where it came from
     missing: str | None = None  # the first unset ${VAR}: the short form of `disabled`
     cost: CostConfig = field(default_factory=CostConfig)  # price, budget, subscription window
+    # How it is reached: its own `proxy:` (none, env or a URL); None: the addon's option says.
+    proxy: ProxyChoice | None = None
+    proxy_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -482,6 +487,12 @@ def _parse_provider(
                 )
     rules = parse_rules(entries["rules"]) if "rules" in entries else ()
     probe = _parse_probe(entries["probe"], own_api) if "probe" in entries else None
+    proxy = None
+    if "proxy" in entries:
+        try:
+            proxy = parse_proxy(entries["proxy"].text(), env)
+        except ValueError as e:
+            raise entries["proxy"].error(str(e)) from None
     return ProviderConfig(
         id=pid,
         name=values.get("name", pid),
@@ -508,6 +519,8 @@ def _parse_provider(
         key_var=_key_var(entries.get("api_key")),
         missing=unset[0].variable if unset else None,
         cost=parse_cost(entries),
+        proxy=proxy,
+        proxy_line=entries["proxy"].line if "proxy" in entries else 0,
     )
 
 
@@ -724,11 +737,26 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 
 
-def check_self_loop(config: Config, listen_host: str, listen_port: int) -> None:
-    """Refuse a provider that points at the proxy itself: its requests would storm the breaker."""
+def check_self_loop(
+    config: Config, listen_host: str, listen_port: int, environ: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a provider that points at the proxy itself, or is reached through it: its
+    requests would storm the breaker."""
     own = _LOOPBACK_NAMES | ({listen_host.lower()} if listen_host else set())
+    environ = os.environ if environ is None else environ
     for app in config.apps.values():
         for provider in app.providers.values():
+            problem = ""
+            if provider.proxy is not None and not provider.disabled:
+                target = (provider.scheme, provider.host)
+                problem = loop_problem(provider.proxy, *target, listen_host, listen_port, environ)
+            if problem:
+                raise ConfigError(
+                    config.source,
+                    provider.proxy_line,
+                    f"apps.{app.name}.providers.{provider.id}.proxy",
+                    problem,
+                )
             if provider.port == listen_port and provider.host in own and not provider.disabled:
                 raise ConfigError(
                     config.source,

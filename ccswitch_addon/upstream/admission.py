@@ -37,8 +37,11 @@ class Admission:
                 if remaining <= 0:
                     return router.acquire(app, pid, hold=False)
                 answered = self._answered.setdefault((app, pid), asyncio.Event())
+                # Not wait_for: on 3.11 it returns the result when a cancellation lands as the
+                # wait completes, and a client that left would get the permit.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await answered.wait()
             return router.acquire(app, pid)
         except UnknownName:  # a reload removed it while the request waited
             return None

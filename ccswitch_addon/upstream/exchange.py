@@ -23,6 +23,7 @@ from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
+from ccswitch_addon.core.proxy import Proxies
 from ccswitch_addon.core.reasons import no_failover, order_of, skip_reason
 from ccswitch_addon.core.record import Attempt, Finished
 from ccswitch_addon.core.router import Router, Selection
@@ -31,6 +32,7 @@ from ccswitch_addon.core.windows import session_of
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.answer import Answer
 from ccswitch_addon.upstream.client import (
+    BadRequest,
     ConnectFailed,
     ConnectTimeout,
     ProviderClient,
@@ -55,7 +57,9 @@ _UNANSWERED = {Api.ANTHROPIC: "api_error", Api.OPENAI: "server_error", Api.GEMIN
 
 COMMIT_BYTES = 64 * 1024  # a stream held this long without content is committed anyway
 ERROR_BODY_LIMIT = 1024 * 1024  # an error body is kept whole up to this, for the client
-WHOLE_BODY_LIMIT = 64 * 1024 * 1024  # a complete answer larger than this streams on unjudged
+# A complete (not streamed) answer is held whole to be judged, decoded, up to this: a model's
+# answer is far smaller, and a compression bomb stops here as a failure of its attempt.
+HELD_BODY_LIMIT = 4 * 1024 * 1024
 
 # Headers of the provider's answer that belong to its connection, not to the client's.
 _RESPONSE_DROP = frozenset(
@@ -124,6 +128,7 @@ class Exchange:
     order: tuple[str, ...] = ()  # the providers in the order this request considers them
     note: str | None = None  # why no backup was tried (core/reasons.py)
     session: str | None = None  # the conversation, when the router's gate asks for it
+    arrived: Callable[[], object] | None = None  # told when the relay has the request
 
 
 @dataclass(slots=True)
@@ -133,6 +138,7 @@ class _Failed:
     status: int | None
     headers: list[tuple[str, str]]
     body: bytes
+    unsent: bool = False  # the request could not be written: the client's fault, no provider's
 
 
 @dataclass(slots=True)
@@ -163,9 +169,11 @@ class Upstream:
         admit: Callable[[str, str, Permit | None], Awaitable[Permit | None]] | None = None,
         memory: ConversationMemory | None = None,
         recall: Callable[[AppConfig, Facts], Awaitable[None]] | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self.router = router
         self.client = client
+        self.proxies = proxies or Proxies()  # replaced whole when the option changes
         self.admission = Admission(router)
         self._done = done
         self._cooldown = cooldown
@@ -254,13 +262,13 @@ class Upstream:
             answer.whole(reply.status, _noted([*reply.headers, *routed], ex.note), reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
-        served = failure.provider.id if not failure.outcome.retry else None
+        served = failure.provider.id if not failure.outcome.retry and not failure.unsent else None
         self._finish(ex, served)
         if failure.status is None or failure.status < 400:
-            # No provider answered, or the last said 200 with an error inside (a gateway's
-            # JSON error, an error event before any output): a 502 in the API's own shape.
+            # No provider answered, or none usably (a redirect, a broken 2xx, a gateway's JSON
+            # error inside a 200): never passed on, said in the API's shape.
             tried = "; ".join(a.short() for a in ex.attempts)
-            what = "answered" if failure.status is None else "answered without an error"
+            what = "answered" if failure.status is None else "gave a usable answer"
             message = f"ccswitch: no provider {what} ({tried})"
             reply = api_error(
                 app.api,
@@ -310,12 +318,15 @@ class Upstream:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(timing.first_byte_seconds or None):
+                proxy = self.proxies.route(provider.proxy, provider.scheme, provider.host)
                 response = await self.client.request(
-                    out.method, out.url, out.headers, out.body, timing.connect_seconds
+                    out.method, out.url, out.headers, out.body, timing.connect_seconds, proxy
                 )
         except asyncio.CancelledError:
             self._gone(ex, provider, permit, record, t0)
             raise
+        except BadRequest as e:  # nothing was sent: the tool's request cannot be written
+            return self._unsendable(ex, provider, permit, record, t0, str(e))
         except Exception as e:
             outcome = _transport_outcome(e, timing.first_byte_seconds)
             return self._failed(ex, provider, permit, record, t0, outcome, None, [], b"")
@@ -329,6 +340,13 @@ class Upstream:
         if record is not None:
             record.status, record.response_headers = status, list(headers)
         try:
+            if 300 <= status < 400:  # never followed, never passed on: the tool would follow it
+                response.close()
+                where = response.headers.get("location", "")[:100]
+                outcome = classify_error(ErrorKind.BROKEN, f"redirect {status} to {where!r}")
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, b"", slow
+                )
             if status >= 400:
                 body, _ = await self._read(response, t0 + timing.request_seconds, ERROR_BODY_LIMIT)
                 retry = self._without_thinking(ex, provider, record, status, body)
@@ -366,24 +384,24 @@ class Upstream:
                     ex, provider, permit, record, t0, slow, response, headers, watch, leg
                 )
             body, complete = await self._read(response, t0 + timing.request_seconds)
-            body, untranslatable = leg.answer(status, content_type, body, complete)
-            if untranslatable:
+            if not complete:
                 response.close()
-                outcome = classify_error(ErrorKind.BROKEN, untranslatable)
+                limit = f"answer over {HELD_BODY_LIMIT // (1024 * 1024)} MB decoded"
+                outcome = classify_error(ErrorKind.BROKEN, limit)
+                return self._failed(
+                    ex, provider, permit, record, t0, outcome, status, headers, b"", slow
+                )
+            response.release()
+            body, untranslatable = leg.answer(status, content_type, body, complete)
+            watch.complete(body)
+            problem = untranslatable or _invalid_answer(body, watch, ex.endpoint.health)
+            if problem:
+                outcome = classify_error(ErrorKind.BROKEN, problem)
                 return self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
-            if complete:
-                response.release()
-                watch.complete(body)
-                problem = watch.problem()
-                if problem:
-                    outcome = classify_error(ErrorKind.BROKEN, problem)
-                    return self._failed(
-                        ex, provider, permit, record, t0, outcome, status, headers, body, slow
-                    )
             return _Committed(
-                provider, permit, response, record, t0, slow, body, watch, complete, headers, leg
+                provider, permit, response, record, t0, slow, body, watch, True, headers, leg
             )
         except asyncio.CancelledError:
             response.close()
@@ -426,7 +444,7 @@ class Upstream:
         return leg
 
     async def _read(
-        self, response: ProviderResponse, deadline: float, limit: int = WHOLE_BODY_LIMIT
+        self, response: ProviderResponse, deadline: float, limit: int = HELD_BODY_LIMIT
     ) -> tuple[bytes, bool]:
         """The body up to ``limit`` bytes, by ``deadline`` (monotonic); True when it is whole."""
         whole = response.arrived(limit)
@@ -645,6 +663,26 @@ class Upstream:
             logger.debug("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
         return _Failed(provider, outcome, status, headers, body)
 
+    def _unsendable(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        record: AttemptRecord | None,
+        t0: float,
+        why: str,
+    ) -> _Failed:
+        """The tool's request cannot be written (a line break in a header value, say): a 400 in
+        the API's shape, no provider contacted, the breaker given its permit back untouched."""
+        outcome = Outcome(Effect.NEUTRAL, retry=False, reason=f"request not sendable: {why}")
+        failed = self._failed(ex, provider, permit, record, t0, outcome, None, [], b"")
+        reply = api_error(
+            ex.app.api, 400, f"ccswitch: the request cannot be sent: {why}", "invalid_request_error"
+        )
+        failed.status, failed.headers, failed.body = 400, list(reply.headers), reply.body
+        failed.unsent = True
+        return failed
+
     def _gone(
         self,
         ex: Exchange,
@@ -707,7 +745,29 @@ def classify_status_ok() -> Outcome:
 
 
 def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP]
+    """The provider's headers less those of its connection, the ones its ``Connection:`` names
+    included (RFC 9110 7.6.1)."""
+    named = {
+        token.strip().lower()
+        for value in headers.getall("connection", ())
+        for token in value.split(",")
+    }
+    return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP | named]
+
+
+def _invalid_answer(body: bytes, watch: BodyWatch, completion: bool) -> str | None:
+    """Why a complete 2xx answer is not one the tool can use: every API answers a JSON object
+    (BodyWatch marks one it parsed as ended), and a completion carries content or usage."""
+    if not body.strip():
+        return "empty answer"
+    if not watch.ended:
+        return "answer is not a complete JSON object"
+    problem = watch.problem()  # an error inside a 200 (a gateway's): said in its own words
+    if problem is not None:
+        return problem
+    if completion and not watch.content and watch.usage.output_tokens is None:
+        return "answer has neither content nor usage"
+    return None
 
 
 def _labelled(

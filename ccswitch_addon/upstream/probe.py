@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ccswitch_addon.core.config import AppConfig, Auth, ProviderConfig
+from ccswitch_addon.core.proxy import Proxies
 from ccswitch_addon.core.rewrite import probe_request
 from ccswitch_addon.upstream.client import ProviderClient, ProviderError
 
@@ -15,9 +16,10 @@ PROBE_BODY_LIMIT = 1024 * 1024  # a probe's answer is read (the connection is re
 
 
 async def probe(
-    client: ProviderClient, app: AppConfig, provider: ProviderConfig
+    client: ProviderClient, app: AppConfig, provider: ProviderConfig, proxies: Proxies | None = None
 ) -> tuple[bool, str]:
-    """(healthy, detail) from one cheap request carrying everything a real request carries."""
+    """(healthy, detail) from one cheap request carrying everything a real request carries,
+    by the same way as real requests (its proxy, if any)."""
     method, path, headers, body = probe_request(app.api, provider)
     host = f"[{provider.host}]" if ":" in provider.host else provider.host
     if provider.port != (443 if provider.scheme == "https" else 80):
@@ -25,7 +27,9 @@ async def probe(
     url = f"{provider.scheme}://{host}{path}"
     try:
         async with asyncio.timeout(PROBE_SECONDS):
-            response = await client.request(method, url, headers, body, app.breaker.connect_seconds)
+            proxy = (proxies or Proxies()).route(provider.proxy, provider.scheme, provider.host)
+            timeout = app.breaker.connect_seconds
+            response = await client.request(method, url, headers, body, timeout, proxy)
             try:
                 status, read = response.status, 0
                 while read < PROBE_BODY_LIMIT and (chunk := await response.readany()):

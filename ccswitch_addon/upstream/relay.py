@@ -69,6 +69,8 @@ class Relay:
         if exchange is None:
             answer.whole(410, _TEXT, b"ccswitch relay: no such request\n")
             return
+        if exchange.arrived is not None:
+            exchange.arrived()
         await self.upstream.serve(exchange, answer)
 
 

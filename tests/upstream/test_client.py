@@ -26,6 +26,7 @@ from ccswitch_addon.upstream.client import (
     ProviderClient,
     ProviderResponse,
 )
+from ccswitch_addon.upstream.connection import WRITE_HIGH, WRITE_STEP
 
 LIMIT = 10.0
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -277,17 +278,28 @@ async def test_a_body_to_the_end_of_the_connection_is_complete_not_broken(
     assert server.connections == 2
 
 
-async def test_a_connection_closed_while_idle_is_retried_once_anew(
+async def test_an_idempotent_request_crossing_an_idle_close_is_retried_once_anew(
     raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
 ) -> None:
     # The second request on a connection is read and the connection closed without a word,
-    # as when a provider's idle timeout and the request cross: sent again on a new one.
+    # as when a provider's idle timeout and the request cross: a GET goes again on a new one.
     server = await serving(raw, one_then_drop())
     for _ in range(2):
-        response = await post(client, server.url)
+        response = await asyncio.wait_for(client.request("GET", server.url + "/", [], None, 5), 5)
         assert await read_all(response) == b"{}"
     assert len(server.requests) == 3  # the second request twice
     assert server.connections == 2
+
+
+async def test_a_post_read_whole_is_never_sent_again_however_soon_the_close(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, one_then_drop())  # the second is read, then dropped at once
+    assert await read_all(await post(client, server.url)) == b"{}"
+    with pytest.raises(Disconnected):
+        await post(client, server.url)
+    assert len(server.requests) == 2
+    assert server.connections == 1
 
 
 async def test_a_fresh_connection_that_closes_is_not_retried(
@@ -571,9 +583,8 @@ async def test_a_head_answer_has_no_body_whatever_its_length_says(
 
 
 async def test_a_post_the_provider_held_then_dropped_is_not_sent_again(
-    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, monkeypatch: pytest.MonkeyPatch
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
 ) -> None:
-    monkeypatch.setattr("ccswitch_addon.upstream.client.STALE_SECONDS", 0.05)
     server = await serving(raw, one_then_drop(hold=0.3))  # it works on it, then drops it
     assert await read_all(await post(client, server.url)) == b"{}"
     with pytest.raises(Disconnected):
@@ -638,3 +649,83 @@ async def test_a_body_cut_inside_its_gzip_stream_is_broken(
     response = await post(client, server.url)
     with pytest.raises(BadAnswer, match="inside its compressed stream"):
         await read_all(response)
+
+
+# --- what a hostile or broken provider must not be able to do ----------------------------------
+
+
+async def test_a_provider_that_never_reads_holds_a_bounded_request_and_is_aborted(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    release = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.pause_reading()  # the window fills, the client's writes back up
+        await release.wait()
+
+    server = await raw(never_read)
+    task = asyncio.ensure_future(post(client, server.url, b"x" * (32 * 1024 * 1024)))
+    try:
+        await _until(lambda: any(c.drained is not None for c in client._all), "writes to back up")
+        (conn,) = client._all
+        assert conn.transport is not None
+        assert conn.transport.get_write_buffer_size() <= WRITE_HIGH + WRITE_STEP
+        task.cancel()  # the attempt's first_byte_seconds ran out
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not client._all
+        # Aborted: a close would wait for the provider to read what is left, forever.
+        await _until(lambda: conn.lost, "the connection to end")
+    finally:
+        release.set()
+
+
+async def _until(predicate: Callable[[], object], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + LIMIT
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "status_line", [b"HTTP/1.1 0 Unknown", b"HTTP/1.1 099 Low", b"HTTP/1.1 999 X"]
+)
+async def test_a_status_outside_100_to_599_is_not_an_answer(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient, status_line: bytes
+) -> None:
+    server = await serving(raw, answering(status_line + b"\r\ncontent-length: 2\r\n\r\n{}"))
+    with pytest.raises(BadAnswer, match=r"(?i)status"):  # ours, or llhttp's own refusal
+        await post(client, server.url)
+
+
+async def test_a_raw_deflate_body_cut_short_is_broken(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = packer.compress(b'{"cut":"' + bytes(range(256)) * 40 + b'"}') + packer.flush()
+    server = await serving(raw, answering(_answer_encoded(b"deflate", body[: len(body) // 2])))
+    response = await post(client, server.url)
+    with pytest.raises(BadAnswer, match="inside its compressed stream"):
+        await read_all(response)
+
+
+def _chunked(coding: bytes, body: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: %s\r\n\r\n"
+    return head % coding + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+async def test_a_gzip_transfer_coding_is_undone(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(_chunked(b"gzip, chunked", gzip.compress(b'{"a":1}'))))
+    response = await post(client, server.url)
+    assert "transfer-encoding" in response.headers  # the exchange drops it; the body is plain
+    assert await read_all(response) == b'{"a":1}'
+
+
+async def test_a_transfer_coding_it_cannot_undo_is_not_an_answer(
+    raw: Callable[[Serve], Awaitable[Raw]], client: ProviderClient
+) -> None:
+    server = await serving(raw, answering(_chunked(b"br, chunked", b"\x0b\x01\x80{}\x03")))
+    with pytest.raises(BadAnswer, match="transfer coding"):
+        await post(client, server.url)
