@@ -94,11 +94,6 @@ class ChatToAnthropicStream(ChatStreamTranslator):
 
     def on_finish(self, reason: Any) -> None:
         """The first finish_reason wins; message_delta waits for usage and the end."""
-        thinking, text = self._think.flush()
-        if thinking:
-            self.on_reasoning(thinking)
-        if text:
-            self.on_text(text)
         for position, tool in sorted(self._tools.items()):
             if tool.block is None and tool.name:
                 tool.id = tool.id or f"toolu_{self._message_id}_{position}"

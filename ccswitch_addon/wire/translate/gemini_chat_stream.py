@@ -62,11 +62,6 @@ class ChatToGeminiStream(ChatStreamTranslator):
             entry.arguments.append(function["arguments"])
 
     def on_finish(self, reason: Any) -> None:
-        thinking, text = self._think.flush()
-        if thinking:
-            self.on_reasoning(thinking)
-        if text:
-            self.on_text(text)
         named = [(slot, c) for slot, c in sorted(self._calls.items()) if c.name]
         if self._calls and not named:
             self.fail("every tool call came without a name")

@@ -132,11 +132,6 @@ class ChatToResponsesStream(ChatStreamTranslator):
             entry.arguments.append(function["arguments"])
 
     def on_finish(self, reason: Any) -> None:
-        thinking, text = self._think.flush()
-        if thinking:
-            self.on_reasoning(thinking)
-        if text:
-            self.on_text(text)
         self._close_item()
         named = [(i, c) for i, c in sorted(self._calls.items()) if c.name]
         if self._calls and not named:
