@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import ERROR_MARK
 from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
@@ -159,7 +160,7 @@ def _tool_result(block: JsonObject) -> tuple[str, list[JsonObject]]:
     else:
         text = ""
     if block.get("is_error"):
-        text = f"[tool error] {text}"
+        text = ERROR_MARK + text
     return text, images
 
 

@@ -16,10 +16,13 @@ from ccswitch_addon.wire.translate.chat_form import (
     chat_answer,
     chat_chunk,
     chat_usage,
+    data_url,
     event_object,
+    history_arguments,
     text_of,
+    tool_error,
 )
-from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, dumps, parse_arguments
+from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
 __all__ = [
@@ -47,7 +50,6 @@ _TOOL_CHOICE: Mapping[str, JsonObject] = {
     "none": {"type": "none"},
 }
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens; Chat and Gemini requests may not say
-ERROR_MARK = "[tool error] "  # how a failed tool result reads in the Chat form
 
 
 def json_instruction(response_format: Any) -> str:
@@ -66,8 +68,9 @@ def json_instruction(response_format: Any) -> str:
 
 
 def _image(url: str) -> JsonObject:
-    if url.startswith("data:") and ";base64," in url:
-        media, data = url[5:].split(";base64,", 1)
+    inline = data_url(url)
+    if inline is not None:
+        media, data = inline
         return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
@@ -85,30 +88,25 @@ def _blocks(content: Any) -> list[JsonObject]:
             url = (part.get("image_url") or {}).get("url", "")
             blocks.append(_image(url))
         elif part.get("type") == "file":
-            data = (part.get("file") or {}).get("file_data", "")
-            if data.startswith("data:") and ";base64," in data:
-                media, raw = data[5:].split(";base64,", 1)
-                source = {"type": "base64", "media_type": media, "data": raw}
+            inline = data_url((part.get("file") or {}).get("file_data", ""))
+            if inline is not None:
+                source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
                 blocks.append({"type": "document", "source": source})
     return blocks
 
 
 def _tool_result(message: JsonObject) -> JsonObject:
-    text = text_of(message.get("content"))
+    text, failed = tool_error(text_of(message.get("content")))
     block: JsonObject = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", "")}
-    if text.startswith(ERROR_MARK):
-        text, block["is_error"] = text[len(ERROR_MARK) :], True
+    if failed:
+        block["is_error"] = True
     block["content"] = text
     return block
 
 
 def _tool_use(call: JsonObject) -> JsonObject:
     function = call.get("function") or {}
-    name = function.get("name", "")
-    try:
-        arguments = parse_arguments(function.get("arguments"), name)
-    except BadAnswer:
-        arguments = {"arguments": function.get("arguments")}  # history: keep what was said
+    name, arguments = function.get("name", ""), history_arguments(function)
     return {"type": "tool_use", "id": call.get("id", ""), "name": name, "input": arguments}
 
 

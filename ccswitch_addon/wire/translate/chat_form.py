@@ -1,6 +1,8 @@
-"""The Chat form of a turn as the provider sides (``chat_anthropic``, ``chat_gemini``,
-``chat_responses``) write and read it: one shape of answer, chunk and usage for all three, so
-the tool side's machines see the same Chat whichever provider answered.
+"""The Chat form of a turn as the translators share it: one shape of answer, chunk and usage
+for the provider sides (``chat_anthropic``, ``chat_gemini``, ``chat_responses``), so the tool
+side's machines see the same Chat whichever provider answered; and how a Chat request's
+pieces that Chat itself leaves vague (a failed tool result, a data URL, arguments that never
+parsed) are read by every side alike.
 """
 
 from __future__ import annotations
@@ -8,10 +10,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ccswitch_addon.wire.translate.common import JsonObject
+from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, parse_arguments
 from ccswitch_addon.wire.translate.sse import SseEvent
 
-__all__ = ["append_turn", "chat_answer", "chat_chunk", "chat_usage", "event_object", "text_of"]
+__all__ = [
+    "ERROR_MARK",
+    "append_turn",
+    "chat_answer",
+    "chat_chunk",
+    "chat_usage",
+    "data_url",
+    "event_object",
+    "history_arguments",
+    "text_of",
+    "tool_error",
+]
+
+# How a failed tool result reads in the Chat form, which has no flag for it: the tool sides
+# write it, the provider sides with such a flag (Anthropic, Gemini) take it off again.
+ERROR_MARK = "[tool error] "
 
 
 def text_of(content: Any) -> str:
@@ -19,6 +36,30 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+
+
+def tool_error(text: str) -> tuple[str, bool]:
+    """A tool result's text without the error mark, and whether it had one."""
+    if text.startswith(ERROR_MARK):
+        return text[len(ERROR_MARK) :], True
+    return text, False
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a ``data:…;base64,`` URL; None for any other."""
+    if url.startswith("data:") and ";base64," in url:
+        media, data = url[5:].split(";base64,", 1)
+        return media, data
+    return None
+
+
+def history_arguments(function: JsonObject) -> JsonObject:
+    """A replayed call's arguments as an object; arguments that never parsed stay as they
+    were said, under ``arguments`` (history is not the place to refuse them)."""
+    try:
+        return parse_arguments(function.get("arguments"), function.get("name", ""))
+    except BadAnswer:
+        return {"arguments": function.get("arguments")}
 
 
 def append_turn(turns: list[JsonObject], role: str, key: str, items: list[JsonObject]) -> None:

@@ -19,10 +19,13 @@ from ccswitch_addon.wire.translate.chat_form import (
     append_turn,
     chat_answer,
     chat_usage,
+    data_url,
     event_object,
+    history_arguments,
     text_of,
+    tool_error,
 )
-from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, dumps, parse_arguments
+from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
 __all__ = [
@@ -37,7 +40,6 @@ __all__ = [
 ]
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-ERROR_MARK = "[tool error] "
 
 # Gemini finishReason → Chat finish_reason (a call made makes it tool_calls).
 FINISH_REASONS: Mapping[str, str] = {
@@ -107,9 +109,9 @@ def _parts(content: Any) -> list[JsonObject]:
                 if part["type"] == "image_url"
                 else (part.get("file") or {}).get("file_data", "")
             )
-            if url.startswith("data:") and ";base64," in url:
-                media, data = url[5:].split(";base64,", 1)
-                parts.append({"inlineData": {"mimeType": media, "data": data}})
+            inline = data_url(url)
+            if inline is not None:
+                parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
             elif url:
                 parts.append({"fileData": {"fileUri": url}})
     return parts
@@ -117,13 +119,10 @@ def _parts(content: Any) -> list[JsonObject]:
 
 def _call_part(call: JsonObject, signatures: ThoughtSignatures) -> JsonObject:
     function = call.get("function") or {}
-    name = function.get("name", "")
-    try:
-        args = parse_arguments(function.get("arguments"), name)
-    except BadAnswer:
-        args = {"arguments": function.get("arguments")}
     call_id = call.get("id") or ""
-    part: JsonObject = {"functionCall": {"name": name, "args": args}}
+    part: JsonObject = {
+        "functionCall": {"name": function.get("name", ""), "args": history_arguments(function)}
+    }
     if call_id:
         part["functionCall"]["id"] = call_id
     part["thoughtSignature"] = signatures.get(call_id) or SKIP_SIGNATURE
@@ -150,12 +149,8 @@ def request_from_chat(chat: JsonObject, signatures: ThoughtSignatures = SIGNATUR
             append_turn(contents, "model", "parts", parts)
         elif role == "tool":
             call_id = message.get("tool_call_id", "")
-            text = text_of(message.get("content"))
-            response = (
-                {"error": text[len(ERROR_MARK) :]}
-                if text.startswith(ERROR_MARK)
-                else {"output": text}
-            )
+            text, failed = tool_error(text_of(message.get("content")))
+            response = {"error": text} if failed else {"output": text}
             result = {"name": names.get(call_id, ""), "response": response}
             if call_id:
                 result["id"] = call_id

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from ccswitch_addon.wire.translate.chat_form import (
+    ERROR_MARK,
     append_turn,
     chat_answer,
     chat_chunk,
     chat_usage,
+    data_url,
     event_object,
+    history_arguments,
     text_of,
+    tool_error,
 )
 from ccswitch_addon.wire.translate.sse import SseEvent
 
@@ -56,3 +60,13 @@ def test_chunks_text_and_events() -> None:
     assert event_object(SseEvent(None, '{"a": 1}')) == {"a": 1}
     assert event_object(SseEvent(None, "[1]")) is None
     assert event_object(SseEvent("ping", "")) is None
+
+
+def test_what_chat_leaves_vague_is_read_alike() -> None:
+    assert tool_error(ERROR_MARK + "no such file") == ("no such file", True)
+    assert tool_error("fine [tool error] ") == ("fine [tool error] ", False)
+    assert data_url("data:image/png;base64,AAAA") == ("image/png", "AAAA")
+    assert data_url("https://example.com/a.png") is None
+    assert history_arguments({"name": "f", "arguments": '{"a": 1,}'}) == {"a": 1}
+    assert history_arguments({"name": "f", "arguments": "not json"}) == {"arguments": "not json"}
+    assert history_arguments({"name": "f"}) == {}
