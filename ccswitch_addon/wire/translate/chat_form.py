@@ -1,8 +1,8 @@
 """The Chat form of a turn as the translators share it: one shape of answer, chunk and usage
 for the provider sides (``chat_anthropic``, ``chat_gemini``, ``chat_responses``), so the tool
-side's machines see the same Chat whichever provider answered; and how a Chat request's
-pieces that Chat itself leaves vague (a failed tool result, a data URL, arguments that never
-parsed) are read by every side alike.
+side's machines see the same Chat whichever provider answered; how the tool sides ask for a
+stream; and how a Chat request's pieces that Chat itself leaves vague (a failed tool result, a
+data URL, arguments that never parsed) are read by every side alike.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from ccswitch_addon.wire.translate.sse import SseEvent
 __all__ = [
     "ERROR_MARK",
     "append_turn",
+    "ask_to_stream",
     "chat_answer",
     "chat_chunk",
+    "chat_message",
     "chat_usage",
     "data_url",
     "event_object",
@@ -73,6 +75,13 @@ def append_turn(turns: list[JsonObject], role: str, key: str, items: list[JsonOb
         turns.append({"role": role, key: items})
 
 
+def ask_to_stream(chat: JsonObject) -> None:
+    """Make a Chat request stream, with its usage: without ``include_usage`` a Chat server
+    sends none, and the tool would read the usage as zero."""
+    chat["stream"] = True
+    chat["stream_options"] = {"include_usage": True}
+
+
 def chat_usage(prompt: int, completion: int, cached: int, **more: Any) -> JsonObject:
     """A Chat ``usage`` object; ``more`` holds what one provider counts beyond the rest."""
     return {
@@ -93,13 +102,8 @@ def chat_answer(
     finish: str,
     usage: JsonObject,
 ) -> JsonObject:
-    """A Chat Completions answer: no reasoning, no calls and no text each leave their field out
-    (``content`` as null)."""
-    message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = calls
+    """A Chat Completions answer with its one choice (see ``chat_message``)."""
+    message = chat_message(text, reasoning, calls)
     return {
         "id": answer_id,
         "object": "chat.completion",
@@ -107,6 +111,17 @@ def chat_answer(
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": usage,
     }
+
+
+def chat_message(text: list[str], reasoning: list[str], calls: list[JsonObject]) -> JsonObject:
+    """An answer's assistant message: no reasoning, no calls and no text each leave their
+    field out (``content`` as null)."""
+    message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def chat_chunk(

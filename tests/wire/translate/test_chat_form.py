@@ -5,6 +5,7 @@ from __future__ import annotations
 from ccswitch_addon.wire.translate.chat_form import (
     ERROR_MARK,
     append_turn,
+    ask_to_stream,
     chat_answer,
     chat_chunk,
     chat_usage,
@@ -70,3 +71,9 @@ def test_what_chat_leaves_vague_is_read_alike() -> None:
     assert history_arguments({"name": "f", "arguments": '{"a": 1,}'}) == {"a": 1}
     assert history_arguments({"name": "f", "arguments": "not json"}) == {"arguments": "not json"}
     assert history_arguments({"name": "f"}) == {}
+
+
+def test_a_stream_is_asked_with_its_usage() -> None:
+    chat: dict[str, object] = {"model": "m"}
+    ask_to_stream(chat)
+    assert chat == {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
