@@ -4,7 +4,9 @@ Each ``data:`` line is a chunk; ``[DONE]`` or the end of the stream ends it; an 
 chunk or a malformed one fails it. The first chunk with a choice opens the answer, each
 choice is read in order (ChatChoiceReader), and usage may come in any chunk, also after the
 finish reason. A subclass says how the answer opens (``on_first``), what each part of a
-choice becomes, how it closes (``on_complete``) and how it fails (``on_failed``).
+choice becomes, how it closes (``on_complete``) and how it fails (``on_failed``). A tool
+call's fragments gather in a ``ToolCall``; an API that takes calls only whole gets them at the
+finish from ``WholeCallsStream``.
 """
 
 from __future__ import annotations
