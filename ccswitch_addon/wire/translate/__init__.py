@@ -7,7 +7,9 @@ directly (``anthropic_chat``, ``responses_chat``, ``gemini_chat``), and through 
 form of a turn ``anthropic ← openai_responses``, ``anthropic ← gemini``,
 ``openai_responses ← anthropic`` and ``gemini ← anthropic`` (``pivot``: a provider side per
 format, ``chat_responses``, ``chat_gemini``, ``chat_anthropic``), plus identity for every
-format. A stream sent to a request that asked for none is read whole (``collect``).
+format. A stream sent to a request that asked for none is read whole (``collect``). What the
+sides share is written once: the Chat form's answers, chunks, usage and marks (``chat_form``),
+and reading a Chat stream, tool calls included (``chat_stream``).
 
 How the engine uses it, per attempt::
 

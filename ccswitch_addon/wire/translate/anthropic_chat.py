@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import ERROR_MARK, ask_to_stream
 from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
@@ -159,7 +160,7 @@ def _tool_result(block: JsonObject) -> tuple[str, list[JsonObject]]:
     else:
         text = ""
     if block.get("is_error"):
-        text = f"[tool error] {text}"
+        text = ERROR_MARK + text
     return text, images
 
 
@@ -313,8 +314,7 @@ def request_to_chat(
         if isinstance(choice_value, dict) and choice_value.get("disable_parallel_tool_use"):
             chat["parallel_tool_calls"] = False
     if body.get("stream"):
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}  # or usage comes back as zero
+        ask_to_stream(chat)
     return chat
 
 

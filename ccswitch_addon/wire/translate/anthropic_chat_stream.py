@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccswitch_addon.wire.translate.anthropic_chat import stop_reason
-from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State
+from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State, ToolCall
 from ccswitch_addon.wire.translate.common import JsonObject, ToolNames, close_open, dumps
 from ccswitch_addon.wire.translate.sse import encode_event
 
@@ -22,11 +22,8 @@ __all__ = ["ChatToAnthropicStream"]
 
 
 @dataclass(slots=True)
-class _Tool:
-    id: str = ""
-    name: str = ""
+class _Tool(ToolCall):
     held: list[str] = field(default_factory=list)  # arguments seen before the block started
-    sent: list[str] = field(default_factory=list)  # arguments sent, to check them at the end
     block: int | None = None  # the Anthropic block index, once started
     open: bool = False
 
@@ -78,27 +75,17 @@ class ChatToAnthropicStream(ChatStreamTranslator):
 
     def on_tool_call(self, call: JsonObject, slot: int) -> None:
         tool = self._tools.setdefault(slot, _Tool())
-        if call.get("id") and not tool.id:
-            tool.id = str(call["id"])
-        function = call.get("function") or {}
-        if function.get("name") and not tool.name:
-            tool.name = str(function["name"])
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
+        piece = tool.take(call)
+        if piece:
             if tool.open:
-                self._tool_delta(tool, arguments)
+                self._tool_delta(tool, piece)
             else:
-                tool.held.append(arguments)
+                tool.held.append(piece)
         if tool.block is None and tool.id and tool.name:
             self._start_tool(tool)
 
     def on_finish(self, reason: Any) -> None:
         """The first finish_reason wins; message_delta waits for usage and the end."""
-        thinking, text = self._think.flush()
-        if thinking:
-            self.on_reasoning(thinking)
-        if text:
-            self.on_text(text)
         for position, tool in sorted(self._tools.items()):
             if tool.block is None and tool.name:
                 tool.id = tool.id or f"toolu_{self._message_id}_{position}"
@@ -176,7 +163,7 @@ class ChatToAnthropicStream(ChatStreamTranslator):
     def _complete_arguments(self, tool: _Tool) -> bool:
         """Arguments cut off before their end (``{"file_path": "/a"`` then the finish) get the
         missing closers as one more delta; False when no suffix can make them an object."""
-        text = "".join(tool.sent)
+        text = "".join(tool.arguments)  # all sent by now: a block starts with what was held
         if not text.strip():
             return True  # no arguments: an empty input
         for candidate in (text, close_open(text)):
@@ -190,7 +177,6 @@ class ChatToAnthropicStream(ChatStreamTranslator):
         return False
 
     def _tool_delta(self, tool: _Tool, fragment: str) -> None:
-        tool.sent.append(fragment)
         self._send(
             "content_block_delta",
             {"index": tool.block, "delta": {"type": "input_json_delta", "partial_json": fragment}},

@@ -8,16 +8,21 @@ and signatures never survive a trip through another format.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from ccswitch_addon.wire.translate.common import (
-    BadAnswer,
-    JsonObject,
-    dumps,
-    parse_arguments,
+from ccswitch_addon.wire.translate.chat_form import (
+    append_turn,
+    chat_answer,
+    chat_chunk,
+    chat_usage,
+    data_url,
+    event_object,
+    history_arguments,
+    text_of,
+    tool_error,
 )
+from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
 __all__ = [
@@ -45,7 +50,6 @@ _TOOL_CHOICE: Mapping[str, JsonObject] = {
     "none": {"type": "none"},
 }
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens; Chat and Gemini requests may not say
-ERROR_MARK = "[tool error] "  # how a failed tool result reads in the Chat form
 
 
 def json_instruction(response_format: Any) -> str:
@@ -64,8 +68,9 @@ def json_instruction(response_format: Any) -> str:
 
 
 def _image(url: str) -> JsonObject:
-    if url.startswith("data:") and ";base64," in url:
-        media, data = url[5:].split(";base64,", 1)
+    inline = data_url(url)
+    if inline is not None:
+        media, data = inline
         return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
@@ -83,47 +88,26 @@ def _blocks(content: Any) -> list[JsonObject]:
             url = (part.get("image_url") or {}).get("url", "")
             blocks.append(_image(url))
         elif part.get("type") == "file":
-            data = (part.get("file") or {}).get("file_data", "")
-            if data.startswith("data:") and ";base64," in data:
-                media, raw = data[5:].split(";base64,", 1)
-                source = {"type": "base64", "media_type": media, "data": raw}
+            inline = data_url((part.get("file") or {}).get("file_data", ""))
+            if inline is not None:
+                source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
                 blocks.append({"type": "document", "source": source})
     return blocks
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-
-
 def _tool_result(message: JsonObject) -> JsonObject:
-    text = _text(message.get("content"))
+    text, failed = tool_error(text_of(message.get("content")))
     block: JsonObject = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", "")}
-    if text.startswith(ERROR_MARK):
-        text, block["is_error"] = text[len(ERROR_MARK) :], True
+    if failed:
+        block["is_error"] = True
     block["content"] = text
     return block
 
 
 def _tool_use(call: JsonObject) -> JsonObject:
     function = call.get("function") or {}
-    name = function.get("name", "")
-    try:
-        arguments = parse_arguments(function.get("arguments"), name)
-    except BadAnswer:
-        arguments = {"arguments": function.get("arguments")}  # history: keep what was said
+    name, arguments = function.get("name", ""), history_arguments(function)
     return {"type": "tool_use", "id": call.get("id", ""), "name": name, "input": arguments}
-
-
-def _append(messages: list[JsonObject], role: str, blocks: list[JsonObject]) -> None:
-    """Consecutive turns of one role merge: Anthropic wants user and assistant alternating."""
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"] += blocks
-    else:
-        messages.append({"role": role, "content": blocks})
 
 
 def request_from_chat(chat: JsonObject) -> JsonObject:
@@ -133,16 +117,16 @@ def request_from_chat(chat: JsonObject) -> JsonObject:
     for message in chat.get("messages") or []:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.append(text_of(message.get("content")))
         elif role == "user":
-            _append(messages, "user", _blocks(message.get("content")))
+            append_turn(messages, "user", "content", _blocks(message.get("content")))
         elif role == "tool":
             # results first in their user turn, as Anthropic requires
-            _append(messages, "user", [_tool_result(message)])
+            append_turn(messages, "user", "content", [_tool_result(message)])
         elif role == "assistant":
             blocks = _blocks(message.get("content"))
             blocks += [_tool_use(c) for c in message.get("tool_calls") or []]
-            _append(messages, "assistant", blocks)
+            append_turn(messages, "assistant", "content", blocks)
     instruction = json_instruction(chat.get("response_format"))
     if instruction:
         system.append(instruction)
@@ -194,13 +178,7 @@ def usage_to_chat(usage: Any) -> JsonObject:
     written = usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + read + written
     completion = usage.get("output_tokens") or 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read},
-        "cache_creation_input_tokens": written,
-    }
+    return chat_usage(prompt, completion, read, cache_creation_input_tokens=written)
 
 
 def finish_reason(stop_reason: Any) -> str:
@@ -221,23 +199,15 @@ def answer_to_chat(message: JsonObject) -> JsonObject:
         elif kind == "tool_use":
             function = {"name": block.get("name", ""), "arguments": dumps(block.get("input", {}))}
             calls.append({"id": block.get("id", ""), "type": "function", "function": function})
-    chat_message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
-    if thinking:
-        chat_message["reasoning_content"] = "".join(thinking)
-    if calls:
-        chat_message["tool_calls"] = calls
-    choice = {
-        "index": 0,
-        "message": chat_message,
-        "finish_reason": finish_reason(message.get("stop_reason")),
-    }
-    return {
-        "id": message.get("id", ""),
-        "object": "chat.completion",
-        "model": message.get("model", ""),
-        "choices": [choice],
-        "usage": usage_to_chat(message.get("usage")),
-    }
+    return chat_answer(
+        message.get("id", ""),
+        message.get("model", ""),
+        text,
+        thinking,
+        calls,
+        finish_reason(message.get("stop_reason")),
+        usage_to_chat(message.get("usage")),
+    )
 
 
 class AnthropicChunks:
@@ -250,15 +220,11 @@ class AnthropicChunks:
         self._tools: dict[int, int] = {}  # Anthropic block index → Chat tool-call index
 
     def _chunk(self, delta: JsonObject, finish: str | None = None) -> JsonObject:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return {"id": self._id, "model": self._model, "choices": [choice]}
+        return chat_chunk(self._id, self._model, delta, finish)
 
     def chunks(self, event: SseEvent) -> list[JsonObject | str]:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            return []
-        if not isinstance(data, dict):
+        data = event_object(event)
+        if data is None:
             return []
         kind = data.get("type") or event.event
         if kind == "message_start":

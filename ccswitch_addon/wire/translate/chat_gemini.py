@@ -10,13 +10,22 @@ with Gemini's documented skip value for a call it never made.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, dumps, parse_arguments
+from ccswitch_addon.wire.translate.chat_form import (
+    append_turn,
+    chat_answer,
+    chat_usage,
+    data_url,
+    event_object,
+    history_arguments,
+    text_of,
+    tool_error,
+)
+from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
 __all__ = [
@@ -31,7 +40,6 @@ __all__ = [
 ]
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-ERROR_MARK = "[tool error] "
 
 # Gemini finishReason → Chat finish_reason (a call made makes it tool_calls).
 FINISH_REASONS: Mapping[str, str] = {
@@ -101,38 +109,20 @@ def _parts(content: Any) -> list[JsonObject]:
                 if part["type"] == "image_url"
                 else (part.get("file") or {}).get("file_data", "")
             )
-            if url.startswith("data:") and ";base64," in url:
-                media, data = url[5:].split(";base64,", 1)
-                parts.append({"inlineData": {"mimeType": media, "data": data}})
+            inline = data_url(url)
+            if inline is not None:
+                parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
             elif url:
                 parts.append({"fileData": {"fileUri": url}})
     return parts
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-
-
-def _append(contents: list[JsonObject], role: str, parts: list[JsonObject]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"] += parts
-    else:
-        contents.append({"role": role, "parts": parts})
-
-
 def _call_part(call: JsonObject, signatures: ThoughtSignatures) -> JsonObject:
     function = call.get("function") or {}
-    name = function.get("name", "")
-    try:
-        args = parse_arguments(function.get("arguments"), name)
-    except BadAnswer:
-        args = {"arguments": function.get("arguments")}
     call_id = call.get("id") or ""
-    part: JsonObject = {"functionCall": {"name": name, "args": args}}
+    part: JsonObject = {
+        "functionCall": {"name": function.get("name", ""), "args": history_arguments(function)}
+    }
     if call_id:
         part["functionCall"]["id"] = call_id
     part["thoughtSignature"] = signatures.get(call_id) or SKIP_SIGNATURE
@@ -148,27 +138,23 @@ def request_from_chat(chat: JsonObject, signatures: ThoughtSignatures = SIGNATUR
     for message in chat.get("messages") or []:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.append(text_of(message.get("content")))
         elif role == "user":
-            _append(contents, "user", _parts(message.get("content")))
+            append_turn(contents, "user", "parts", _parts(message.get("content")))
         elif role == "assistant":
             parts = _parts(message.get("content"))
             for call in message.get("tool_calls") or []:
                 names[call.get("id", "")] = (call.get("function") or {}).get("name", "")
                 parts.append(_call_part(call, signatures))
-            _append(contents, "model", parts)
+            append_turn(contents, "model", "parts", parts)
         elif role == "tool":
             call_id = message.get("tool_call_id", "")
-            text = _text(message.get("content"))
-            response = (
-                {"error": text[len(ERROR_MARK) :]}
-                if text.startswith(ERROR_MARK)
-                else {"output": text}
-            )
+            text, failed = tool_error(text_of(message.get("content")))
+            response = {"error": text} if failed else {"output": text}
             result = {"name": names.get(call_id, ""), "response": response}
             if call_id:
                 result["id"] = call_id
-            _append(contents, "user", [{"functionResponse": result}])
+            append_turn(contents, "user", "parts", [{"functionResponse": result}])
     body: JsonObject = {"contents": contents}
     if any(system):
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(s for s in system if s)}]}
@@ -222,13 +208,10 @@ def usage_to_chat(metadata: Any) -> JsonObject:
     prompt = metadata.get("promptTokenCount") or 0
     thoughts = metadata.get("thoughtsTokenCount") or 0
     completion = (metadata.get("candidatesTokenCount") or 0) + thoughts
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": metadata.get("cachedContentTokenCount") or 0},
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
-    }
+    cached = metadata.get("cachedContentTokenCount") or 0
+    return chat_usage(
+        prompt, completion, cached, completion_tokens_details={"reasoning_tokens": thoughts}
+    )
 
 
 def finish_reason(reason: Any, calls: bool) -> str:
@@ -260,22 +243,18 @@ def answer_to_chat(answer: JsonObject, signatures: ThoughtSignatures = SIGNATURE
             calls.append(_call(part, signatures, made_up))
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else text).append(part["text"])
-    message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
-    if thoughts:
-        message["reasoning_content"] = "".join(thoughts)
-    if calls:
-        message["tool_calls"] = calls
     reason = candidate.get("finishReason")
     if not candidates and (answer.get("promptFeedback") or {}).get("blockReason"):
         reason = "SAFETY"
-    choice = {"index": 0, "message": message, "finish_reason": finish_reason(reason, bool(calls))}
-    return {
-        "id": answer.get("responseId", ""),
-        "object": "chat.completion",
-        "model": answer.get("modelVersion", ""),
-        "choices": [choice],
-        "usage": usage_to_chat(answer.get("usageMetadata")),
-    }
+    return chat_answer(
+        answer.get("responseId", ""),
+        answer.get("modelVersion", ""),
+        text,
+        thoughts,
+        calls,
+        finish_reason(reason, bool(calls)),
+        usage_to_chat(answer.get("usageMetadata")),
+    )
 
 
 class GeminiChunks:
@@ -291,11 +270,8 @@ class GeminiChunks:
         self._started = False
 
     def chunks(self, event: SseEvent) -> list[JsonObject | str]:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            return []
-        if not isinstance(data, dict):
+        data = event_object(event)
+        if data is None:
             return []
         if data.get("error"):
             return [{"error": data["error"]}]

@@ -7,11 +7,16 @@ through the Chat form ``anthropic_chat`` makes. Nothing is stored at the provide
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import (
+    chat_answer,
+    chat_chunk,
+    chat_usage,
+    event_object,
+)
 from ccswitch_addon.wire.translate.common import JsonObject, dumps
 from ccswitch_addon.wire.translate.sse import SseEvent
 
@@ -139,13 +144,9 @@ def usage_to_chat(usage: Any) -> JsonObject:
     completion = usage.get("output_tokens") or 0
     cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
     reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
-    }
+    return chat_usage(
+        prompt, completion, cached, completion_tokens_details={"reasoning_tokens": reasoning}
+    )
 
 
 def _finish(response: JsonObject, calls: bool) -> str:
@@ -175,20 +176,15 @@ def answer_to_chat(response: JsonObject) -> JsonObject:
         elif kind == "function_call":
             function = {"name": item.get("name", ""), "arguments": item.get("arguments") or ""}
             calls.append({"id": item.get("call_id", ""), "type": "function", "function": function})
-    message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
-    if any(reasoning):
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "id": response.get("id", ""),
-        "object": "chat.completion",
-        "model": response.get("model", ""),
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": _finish(response, bool(calls))}
-        ],
-        "usage": usage_to_chat(response.get("usage")),
-    }
+    return chat_answer(
+        response.get("id", ""),
+        response.get("model", ""),
+        text,
+        [r for r in reasoning if r],  # empty summaries are no reasoning
+        calls,
+        _finish(response, bool(calls)),
+        usage_to_chat(response.get("usage")),
+    )
 
 
 class ResponsesChunks:
@@ -205,8 +201,7 @@ class ResponsesChunks:
         self._argued: set[str] = set()  # items whose arguments were sent
 
     def _chunk(self, delta: JsonObject, finish: str | None = None) -> JsonObject:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return {"id": self._id, "model": self._model, "choices": [choice]}
+        return chat_chunk(self._id, self._model, delta, finish)
 
     def _arguments(self, item_id: str, text: str) -> list[JsonObject | str]:
         if item_id not in self._calls or not text:
@@ -216,11 +211,8 @@ class ResponsesChunks:
         return [self._chunk({"tool_calls": [call]})]
 
     def chunks(self, event: SseEvent) -> list[JsonObject | str]:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            return []
-        if not isinstance(data, dict):
+        data = event_object(event)
+        if data is None:
             return []
         kind = data.get("type") or event.event or ""
         if kind == "response.created":

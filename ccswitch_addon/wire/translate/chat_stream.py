@@ -4,13 +4,16 @@ Each ``data:`` line is a chunk; ``[DONE]`` or the end of the stream ends it; an 
 chunk or a malformed one fails it. The first chunk with a choice opens the answer, each
 choice is read in order (ChatChoiceReader), and usage may come in any chunk, also after the
 finish reason. A subclass says how the answer opens (``on_first``), what each part of a
-choice becomes, how it closes (``on_complete``) and how it fails (``on_failed``).
+choice becomes, how it closes (``on_complete``) and how it fails (``on_failed``). A tool
+call's fragments gather in a ``ToolCall``; an API that takes calls only whole gets them at the
+finish from ``WholeCallsStream``.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass, field
 
 from ccswitch_addon.wire.translate.common import (
     SHAPE_ERRORS,
@@ -23,7 +26,7 @@ from ccswitch_addon.wire.translate.common import (
 )
 from ccswitch_addon.wire.translate.sse import SseEvent, SseTranslator
 
-__all__ = ["ChatStreamTranslator", "State"]
+__all__ = ["ChatStreamTranslator", "State", "ToolCall", "WholeCallsStream"]
 
 
 class State(enum.Enum):
@@ -32,6 +35,29 @@ class State(enum.Enum):
     FINISHING = "finishing"  # finish_reason seen, output closed; waiting for usage and the end
     DONE = "done"  # the closing events sent
     FAILED = "failed"  # the API's own error event sent
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call gathered from its fragments: the first id and name win, the arguments
+    come in pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+    def take(self, fragment: JsonObject) -> str:
+        """Keep the fragment's id and name where still unknown; its piece of the arguments."""
+        if fragment.get("id") and not self.id:
+            self.id = str(fragment["id"])
+        function = fragment.get("function") or {}
+        if function.get("name") and not self.name:
+            self.name = str(function["name"])
+        piece = function.get("arguments")
+        if not isinstance(piece, str):
+            return ""
+        self.arguments.append(piece)
+        return piece
 
 
 class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
@@ -122,3 +148,28 @@ class ChatStreamTranslator(SseTranslator, ChatChoiceReader):
     def on_failed(self, why: str) -> None:
         """Send the API's own error event."""
         raise NotImplementedError
+
+
+class WholeCallsStream(ChatStreamTranslator):
+    """For an API that takes each tool call whole (Gemini, Responses): the fragments are
+    gathered until the finish reason, then ``whole_calls`` hands them over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[int, ToolCall] = {}
+
+    def on_tool_call(self, call: JsonObject, slot: int) -> None:
+        self._calls.setdefault(slot, ToolCall()).take(call)
+
+    def whole_calls(self, made_up: str) -> list[tuple[str, str, str]] | None:
+        """(id, name, arguments) of each named call in order, a missing id made up as
+        ``call_{made_up}_{slot}``; None, with the stream failed, when every call came without
+        a name (an answer without its calls would silently end the tool's agent loop)."""
+        named = [(slot, call) for slot, call in sorted(self._calls.items()) if call.name]
+        if self._calls and not named:
+            self.fail("every tool call came without a name")
+            return None
+        return [
+            (call.id or f"call_{made_up}_{slot}", call.name, "".join(call.arguments))
+            for slot, call in named
+        ]

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import chat_message
 from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject
 from ccswitch_addon.wire.translate.formats import Format
 from ccswitch_addon.wire.translate.sse import SseEvent, SseParser
@@ -73,11 +74,7 @@ def _chat(body: bytes) -> JsonObject:
         finish = finish or choice.get("finish_reason")
     if finish is None:
         raise BadAnswer("the provider's stream ended without a finish_reason")
-    message: JsonObject = {"role": "assistant", "content": "".join(text) or None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    message = chat_message(text, reasoning, [calls[i] for i in sorted(calls)])
     answer["choices"] = [{"index": 0, "message": message, "finish_reason": finish}]
     return answer
 

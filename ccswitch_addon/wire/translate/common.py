@@ -311,7 +311,8 @@ def error_message(body: bytes) -> tuple[str, JsonObject]:
 class ChatChoiceReader:
     """What one choice of a Chat Completions stream chunk carries, handed on in order:
     reasoning, text (a leading ``<think>`` split off as reasoning), tool call fragments, the
-    finish reason. Each stream translator says what becomes of them."""
+    finish reason (after any text the splitter still held). Each stream translator says what
+    becomes of them."""
 
     _think: ThinkSplitter
     _slots: dict[int, int]  # the provider's tool-call index → the call it now continues
@@ -325,16 +326,19 @@ class ChatChoiceReader:
             self.on_reasoning(reasoning)
         content = delta.get("content")
         if isinstance(content, str) and content:
-            thinking, text = self._think.feed(content)
-            if thinking:
-                self.on_reasoning(thinking)
-            if text:
-                self.on_text(text)
+            self._split(*self._think.feed(content))
         for position, call in enumerate(delta.get("tool_calls") or []):
             if isinstance(call, dict):
                 self.on_tool_call(call, self._slot(call, position))
         if choice.get("finish_reason"):
+            self._split(*self._think.flush())  # what was held is what it looked like
             self.on_finish(choice["finish_reason"])
+
+    def _split(self, thinking: str, text: str) -> None:
+        if thinking:
+            self.on_reasoning(thinking)
+        if text:
+            self.on_text(text)
 
     def _slot(self, call: JsonObject, position: int) -> int:
         """Which call a fragment belongs to, numbered in order of appearance.

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import ERROR_MARK, ask_to_stream
 from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
@@ -60,7 +61,6 @@ STATUS_NAMES: Mapping[int, str] = {
 }
 _MODES: Mapping[str, str] = {"AUTO": "auto", "ANY": "required", "NONE": "none"}
 _MODEL = re.compile(r"/models/([^/:?]+):")
-ERROR_MARK = "[tool error] "
 
 
 def model_of(path: str) -> str:
@@ -228,8 +228,7 @@ def request_to_chat(body: JsonObject, path: str) -> JsonObject:
         elif calling.get("mode") in _MODES:
             chat["tool_choice"] = _MODES[calling["mode"]]
     if ":streamGenerateContent" in path:
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
+        ask_to_stream(chat)
     return chat
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ccswitch_addon.wire.translate.chat_form import ask_to_stream
 from ccswitch_addon.wire.translate.common import (
     ChatUsage,
     JsonObject,
@@ -283,8 +284,7 @@ def request_to_chat(
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     if body.get("stream"):
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
+        ask_to_stream(chat)
     return chat
 
 

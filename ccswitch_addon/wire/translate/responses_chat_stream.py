@@ -11,10 +11,9 @@ fails: "completed" without a call would silently stop Codex's agent loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ccswitch_addon.wire.translate.chat_stream import ChatStreamTranslator, State
+from ccswitch_addon.wire.translate.chat_stream import State, WholeCallsStream
 from ccswitch_addon.wire.translate.common import BadAnswer, JsonObject, dumps
 from ccswitch_addon.wire.translate.responses_chat import ResponsesTools, finish_status
 from ccswitch_addon.wire.translate.sse import encode_event
@@ -22,14 +21,7 @@ from ccswitch_addon.wire.translate.sse import encode_event
 __all__ = ["ChatToResponsesStream"]
 
 
-@dataclass(slots=True)
-class _Call:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-
-
-class ChatToResponsesStream(ChatStreamTranslator):
+class ChatToResponsesStream(WholeCallsStream):
     """``feed(bytes) -> bytes`` for each read, ``close() -> bytes`` at the end of the stream.
 
     ``on_complete(response)`` is called with the final response object (for the
@@ -53,7 +45,6 @@ class ChatToResponsesStream(ChatStreamTranslator):
         self._open: JsonObject | None = None  # the streaming reasoning or message item
         self._open_text: list[str] = []
         self._visible = False
-        self._calls: dict[int, _Call] = {}
         self._status: tuple[str, str | None] = ("completed", None)
 
     # --- output --------------------------------------------------------------------------
@@ -121,33 +112,14 @@ class ChatToResponsesStream(ChatStreamTranslator):
             "response.output_text.delta", {**self._where(), "content_index": 0, "delta": text}
         )
 
-    def on_tool_call(self, call: JsonObject, slot: int) -> None:
-        entry = self._calls.setdefault(slot, _Call())
-        if call.get("id") and not entry.id:
-            entry.id = str(call["id"])
-        function = call.get("function") or {}
-        if function.get("name") and not entry.name:
-            entry.name = str(function["name"])
-        if isinstance(function.get("arguments"), str):
-            entry.arguments.append(function["arguments"])
-
     def on_finish(self, reason: Any) -> None:
-        thinking, text = self._think.flush()
-        if thinking:
-            self.on_reasoning(thinking)
-        if text:
-            self.on_text(text)
         self._close_item()
-        named = [(i, c) for i, c in sorted(self._calls.items()) if c.name]
-        if self._calls and not named:
-            self.fail("every tool call came without a name")
+        calls = self.whole_calls(self._response["id"])
+        if calls is None:
             return
-        for index, call in named:
-            call_id = call.id or f"call_{self._response['id']}_{index}"
+        for call_id, name, arguments in calls:
             try:
-                item = self.tools.call_item(
-                    call_id, call.name, "".join(call.arguments), f"fc_{call_id}"
-                )
+                item = self.tools.call_item(call_id, name, arguments, f"fc_{call_id}")
             except BadAnswer as e:
                 self.fail(str(e))
                 return

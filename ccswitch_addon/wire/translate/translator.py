@@ -84,10 +84,22 @@ class Translator(abc.ABC):
     tool: Format
     provider: Format
     headers: tuple[tuple[bytes, bytes], ...] = ()  # what the provider's API requires besides
+    # The tool's token-count endpoint (path suffix, answer field): no provider of another
+    # format can count for it, so ``local`` answers it with an estimate.
+    count_tokens: tuple[str, str] | None = None
 
     def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
         """An answer given without contacting the provider (status, JSON body), or None."""
-        return None
+        if self.count_tokens is None:
+            return None
+        suffix, field = self.count_tokens
+        if not _route(path).endswith(suffix):
+            return None
+        try:
+            document = loads_object(body, "the request")
+        except UntranslatableRequest as e:
+            return self.reject(e)
+        return 200, dumps({field: estimate_tokens(document)}).encode()
 
     @abc.abstractmethod
     def request(self, path: str, body: bytes) -> tuple[str, bytes]:
@@ -119,19 +131,11 @@ class AnthropicToChat(Translator):
 
     tool = Format.ANTHROPIC
     provider = Format.OPENAI_CHAT
+    count_tokens = ("/count_tokens", "input_tokens")
 
     def __init__(self, *, replay_reasoning: bool = False) -> None:
         self.names = ToolNames()
         self.replay_reasoning = replay_reasoning
-
-    def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
-        if not _route(path).endswith("/count_tokens"):
-            return None
-        try:
-            document = loads_object(body, "the request")
-        except UntranslatableRequest as e:
-            return self.reject(e)
-        return 200, dumps({"input_tokens": estimate_tokens(document)}).encode()
 
     def request(self, path: str, body: bytes) -> tuple[str, bytes]:
         if _route(path).endswith("/count_tokens"):
@@ -254,18 +258,10 @@ class GeminiToChat(Translator):
 
     tool = Format.GEMINI
     provider = Format.OPENAI_CHAT
+    count_tokens = (":countTokens", "totalTokens")
 
     def __init__(self) -> None:
         self.json_mode = False  # the request asked for JSON (Gemini CLI's routing classifier)
-
-    def local(self, path: str, body: bytes) -> tuple[int, bytes] | None:
-        if not _route(path).endswith(":countTokens"):
-            return None
-        try:
-            document = loads_object(body, "the request")
-        except UntranslatableRequest as e:
-            return self.reject(e)
-        return 200, dumps({"totalTokens": estimate_tokens(document)}).encode()
 
     def request(self, path: str, body: bytes) -> tuple[str, bytes]:
         document = loads_object(body, "the request")
