@@ -258,3 +258,20 @@ async def test_no_switch_is_tried_within_the_hold_down(
     assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) == before
     assert b.engine.switches.active("claude") == "backup"
     client.close()
+
+
+async def test_route_traffic_leaves_the_fleets_active_provider_alone(
+    pair: tuple[Instance, Instance], redis_server: RedisServer
+) -> None:
+    a, b = pair
+    a.engine.request_done(
+        Finished("claude", "backup", [], skipped=["primary: open"], total_ms=1.0, route="small")
+    )
+    await a.shared.drain()
+    client = redis_server.client()
+    assert not client.exists(key("t", "active", "claude"))  # no switch was even asked for
+    client.close()
+    assert a.engine.router.route_active[("claude", "small")] == "backup"
+    served(a, "backup")  # the app's own queue failing over is the fleet's switch, as before
+    await until(lambda: a.announced and b.announced, "the switch at both")
+    assert [(e.from_, e.to) for e in a.announced] == [("primary", "backup")]
