@@ -40,6 +40,8 @@ class Gateway(Protocol):
 
     def served(self, app: str, pid: str, reason: Callable[[], str], baseline: str) -> bool: ...
 
+    def rebase(self, app: str, pid: str) -> None: ...
+
     def probe_ok(self, app: str, pid: str) -> None: ...
 
     def annotate(self, status: dict[str, Any]) -> None: ...
@@ -158,6 +160,8 @@ class Engine:
             now = self._first_choice(name) if name in config.apps else None
             if now is not None and now != first:
                 self.switches.rebase(name, now)
+                if self.gateway is not None:
+                    self.gateway.rebase(name, now)
         self.config_error = None
 
     def _first_choice(self, app: str) -> str | None:
