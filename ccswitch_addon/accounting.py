@@ -111,7 +111,10 @@ class Accounting:
         blocked = self.budgets.blocked(app, pid, budget, now)
         if blocked is None:
             return
-        chosen = self._engine.router.select_providers(app).providers
+        engine = self._engine
+        if pid != (engine.switches.active(app) or engine.router.current(app)):
+            return  # not the provider the app's own queue is on (a route's): traffic stays
+        chosen = engine.router.select_providers(app).providers
         to = chosen[0].id if chosen else "none"
         self._engine.switches.announce(SwitchEvent(now, app, pid, to, blocked[0]))
 

@@ -40,6 +40,8 @@ class Gateway(Protocol):
 
     def served(self, app: str, pid: str, reason: Callable[[], str], baseline: str) -> bool: ...
 
+    def rebase(self, app: str, pid: str) -> None: ...
+
     def probe_ok(self, app: str, pid: str) -> None: ...
 
     def annotate(self, status: dict[str, Any]) -> None: ...
@@ -150,10 +152,22 @@ class Engine:
 
     def reload(self, config: Config) -> None:
         removed = set(self.router.config.apps) - set(config.apps)
+        before = {name: self._first_choice(name) for name in self.router.config.apps}
         self.router.reload(config)
         self.router.gate = self.accounts.gate(config)
         self.switches.forget(removed)
+        for name, first in before.items():
+            now = self._first_choice(name) if name in config.apps else None
+            if now is not None and now != first:
+                self.switches.rebase(name, now)
+                if self.gateway is not None:
+                    self.gateway.rebase(name, now)
         self.config_error = None
+
+    def _first_choice(self, app: str) -> str | None:
+        """Where the app's own queue sends its next request (no route, no conversation)."""
+        chosen = self.router.select_providers(app).providers
+        return chosen[0].id if chosen else None
 
     def config_refused(self, message: str) -> None:
         """A changed providers.yaml was refused; the status shows it until a good reload."""
@@ -203,6 +217,10 @@ class Engine:
             self.gateway.remember_conversation(
                 done.app, done.route or "", done.conversation, done.served, seconds
             )
+        if done.route is not None:
+            # A route's queue is its own: its provider is router.route_active, never the
+            # app's active provider (locally or the fleet's), and its changes make no events.
+            return None
         previous = self.switches.active(done.app)
         current = self.router.current(done.app)
 

@@ -229,3 +229,79 @@ def test_a_refused_reload_shows_in_the_status_until_a_good_one(clock: Clock) -> 
     }
     engine.reload(config)
     assert engine.status()["config_error"] is None
+
+
+ROUTED = """\
+apps:
+  claude:
+    queue: [a_anth, a_chat]
+    routes:
+      - name: small
+        when: {model: "*haiku*"}
+        queue: [a_resp, a_gem]
+    providers:
+      a_anth: {base_url: "http://127.0.0.1:1", auth: passthrough}
+      a_chat: {base_url: "http://127.0.0.1:2", auth: passthrough}
+      a_resp:
+        base_url: http://127.0.0.1:3
+        auth: passthrough
+        price: {input: 1, output: 1}
+        budget: {daily_usd: 5}
+      a_gem: {base_url: "http://127.0.0.1:4", auth: passthrough}
+"""
+
+
+def routed(engine: Engine, served: str, *failed: str, route: str | None = "small") -> None:
+    attempts = [Attempt(pid, 5.0, True, 529) for pid in failed]
+    engine.request_done(
+        Finished(
+            "claude",
+            served,
+            [*attempts, Attempt(served, 9.0, False, 200)],
+            model_sent="m",
+            usage=Usage(3_000_000 if served == "a_resp" else 0, 0),  # $3 at a_resp's price
+            route=route,
+        )
+    )
+
+
+def test_route_traffic_moves_neither_the_apps_active_provider_nor_its_events(
+    clock: Clock,
+) -> None:
+    engine = Engine(parse_config(ROUTED, "p.yaml", env={}), clock)
+    routed(engine, "a_anth", route=None)
+    for _ in range(2):  # the second crosses a_resp's $5: the route's next request skips it
+        clock.now += 10
+        routed(engine, "a_resp")
+    clock.now += 10
+    routed(engine, "a_gem")
+    clock.now += 10
+    routed(engine, "a_anth", route=None)
+    assert not engine.switches.events
+    status = engine.status()["apps"]["claude"]
+    assert status["active"] == "a_anth"
+    route = status["routes"][0]
+    assert route["active"] == "a_gem"
+    assert route["current"] == "a_gem"  # a_resp's budget is spent: not where the next goes
+    assert [e["state"] for e in status["queue"] if e["id"] == "a_resp"] == ["budget"]
+    clock.now += 10
+    routed(engine, "a_chat", "a_anth", route=None)  # the app's own failover is still one
+    assert [(e.app, e.from_, e.to, e.reason) for e in engine.switches.events] == [
+        ("claude", "a_anth", "a_chat", "after a_anth: 529")
+    ]
+
+
+def test_a_reload_that_changes_the_queue_is_no_failover(clock: Clock) -> None:
+    engine = Engine(parse_config(ROUTED, "p.yaml", env={}), clock)
+    routed(engine, "a_anth", route=None)
+    swapped = ROUTED.replace("queue: [a_anth, a_chat]", "queue: [a_chat, a_anth]")
+    engine.reload(parse_config(swapped, "p.yaml", env={}))
+    clock.now += 10
+    routed(engine, "a_chat", route=None)
+    assert not engine.switches.events
+    assert engine.status()["apps"]["claude"]["active"] == "a_chat"
+    clock.now += 10
+    routed(engine, "a_anth", "a_chat", route=None)  # a failover after the reload still is one
+    assert [(e.from_, e.to, e.reason) for e in engine.switches.events] == [
+        ("a_chat", "a_anth", "after a_chat: 529")
+    ]

@@ -258,3 +258,43 @@ async def test_no_switch_is_tried_within_the_hold_down(
     assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) == before
     assert b.engine.switches.active("claude") == "backup"
     client.close()
+
+
+async def test_route_traffic_leaves_the_fleets_active_provider_alone(
+    pair: tuple[Instance, Instance], redis_server: RedisServer
+) -> None:
+    a, b = pair
+    a.engine.request_done(
+        Finished("claude", "backup", [], skipped=["primary: open"], total_ms=1.0, route="small")
+    )
+    await a.shared.drain()
+    client = redis_server.client()
+    assert not client.exists(key("t", "active", "claude"))  # no switch was even asked for
+    client.close()
+    assert a.engine.router.route_active[("claude", "small")] == "backup"
+    served(a, "backup")  # the app's own queue failing over is the fleet's switch, as before
+    await until(lambda: a.announced and b.announced, "the switch at both")
+    assert [(e.from_, e.to) for e in a.announced] == [("primary", "backup")]
+
+
+async def test_a_reload_that_moves_the_queues_head_is_no_switch_of_the_fleet(
+    pair: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("ccswitch_addon.state.shared", "ccswitch_addon.state.fleet_view"):
+        monkeypatch.setattr(f"{module}.SWITCH_MIN_INTERVAL_MS", 0)  # no hold-down to hide it
+    a, b = pair
+    served(a, "backup")
+    await until(lambda: len(a.announced) == len(b.announced) == 1, "the failover at both")
+    a.engine.request_done(Finished("claude", "primary", [], total_ms=1.0))
+    await until(lambda: len(a.announced) == len(b.announced) == 2, "the failback at both")
+    swapped = parse_config(CONFIG.replace("[primary, backup]", "[backup, primary]"), "p.yaml")
+    for instance in (a, b):
+        instance.engine.reload(swapped)
+    await a.shared.drain()
+    await b.shared.drain()
+    b.engine.request_done(Finished("claude", "backup", [], total_ms=1.0))
+    await b.shared.drain()
+    await a.shared.refresh()
+    await b.shared.refresh()
+    assert len(a.announced) == len(b.announced) == 2
+    assert a.engine.switches.active("claude") == b.engine.switches.active("claude") == "backup"

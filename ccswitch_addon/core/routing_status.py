@@ -50,8 +50,13 @@ def routing_status(router: Router, app: AppConfig) -> dict[str, Any]:
 
 
 def _first_available(router: Router, app: AppConfig, queue: tuple[str, ...]) -> str | None:
-    """The provider the route's next request goes to first (no conversation held)."""
+    """The provider the route's next request goes to first (no conversation held): not one
+    the router skips (disabled, open, or held back by the gate: a spent budget)."""
+    gate = router.gate
     for pid in queue:
-        if not app.providers[pid].disabled and router.breaker(app.name, pid).available():
-            return pid
+        if app.providers[pid].disabled or not router.breaker(app.name, pid).available():
+            continue
+        if gate is not None and gate(app.name, pid, None) is not None:
+            continue
+        return pid
     return None

@@ -139,6 +139,12 @@ class SwitchManager:
             except Exception:  # a broken listener must not break routing
                 logger.exception("switch listener %r failed", listener)
 
+    def rebase(self, app: str, pid: str) -> None:
+        """A reload made ``pid`` the provider the app's queue starts at: what serves next is
+        compared with it, so the configuration's own change is no failover event."""
+        self._announced[app] = pid
+        self._reason.pop(app, None)
+
     def forget(self, apps: Iterable[str]) -> None:
         """Drop apps that a reload removed."""
         for app in list(apps):

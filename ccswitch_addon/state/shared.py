@@ -281,6 +281,34 @@ class SharedState:
         finally:
             self._switching.discard(app)
 
+    def rebase(self, app: str, pid: str) -> None:
+        """A reload moved where the app's queue starts: the fleet's active provider goes to
+        ``pid`` with no switch event, and this instance's view at once (a request before
+        Redis answers must not compare-and-set the old one away: that would be an event)."""
+        if not self.link.reachable:
+            return  # alone, the local switch manager was rebased; resync takes its view
+        self.view.active[app] = pid
+        self._spawn(self._rebase(app, pid))
+
+    async def _rebase(self, app: str, pid: str) -> None:
+        reply = await self._call(
+            "served",
+            [key(self.prefix, "active", app), key(self.prefix, "events")],
+            [
+                *self.view.head(app, pid)[:3],
+                pid,
+                0,
+                pid,
+                "configuration changed",
+                SWITCH_MIN_INTERVAL_MS,
+                "rebase",
+                0,
+            ],
+        )
+        if reply is not None:
+            active = reply["active"]
+            self.view.adopt_active(app, active["provider"], int(float(active["gen"])))
+
     # --- conversation affinity, shared ------------------------------------------------------
 
     def remember_conversation(

@@ -7,7 +7,8 @@
 --   min_interval_ms old); 'seed': an emptied Redis takes the instance's view, no event (no
 --   one switched); 'reconcile': a switch this instance made alone while Redis was
 --   unreachable (at decided_ms, Redis's clock) becomes the fleet's, unless the fleet
---   switched after it.
+--   switched after it; 'rebase': a reload moved where the app's queue starts, the active
+--   provider goes there with no event (every instance reloads the same file).
 local me, channel, app, to = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expected, baseline, reason = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local min_interval, mode, decided = tonumber(ARGV[8]), ARGV[9] or 'cas', tonumber(ARGV[10] or 0)
@@ -26,6 +27,12 @@ if mode == 'seed' then
   return out(false, '')
 end
 if a.provider == to then return out(false, '') end
+if mode == 'rebase' then
+  a.provider, a.gen, a.by, a.reason = to, math.max(a.gen + 1, now), me, reason
+  redis.call('HSET', KEYS[1], 'provider', to, 'gen', a.gen, 'since', a.since, 'by', me,
+             'reason', reason)
+  return out(false, '')
+end
 if mode == 'reconcile' then
   if a.since > decided then return out(false, '') end
 elseif a.gen ~= expected or now - a.since < min_interval then
