@@ -4,6 +4,7 @@ and key pools (keys masked everywhere)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def test_log_shows_the_route_and_why(tmp_path: Path) -> None:
     store.add_request(row._replace(time=1001.0))
     store.flush()
     store.close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         header, rows = log_rows(db, None, 3600, False, now=1100.0)
     assert header[-1] == "why"
     assert rows[0][-1] == "route small; affinity: conversation 4f2a… stays on relay"
