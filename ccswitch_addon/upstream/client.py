@@ -115,12 +115,19 @@ class ProviderClient:
 
     async def close(self) -> None:
         self.closed = True
-        for conn in list(self._all):
-            conn.close()
+        conns = list(self._all)
+        for conn in conns:
+            conn.abort()  # shutting down: no TLS close_notify to wait out (up to 30 s)
         self._idle.clear()
         for waiter in self._waiting:
             if not waiter.done():
                 waiter.set_result(None)
+        # A transport closes its socket a turn of the loop after abort(): wait for that, so a
+        # loop that ends next leaves no socket to the garbage collector.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while any(not conn.lost for conn in conns) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     # --- the pool ----------------------------------------------------------------------------
 

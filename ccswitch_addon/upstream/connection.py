@@ -251,6 +251,11 @@ class Connection(asyncio.Protocol):
         self.received = self.bodiless = self.written = self.cut = False
         self.error = None
 
+    def abort(self) -> None:
+        """Close at once, unsent bytes and TLS shutdown alike (the pool is closing)."""
+        if self.transport is not None:
+            self.transport.abort()
+
     def close(self) -> None:
         """Close; with a request still unsent the connection is aborted, not drained: a provider
         that never reads must not keep the socket and the bytes."""
