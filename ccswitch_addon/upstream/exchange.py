@@ -510,6 +510,9 @@ class Upstream:
             if watch.error:
                 why = watch.error
                 break
+            if len(held) >= COMMIT_BYTES and not watch.fields:
+                why = f"no event in the first {COMMIT_BYTES // 1024} KiB: not an event stream"
+                break
             if watch.content or len(held) >= COMMIT_BYTES:
                 return _Committed(
                     provider,

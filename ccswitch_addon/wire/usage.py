@@ -90,6 +90,9 @@ def _error_text(document: dict[str, Any]) -> str:
     return "error"
 
 
+_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
+
+
 class BodyWatch:
     """Callable for ``flow.response.stream``: returns each chunk as it came."""
 
@@ -100,6 +103,7 @@ class BodyWatch:
         self.error: str | None = None
         self.ended = False
         self.content = False
+        self.fields = 0  # SSE field lines read (event:, data:, id:, retry:, a comment)
         self._carry = b""
         self._event = ""
         self._json = bytearray()
@@ -144,6 +148,8 @@ class BodyWatch:
 
     def _line(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
+        if line.startswith(_FIELDS):
+            self.fields += 1
         if line.startswith(b"event:"):
             self._event = line[6:].strip().decode("utf-8", "replace")
             if self._event in _ERROR_EVENTS and self.error is None:
