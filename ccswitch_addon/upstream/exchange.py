@@ -218,6 +218,8 @@ class Upstream:
             leg = self._leg(ex, provider)
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
+                    # An attempt of its own, so the log and console say who answered and how.
+                    ex.attempts.append(Attempt(provider.id, 0.0, False, leg.reply[0]))
                     self._finish(ex, provider.id)
                     _json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
                     return
@@ -395,6 +397,9 @@ class Upstream:
             body, untranslatable = leg.answer(status, content_type, body, complete)
             watch.complete(body)
             problem = untranslatable or _invalid_answer(body, watch, ex.endpoint.health)
+            if not problem and leg.asked_for_events():
+                # The tool reads an event stream and nothing else: a JSON answer ends it empty.
+                problem = f"a stream was asked for, the answer is {content_type or 'untyped'}"
             if problem:
                 outcome = classify_error(ErrorKind.BROKEN, problem)
                 return self._failed(

@@ -178,7 +178,7 @@ async def test_headers_at_once_then_silence_fails_over_at_first_byte_seconds(
     # the first token is first_byte_seconds (0.5 s here), not stream_idle_seconds (180 s).
     stalled = stream(script("anthropic").prelude, then="hang")
     config = CONFIG.replace("stream_idle_seconds: 0.4", "stream_idle_seconds: 30", 1)
-    h = await harness(config, primary=stalled, backup=ok_json(text="in time"))
+    h = await harness(config, primary=stalled, backup=stream(whole("anthropic")))
     answer = await h.send(body={"model": "m", "stream": True})
     assert answer.status == 200
     assert served_by(answer.headers) == ("backup", "2")
@@ -513,8 +513,9 @@ async def test_the_providers_own_labels_and_hop_by_hop_headers_do_not_pass(
 async def test_sequential_requests_reuse_one_connection(harness: MakeHarness, kind: str) -> None:
     behaviour = ok_json() if kind == "json" else stream(whole("anthropic"))
     h = await harness(CONFIG, primary=behaviour)
+    body = {"model": "m", "stream": kind == "sse"}  # a JSON answer to a stream is a failure
     for _ in range(4):
-        assert (await h.send()).status == 200
+        assert (await h.send(body=body)).status == 200
     assert len(h.providers["primary"].seen) == 4
     assert h.providers["primary"].connections == 1
 
@@ -548,7 +549,8 @@ async def test_the_providers_key_stays_on_the_provider_leg(
     config = CONFIG
     if fault == "refused":
         config = CONFIG.replace("<primary>", f"http://127.0.0.1:{closed_port()}")
-    fakes = {"backup": ok_json()} if primary is None else {"primary": primary, "backup": ok_json()}
+    backup = stream(whole("anthropic"))
+    fakes = {"backup": backup} if primary is None else {"primary": primary, "backup": backup}
     h = await harness(config, **fakes)
     answer = await h.send(headers={"x-api-key": "the-tools-own-key-000000"})
     assert answer.status == 200

@@ -5,12 +5,13 @@ translated provider, and a stream cut after it ends with the API's error event."
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
-from e2e.fakes import parse_sse
+from e2e.fakes import json_body, parse_sse
 
 from .conftest import MakeHarness
-from .providers import stream, whole
+from .providers import status, stream, whole
 from .test_exchange import CONFIG, STREAMS, served_by
 from .test_hostile import MakeRaw, answers, json_answer, provider, rawp
 
@@ -96,3 +97,59 @@ async def test_a_gzip_bomb_to_a_stream_request_fails_over(
     assert served_by(answer.headers) == ("backup", "2")
     assert b"\0" not in answer.body
     assert h.finished[0].attempts[0].failed
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_a_stream_request_answered_with_a_complete_json_answer_fails_over(
+    harness: MakeHarness, rawp: MakeRaw, fmt: str
+) -> None:
+    # The tool reads events only: a valid JSON answer would end its stream with nothing.
+    app, path = STREAMS[fmt]
+    document = json.dumps(json_body(fmt, "m", text="hi", input_tokens=1, output_tokens=1))
+    primary = await provider(rawp, answers(json_answer(document.encode())))
+    h = await _stream_harness(harness, fmt, primary.url)
+    answer = await h.send(app, path=path, body=STREAM_BODY[app])
+    assert served_by(answer.headers) == ("backup", "2")
+    assert "a stream was asked for" in (h.finished[0].attempts[0].error or "")
+    # Asked for no stream, the same answer serves.
+    body = {k: v for k, v in STREAM_BODY[app].items() if k != "stream"}
+    whole_path = path.replace(":streamGenerateContent?alt=sse", ":generateContent")
+    answer = await h.send(app, path=whole_path, body=body)
+    assert served_by(answer.headers) == ("primary", "1")
+
+
+async def test_a_431_is_the_requests_fault_passed_on_with_no_breaker_moved(
+    harness: MakeHarness, rawp: MakeRaw
+) -> None:
+    refused = b'{"type":"error","error":{"type":"invalid_request_error","message":"too big"}}'
+    primary = await provider(rawp, answers(json_answer(refused, status=b"431 Too Large")))
+    h = await harness(CONFIG.replace("<primary>", primary.url))
+    answer = await h.send(body={"model": "m"})
+    assert answer.status == 431
+    assert served_by(answer.headers) == ("primary", "1")
+    assert json.loads(answer.body)["error"]["message"] == "too big"
+    assert h.providers["backup"].seen == []
+    assert h.breaker("primary").consecutive_failures == 0
+    assert not h.finished[0].attempts[0].failed
+
+
+async def test_count_tokens_answered_locally_after_a_529_is_recorded_as_the_backups_200(
+    harness: MakeHarness,
+) -> None:
+    config = CONFIG.replace(
+        'backup: {base_url: "<backup>", api_key: "${K}"}',
+        'backup: {base_url: "<backup>", api_key: "${K}", format: openai_chat}',
+        1,
+    )
+    h = await harness(config, primary=status(529))
+    turn = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    answer = await h.send(path="/v1/messages/count_tokens", body=turn)
+    assert answer.status == 200
+    assert json.loads(answer.body)["input_tokens"] > 0
+    assert served_by(answer.headers) == ("backup", "2")
+    assert h.providers["backup"].seen == []
+    done = h.finished[0]
+    assert done.served == "backup"
+    assert done.chain() == "primary 529 → backup 200"
+    assert done.attempts[-1].status == 200
+    assert not done.attempts[-1].failed
