@@ -557,6 +557,8 @@ class Upstream:
         watch = chosen.watch
         source = chosen.body or response
         outcome: Outcome | None = None
+        told = False  # the client was sent an error event already
+        untranslated = chosen.leg is None or chosen.leg.translator is None
         try:
             await answer.start(response.status, headers)
             await answer.write(chosen.buffered)
@@ -567,6 +569,7 @@ class Upstream:
                 except TimeoutError:
                     message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
                     await answer.write(stream_error_event(ex.app.api, ex.path, message))
+                    told = True
                     outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
                     break
                 except ProviderError as e:
@@ -581,6 +584,13 @@ class Upstream:
                 outcome = (
                     classify_error(ErrorKind.STREAM, problem) if problem else classify_status_ok()
                 )
+            if not told and untranslated and not watch.ended and not watch.error:
+                # Cut before its end marker: the tool must not take it for a whole answer (a
+                # translated stream gets the same from its translator). The blank lines end
+                # any event cut mid-way first.
+                reason = outcome.reason.removeprefix("stream: ")
+                message = f"ccswitch: {provider.id}'s stream ended before its end ({reason})"
+                await answer.write(b"\n\n" + stream_error_event(ex.app.api, ex.path, message))
         except (asyncio.CancelledError, ConnectionError) as e:
             response.close()
             self._succeeded(ex, chosen, classify_error(ErrorKind.CLIENT_GONE), chosen.buffered)
