@@ -126,6 +126,8 @@ class Leg:
         a JSON array, no event stream)."""
         if self.tool is Format.GEMINI and "alt=sse" not in self.path:
             return False
+        if self.tool is not Format.GEMINI and not (self.asked or b"").lstrip().startswith(b"{"):
+            return False  # compressed (sent untranslated): cannot tell, so no failure of it
         return _asked_for_stream(self.tool, self.path, self.asked)
 
     def error_body(self, status: int, body: bytes) -> bytes:

@@ -153,3 +153,20 @@ async def test_count_tokens_answered_locally_after_a_529_is_recorded_as_the_back
     assert done.chain() == "primary 529 → backup 200"
     assert done.attempts[-1].status == 200
     assert not done.attempts[-1].failed
+
+
+async def test_a_compressed_request_answered_with_json_is_served(
+    harness: MakeHarness, rawp: MakeRaw
+) -> None:
+    # Whether a compressed body asked for a stream cannot be read: its JSON answer is no failure.
+    document = json.dumps(json_body("anthropic", "m", text="hi", input_tokens=1, output_tokens=1))
+    primary = await provider(rawp, answers(json_answer(document.encode())))
+    h = await _stream_harness(harness, "anthropic", primary.url)
+    job, exchange = h.exchange(body={"model": "m", "stream": False})
+    assert exchange.body is not None
+    exchange.body = gzip.compress(exchange.body)
+    exchange.headers += ((b"content-encoding", b"gzip"),)
+    async with h.open(job) as response:
+        assert response.status == 200
+        assert response.headers["x-ccswitch-provider"] == "primary"
+        assert json.loads(await response.read())["content"][0]["text"] == "hi"
