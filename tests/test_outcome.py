@@ -23,7 +23,7 @@ NOW = 1_700_000_000.0
     ("status", "retry", "effect"),
     [
         *[(s, False, Effect.SUCCESS) for s in (100, 101, 200, 201, 204, 206, 301, 304, 307, 399)],
-        *[(s, False, Effect.NEUTRAL) for s in (400, 405, 406, 413, 414, 415, 422, 501)],
+        *[(s, False, Effect.NEUTRAL) for s in (400, 405, 406, 413, 414, 415, 422, 431, 501)],
         *[(s, True, Effect.FAILURE) for s in (401, 403, 404, 408, 409, 429, 418, 402, 451)],
         *[(s, True, Effect.FAILURE) for s in (500, 502, 503, 504, 529, 599)],
     ],

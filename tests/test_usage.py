@@ -460,3 +460,17 @@ def test_a_json_body_that_is_not_json_is_passed_on() -> None:
     result = feed(watch, [chunk])
     assert result.ended is False
     assert result.error is None
+
+
+def test_an_sse_line_without_end_is_held_bounded_and_the_stream_read_on_after_it() -> None:
+    # A hostile stream: one real event, then NULs with no line break (a decompressed bomb).
+    watch = BodyWatch(Api.OPENAI, "text/event-stream")
+    watch(b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n')
+    assert watch.content
+    for _ in range(20 * 16):  # 20 MB in 64 KiB pieces
+        watch(b"\0" * (64 * 1024))
+        assert len(watch._carry) <= 4 * 1024 * 1024 + 64 * 1024
+    watch(b"\0data: [DONE]\n")  # the end of the long line is skipped, not read as a line
+    assert not watch.ended
+    watch(b"data: [DONE]\n\n")
+    assert watch.ended

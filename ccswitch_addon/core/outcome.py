@@ -20,7 +20,7 @@ __all__ = [
 COOLDOWN_CAP_SECONDS = 3600.0
 
 # The request itself is wrong: another provider would refuse it too.
-CLIENT_FAULT = frozenset({400, 405, 406, 413, 414, 415, 422, 501})
+CLIENT_FAULT = frozenset({400, 405, 406, 413, 414, 415, 422, 431, 501})
 
 # delay-seconds is plain digits; float() alone would also take "inf", "1_000" or "١٢".
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")

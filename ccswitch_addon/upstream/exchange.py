@@ -218,6 +218,8 @@ class Upstream:
             leg = self._leg(ex, provider)
             if leg.reply is not None:  # answered here (count_tokens), or not translatable
                 if leg.local:
+                    # An attempt of its own, so the log and console say who answered and how.
+                    ex.attempts.append(Attempt(provider.id, 0.0, False, leg.reply[0]))
                     self._finish(ex, provider.id)
                     _json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
                     return
@@ -395,6 +397,9 @@ class Upstream:
             body, untranslatable = leg.answer(status, content_type, body, complete)
             watch.complete(body)
             problem = untranslatable or _invalid_answer(body, watch, ex.endpoint.health)
+            if not problem and leg.asked_for_events():
+                # The tool reads an event stream and nothing else: a JSON answer ends it empty.
+                problem = f"a stream was asked for, the answer is {content_type or 'untyped'}"
             if problem:
                 outcome = classify_error(ErrorKind.BROKEN, problem)
                 return self._failed(
@@ -510,6 +515,9 @@ class Upstream:
             if watch.error:
                 why = watch.error
                 break
+            if len(held) >= COMMIT_BYTES and not watch.fields:
+                why = f"no event in the first {COMMIT_BYTES // 1024} KiB: not an event stream"
+                break
             if watch.content or len(held) >= COMMIT_BYTES:
                 return _Committed(
                     provider,
@@ -549,6 +557,8 @@ class Upstream:
         watch = chosen.watch
         source = chosen.body or response
         outcome: Outcome | None = None
+        told = False  # the client was sent an error event already
+        untranslated = chosen.leg is None or chosen.leg.translator is None
         try:
             await answer.start(response.status, headers)
             await answer.write(chosen.buffered)
@@ -559,6 +569,7 @@ class Upstream:
                 except TimeoutError:
                     message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
                     await answer.write(stream_error_event(ex.app.api, ex.path, message))
+                    told = True
                     outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
                     break
                 except ProviderError as e:
@@ -573,6 +584,13 @@ class Upstream:
                 outcome = (
                     classify_error(ErrorKind.STREAM, problem) if problem else classify_status_ok()
                 )
+            if not told and untranslated and not watch.ended and not watch.error:
+                # Cut before its end marker: the tool must not take it for a whole answer (a
+                # translated stream gets the same from its translator). The blank lines end
+                # any event cut mid-way first.
+                reason = outcome.reason.removeprefix("stream: ")
+                message = f"ccswitch: {provider.id}'s stream ended before its end ({reason})"
+                await answer.write(b"\n\n" + stream_error_event(ex.app.api, ex.path, message))
         except (asyncio.CancelledError, ConnectionError) as e:
             response.close()
             self._succeeded(ex, chosen, classify_error(ErrorKind.CLIENT_GONE), chosen.buffered)

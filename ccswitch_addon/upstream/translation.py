@@ -121,6 +121,15 @@ class Leg:
             return False
         return _asked_for_stream(self.tool, self.path, self.asked)
 
+    def asked_for_events(self) -> bool:
+        """Whether the tool asked for an event stream (Gemini's stream without ``alt=sse`` is
+        a JSON array, no event stream)."""
+        if self.tool is Format.GEMINI and "alt=sse" not in self.path:
+            return False
+        if self.tool is not Format.GEMINI and not (self.asked or b"").lstrip().startswith(b"{"):
+            return False  # compressed (sent untranslated): cannot tell, so no failure of it
+        return _asked_for_stream(self.tool, self.path, self.asked)
+
     def error_body(self, status: int, body: bytes) -> bytes:
         """A provider's error body as the tool's (status kept)."""
         if self.translator is None:

@@ -15,6 +15,7 @@ from ccswitch_addon.wire.api import Api
 __all__ = ["BodyWatch", "StreamResult", "Usage"]
 
 _JSON_LIMIT = 4 * 1024 * 1024  # a JSON body larger than this is passed on but not inspected
+_LINE_LIMIT = 4 * 1024 * 1024  # an SSE line longer than this is passed on but not read
 _INTERESTING = (b'"usage"', b'"usageMetadata"', b'"error"', b'"finishReason"')
 _ERROR_EVENTS = {"error", "response.failed"}
 _END_EVENTS = {"message_stop", "response.completed", "response.incomplete"}
@@ -90,6 +91,9 @@ def _error_text(document: dict[str, Any]) -> str:
     return "error"
 
 
+_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
+
+
 class BodyWatch:
     """Callable for ``flow.response.stream``: returns each chunk as it came."""
 
@@ -100,7 +104,9 @@ class BodyWatch:
         self.error: str | None = None
         self.ended = False
         self.content = False
+        self.fields = 0  # SSE field lines read (event:, data:, id:, retry:, a comment)
         self._carry = b""
+        self._long = False  # inside a line longer than _LINE_LIMIT
         self._event = ""
         self._json = bytearray()
         self._too_big = False
@@ -114,8 +120,17 @@ class BodyWatch:
                 self._carry = b""
             return chunk
         if self.sse:
-            lines = (self._carry + chunk).split(b"\n")
+            lines = chunk.split(b"\n")
+            if self._long:  # the rest of a line past the limit: not read
+                if len(lines) == 1:
+                    return chunk
+                self._long = False
+                del lines[0]
+            else:
+                lines[0] = self._carry + lines[0]
             self._carry = lines.pop()
+            if len(self._carry) > _LINE_LIMIT:  # a line without end (NULs): bounded, skipped
+                self._carry, self._long = b"", True
             for line in lines:
                 self._line(line)
         elif not self._too_big:
@@ -144,6 +159,8 @@ class BodyWatch:
 
     def _line(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
+        if line.startswith(_FIELDS):
+            self.fields += 1
         if line.startswith(b"event:"):
             self._event = line[6:].strip().decode("utf-8", "replace")
             if self._event in _ERROR_EVENTS and self.error is None:

@@ -178,7 +178,7 @@ async def test_headers_at_once_then_silence_fails_over_at_first_byte_seconds(
     # the first token is first_byte_seconds (0.5 s here), not stream_idle_seconds (180 s).
     stalled = stream(script("anthropic").prelude, then="hang")
     config = CONFIG.replace("stream_idle_seconds: 0.4", "stream_idle_seconds: 30", 1)
-    h = await harness(config, primary=stalled, backup=ok_json(text="in time"))
+    h = await harness(config, primary=stalled, backup=stream(whole("anthropic")))
     answer = await h.send(body={"model": "m", "stream": True})
     assert answer.status == 200
     assert served_by(answer.headers) == ("backup", "2")
@@ -261,7 +261,13 @@ async def test_a_stream_failing_after_its_commit_point_is_delivered_and_counted(
         got = await read_until_content(response, len(b"".join(started)))
         h.providers["primary"].gate.set()  # the fault comes once the client has content
         got += await response.content.read()
-    assert got == b"".join([*started, *fault_events])  # as it came
+    assert got.startswith(b"".join([*started, *fault_events]))  # as it came
+    if fault == "error event":
+        assert got == b"".join([*started, *fault_events])
+    else:  # cut before its end marker: the API's error event ends it (ERROR_EVENTS)
+        [told] = parse_sse(got[len(b"".join(started)) :])
+        assert told.event == ERROR_EVENTS[api][0]
+        assert "primary's stream ended before its end" in told.data
     assert served_by({k.lower(): v for k, v in response.headers.items()}) == ("primary", "1")
     assert h.providers["backup"].seen == []
     await wait_until(lambda: h.finished, what="the request recorded")
@@ -282,15 +288,16 @@ async def read_until_content(response: Any, size: int) -> bytes:
     return got
 
 
-@pytest.mark.parametrize(
-    ("api", "expected"),
-    [
-        ("anthropic", ("error", "overloaded_error")),
-        ("openai_chat", (None, "server_error")),
-        ("openai_responses", ("response.failed", "server_error")),
-        ("gemini", (None, "UNAVAILABLE")),
-    ],
-)
+# The API's own error event, as the tool reads it: (event name, error kind).
+ERROR_EVENTS = {
+    "anthropic": ("error", "overloaded_error"),
+    "openai_chat": (None, "server_error"),
+    "openai_responses": ("response.failed", "server_error"),
+    "gemini": (None, "UNAVAILABLE"),
+}
+
+
+@pytest.mark.parametrize(("api", "expected"), sorted(ERROR_EVENTS.items()))
 async def test_a_silent_stream_ends_with_the_apis_own_error_event(
     harness: MakeHarness, api: str, expected: tuple[str | None, str]
 ) -> None:
@@ -513,8 +520,9 @@ async def test_the_providers_own_labels_and_hop_by_hop_headers_do_not_pass(
 async def test_sequential_requests_reuse_one_connection(harness: MakeHarness, kind: str) -> None:
     behaviour = ok_json() if kind == "json" else stream(whole("anthropic"))
     h = await harness(CONFIG, primary=behaviour)
+    body = {"model": "m", "stream": kind == "sse"}  # a JSON answer to a stream is a failure
     for _ in range(4):
-        assert (await h.send()).status == 200
+        assert (await h.send(body=body)).status == 200
     assert len(h.providers["primary"].seen) == 4
     assert h.providers["primary"].connections == 1
 
@@ -548,7 +556,8 @@ async def test_the_providers_key_stays_on_the_provider_leg(
     config = CONFIG
     if fault == "refused":
         config = CONFIG.replace("<primary>", f"http://127.0.0.1:{closed_port()}")
-    fakes = {"backup": ok_json()} if primary is None else {"primary": primary, "backup": ok_json()}
+    backup = stream(whole("anthropic"))
+    fakes = {"backup": backup} if primary is None else {"primary": primary, "backup": backup}
     h = await harness(config, **fakes)
     answer = await h.send(headers={"x-api-key": "the-tools-own-key-000000"})
     assert answer.status == 200
