@@ -377,6 +377,30 @@ def test_status_against_a_server_that_is_not_ccswitch(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["switch", "reset"])
+@pytest.mark.parametrize(
+    ("code", "body"), [(200, b'{"hello": "world"}'), (200, b"[1]"), (404, b'{"detail": "x"}')]
+)
+def test_switch_against_a_server_that_is_not_ccswitch(
+    home: Path, capsys: pytest.CaptureFixture[str], command: str, code: int, body: bytes
+) -> None:
+    # a server that answers JSON to anything must not look like a switch that worked
+    handler = type("Handler", (_Foreign,), {"body": body, "code": code})
+    handler.do_POST = handler.do_GET  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert main([command, "claude", "backup", "--proxy", url]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"ccswitch: no ccswitch at {url} (it answered {code}: ")
+
+
 def test_env_warns_when_no_proxy_listens(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

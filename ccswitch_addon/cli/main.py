@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ccswitch_addon.cli.client import DEFAULT_PROXY, NotCcswitch, ProxyUnavailable, call
+from ccswitch_addon.cli.client import (
+    DEFAULT_PROXY,
+    NotCcswitch,
+    ProxyUnavailable,
+    call,
+    excerpt,
+)
 from ccswitch_addon.cli.configfile import (
     CONFIG_HELP,
     announce,
@@ -176,7 +182,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         if not ours:  # ccswitch answers its status, or {"error": …}
             raise NotCcswitch(
-                f"no ccswitch at {args.proxy} (it answered {code}: {_excerpt(status)})"
+                f"no ccswitch at {args.proxy} (it answered {code}: {excerpt(status)})"
             )
     except NotCcswitch as e:
         print(f"ccswitch: {e}", file=err)
@@ -205,16 +211,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _excerpt(answer: Any) -> str:
-    text = json.dumps(answer)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     action = args.command
     body = {"app": args.app, "provider": args.provider, "by": f"ccswitch {action}"}
     try:
         code, answer = call(args.proxy, "POST", f"/{action}", body)
+    except NotCcswitch as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_USAGE
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; start it with `ccswitch run`", file=err)
         return EXIT_FAILED

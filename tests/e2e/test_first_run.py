@@ -150,3 +150,34 @@ def test_first_run_without_any_config_says_where_it_looked(
     assert "looked for ./providers.yaml and ~/.ccswitch/providers.yaml" in output
     assert "ccswitch init" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("ccswitch_redis_down=maybe", "ccswitch_redis_down: one of keep_open, local, got 'maybe'"),
+        ("ccswitch_redis=foo://me:pw@x", "ccswitch_redis: expected a redis://"),
+    ],
+)
+def test_a_bad_redis_option_at_start_is_one_line(tmp_path: Path, option: str, said: str) -> None:
+    # raising at start made mitmproxy's option rollback configure again, and recurse
+    (tmp_path / "providers.yaml").write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/c"]
+    done = subprocess.run(
+        [str(BIN / "ccswitch"), *command, "--set", "ccswitch_state=", "--set", option],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert said in output
+    assert "recursion" not in output
+    assert "Traceback" not in output
+    assert "me:pw" not in output
+    assert len(output.splitlines()) < 15
