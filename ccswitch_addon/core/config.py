@@ -779,9 +779,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         return parse_config(text, source, env)
     keys = read_env(path)  # the environment, else the .env beside the file
     config = parse_config(text, source, keys.values)
+    notes = [
+        ConfigError(str(keys.path), line, "", "cannot read this line (not UTF-8); it is left out")
+        for line in keys.unreadable
+    ]
     if exposed(keys.path):
-        warning = ConfigError(
-            str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+        notes.append(
+            ConfigError(
+                str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+            )
         )
-        config = Config(config.source, config.apps, (*config.warnings, warning))
+    if notes:
+        config = Config(config.source, config.apps, (*config.warnings, *notes))
     return config
