@@ -409,6 +409,7 @@ def test_env_warns_when_no_proxy_listens(capsys: pytest.CaptureFixture[str]) -> 
     out, err = capsys.readouterr()
     assert f"export HTTPS_PROXY=http://127.0.0.1:{port}" in out
     assert f"warning: no proxy listens on 127.0.0.1:{port}" in err
+    assert f"until `ccswitch run --port {port}` is started" in err
 
 
 def test_run_prints_eval_lines_with_an_absolute_path() -> None:

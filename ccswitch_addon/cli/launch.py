@@ -30,6 +30,7 @@ __all__ = [
     "mitm_command",
     "paste_lines",
     "port_taken",
+    "run_line",
     "split_launch_args",
     "verbose",
 ]
@@ -88,19 +89,46 @@ def env_lines(
 ) -> list[str]:
     """Shell lines for ``eval "$(ccswitch env TOOL)"``."""
     spec = TOOLS[tool]
+    run = run_line(port)
     if reverse:
+        url = f"http://{host}:{port}{spec.base_suffix}"
         return [
             f"# {spec.label} through ccswitch in reverse-proxy mode; start the proxy with:",
-            f"#   ccswitch run --mode reverse:{spec.upstream}",
-            f"export {spec.base_var}={shlex.quote(f'http://{host}:{port}{spec.base_suffix}')}",
+            f"#   {run} --mode reverse:{spec.upstream}",
+            f"export {spec.base_var}={shlex.quote(url)}",
+            *_reverse_notes(tool, url),
         ]
     ca = shlex.quote(str(ca_path(confdir)))
     lines = [
-        f"# {spec.label} through ccswitch as an HTTPS proxy; start it with: ccswitch run",
+        f"# {spec.label} through ccswitch as an HTTPS proxy; start it with: {run}",
         f"export HTTPS_PROXY={shlex.quote(f'http://{host}:{port}')}",
     ]
     lines += [f"export {var}={ca}" for var in spec.ca_vars]
     return lines
+
+
+def run_line(port: int) -> str:
+    """The command that starts the proxy on ``port``."""
+    return "ccswitch run" if port == DEFAULT_PORT else f"ccswitch run --port {port}"
+
+
+def _reverse_notes(tool: str, url: str) -> list[str]:
+    """What the base-URL variable alone does not do, as the tools behave (Codex CLI 0.171,
+    Gemini CLI 0.61)."""
+    if tool == "codex":  # it reads the base URL from its config only, not OPENAI_BASE_URL
+        setting = f'openai_base_url="{url}"'
+        return [
+            "# Codex CLI reads the base URL from its config, not the variable: run it as",
+            f"#   codex -c {shlex.quote(setting)} …",
+            f"# or put this line in ~/.codex/config.toml: {setting.replace('=', ' = ', 1)}",
+        ]
+    if tool == "gemini":  # a base URL alone selects an auth type it then refuses
+        return [
+            "# Gemini CLI needs GEMINI_API_KEY set and, in ~/.gemini/settings.json,",
+            '#   {"security": {"auth": {"selectedType": "gemini-api-key"}}}',
+            "# (without it: 'Invalid auth method selected.')",
+        ]
+    return []
 
 
 def confdir_of(args: Sequence[str]) -> str:

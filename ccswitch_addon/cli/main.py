@@ -37,6 +37,7 @@ from ccswitch_addon.cli.launch import (
     mitm_command,
     paste_lines,
     port_taken,
+    run_line,
     split_launch_args,
     verbose,
 )
@@ -296,7 +297,8 @@ def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not port_taken(DEFAULT_HOST, args.port):
         print(
             f"ccswitch env: warning: no proxy listens on {DEFAULT_HOST}:{args.port}; "
-            f"{TOOLS[args.tool].label} will fail to connect until `ccswitch run` is started",
+            f"{TOOLS[args.tool].label} will fail to connect "
+            f"until `{run_line(args.port)}` is started",
             file=err,
         )
     return EXIT_OK
