@@ -38,7 +38,7 @@ from ccswitch_addon.core.config import (
     load_config,
 )
 from ccswitch_addon.core.envfile import env_path, shown
-from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.paths import default_config_path, home_config_path
 from ccswitch_addon.core.proxy import Proxies, option_problem
 from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
@@ -314,7 +314,8 @@ class CcSwitch:
             if self._running:
                 raise exceptions.OptionsError(str(e)) from e
             logger.error("%s", e)  # at start: mitmproxy's startup check exits on it
-            if not path.exists():
+            if not path.exists() and path.absolute() == home_config_path().absolute():
+                # only when neither file was there; a file named on purpose is the one missing
                 logger.error(
                     "ccswitch: looked for ./providers.yaml and ~/.ccswitch/providers.yaml;"
                     " `ccswitch init` writes an example to start from"

@@ -346,7 +346,10 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _launch_parser(args.command).print_help(out)
         return EXIT_OK
     mitm_args = options.mitm_args
-    if not any(a.startswith("ccswitch_config=") for a in mitm_args):
+    # --set ccswitch_config=PATH names the file as --config does: announce that one
+    named = [a.split("=", 1)[1] for a in mitm_args if a.startswith("ccswitch_config=")]
+    explicit = named[-1] if named and named[-1] else options.config
+    if not named:
         # The proxy reads the file named here, whatever its working directory.
         path, _ = resolve(options.config)
         mitm_args = ["--set", f"ccswitch_config={path.resolve()}", *mitm_args]
@@ -367,8 +370,8 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return EXIT_FAILED
-    config = load_named(options.config, err)
-    used, why = resolve(options.config)
+    config = load_named(explicit, err)
+    used, why = resolve(explicit)
     if why != "--config":  # a file named on purpose needs no notice
         shadowing_notice(used, err)
     print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)

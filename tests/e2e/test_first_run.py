@@ -181,3 +181,24 @@ def test_a_bad_redis_option_at_start_is_one_line(tmp_path: Path, option: str, sa
     assert "Traceback" not in output
     assert "me:pw" not in output
     assert len(output.splitlines()) < 15
+
+
+def test_run_with_a_named_config_that_is_missing_names_only_that_file(tmp_path: Path) -> None:
+    # it announced ./providers.yaml, then said it had looked there and in ~/.ccswitch
+    (tmp_path / "providers.yaml").write_text("apps: {}\n")
+    missing = tmp_path / "nonexistent.yaml"
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/c"]
+    done = subprocess.run(
+        [str(BIN / "ccswitch"), *command, "--set", f"ccswitch_config={missing}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"config: {missing}" in output
+    assert f"{missing}: no such file" in output
+    assert "looked for" not in output
+    assert f"config: {tmp_path / 'providers.yaml'}" not in output
