@@ -269,11 +269,13 @@ def test_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"  # where the demo makes its working directory
+    temp.mkdir()
     with subprocess.Popen(
         [str(CCSWITCH), "demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=clean_env(tmp_path),
+        env={**clean_env(tmp_path), "TMPDIR": str(temp)},
     ) as process:
         assert process.stdout is not None
         assert process.stderr is not None
@@ -291,6 +293,7 @@ def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> 
         assert process.wait(timeout=30) == 130, err
     assert "Traceback" not in err
     assert not ccswitch_listens(port)
+    assert list(temp.iterdir()) == []  # its files go with it
 
 
 def ccswitch_listens(port: int) -> bool:
