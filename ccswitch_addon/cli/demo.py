@@ -237,7 +237,7 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
     )
     proxy = _Proxy(workdir, config, keep)
     story = _Story(proxy, out)
-    failed = False  # its files are kept to find out why; Ctrl-C removes them too
+    went_wrong = False  # its files are kept to find out why; Ctrl-C removes them too
     try:
         story.say(
             f"ccswitch demo: mock providers at {primary.url} (primary) and "
@@ -316,17 +316,17 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
             )
             with contextlib.suppress(KeyboardInterrupt):
                 proxy.process.wait()
-        failed = not ok
+        went_wrong = not ok
         return 0 if ok else 1
     except (RuntimeError, OSError) as e:
-        failed = True
+        went_wrong = True
         print(f"ccswitch demo: {e}", file=sys.stderr)
         return 1
     finally:
         proxy.stop()
         primary.stop()
         backup.stop()
-        if not (keep or failed):
+        if not (keep or went_wrong):
             shutil.rmtree(workdir, ignore_errors=True)
         else:  # kept on purpose, or for finding out what went wrong
             print(f"ccswitch demo: its files are in {workdir}", file=sys.stderr)
