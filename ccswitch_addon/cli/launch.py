@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -315,13 +318,31 @@ def mitm_command(program: str, args: Sequence[str]) -> tuple[list[str], str, int
 
 
 def exec_mitm(command: list[str], out: TextIO) -> int:
+    """Run mitmdump/mitmweb to its end; its exit code, or 130 when it was stopped by Ctrl-C.
+
+    Run as a child rather than exec'd: mitmdump ends 0 on SIGINT, and a shell or script
+    should see an interrupted run as one. Signals sent to ccswitch go on to the child.
+    """
     out.flush()
     try:
-        os.execv(command[0], command)
+        child = subprocess.Popen(command)
     except OSError as e:
         print(f"ccswitch: cannot start {command[0]}: {e}", file=sys.stderr)
         return 1
-    return 0  # not reached
+    stopped_by: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        # Ctrl-C reaches the child from the terminal too; a second SIGINT only asks again
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    code = child.wait()
+    if signal.SIGINT in stopped_by or code == -signal.SIGINT:
+        return 128 + signal.SIGINT
+    return 128 - code if code < 0 else code
 
 
 def init_config(target: Path | None = None) -> tuple[bool, Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -203,3 +204,30 @@ def test_run_with_a_named_config_that_is_missing_names_only_that_file(tmp_path: 
     assert f"{missing}: no such file" in output
     assert "looked for" not in output
     assert f"config: {tmp_path / 'providers.yaml'}" not in output
+
+
+def test_ctrl_c_on_ccswitch_run_exits_130_and_stops_mitmdump(tmp_path: Path) -> None:
+    # mitmdump ends 0 on SIGINT; exec'd in ccswitch's place, an interrupted run looked clean
+    (tmp_path / "providers.yaml").write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    log = (tmp_path / "run.log").open("w")
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/conf"]
+    process = subprocess.Popen(
+        [str(BIN / "ccswitch"), *command, "--set", "ccswitch_state="],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+    )
+    try:
+        wait_until(lambda: "listening at" in (tmp_path / "run.log").read_text(), 30, "ccswitch run")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        assert wait_until(lambda: leftover(f"confdir={tmp_path}/conf") == [], 15, "mitmdump")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        log.close()
