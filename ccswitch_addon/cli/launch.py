@@ -337,8 +337,9 @@ def exec_mitm(command: list[str], out: TextIO) -> int:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), forward)
     code = child.wait()
     if signal.SIGINT in stopped_by or code == -signal.SIGINT:
         return 128 + signal.SIGINT
