@@ -38,7 +38,7 @@ from ccswitch_addon.core.config import (
     load_config,
 )
 from ccswitch_addon.core.envfile import env_path, shown
-from ccswitch_addon.core.paths import default_config_path
+from ccswitch_addon.core.paths import default_config_path, home_config_path
 from ccswitch_addon.core.proxy import Proxies, option_problem
 from ccswitch_addon.core.requestline import request_line
 from ccswitch_addon.core.router import SwitchRefused, UnknownName
@@ -93,6 +93,19 @@ def _read_config(path: Path) -> Config:
     port = getattr(ctx.options, "listen_port", None) or 8080
     check_self_loop(config, getattr(ctx.options, "listen_host", ""), port)
     return config
+
+
+def _check_redis_options() -> None:
+    """ValueError for a ccswitch_redis that is no Redis URL or an unknown ccswitch_redis_down."""
+    url = ctx.options.ccswitch_redis
+    if url and url.partition("://")[0] not in ("redis", "rediss", "unix"):
+        # not echoed: the URL may hold the Redis password
+        raise ValueError("ccswitch_redis: expected a redis://, rediss:// or unix:// URL")
+    if ctx.options.ccswitch_redis_down not in DOWN_POLICIES:
+        raise ValueError(
+            f"ccswitch_redis_down: one of {', '.join(DOWN_POLICIES)}, "
+            f"got {ctx.options.ccswitch_redis_down!r}"
+        )
 
 
 def _check_proxy_option(settings: Settings) -> None:
@@ -169,15 +182,22 @@ class CcSwitch:
             self._force_lazy()
         if "save_stream_file" in updated:
             self._seen = _attempts_seen()
-        if updated & NAMES:
-            try:
+        try:
+            settings = self.settings
+            if updated & NAMES:
                 settings = Settings.parse({name: getattr(ctx.options, name) for name in NAMES})
                 _check_proxy_option(settings)
-            except ValueError as e:
-                if self._running:
-                    raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
-                logger.error("ccswitch: %s", e)  # at start: mitmproxy's startup check exits on it
-                return
+            if updated & {"ccswitch_redis", "ccswitch_redis_down"}:
+                _check_redis_options()
+        except ValueError as e:
+            if self._running:
+                raise exceptions.OptionsError(str(e)) from e  # mitmproxy keeps the old value
+            # At start the old value is the bad one too: raising would make mitmproxy's
+            # rollback configure again, raise again, and recurse. Its startup check exits
+            # on this error instead.
+            logger.error("ccswitch: %s", e)
+            return
+        if updated & NAMES:
             previous, self.settings = self.settings, settings
             # mitmproxy's per-connection lines (client connect, server disconnect, …) are
             # four a request; its warnings (a failed TLS handshake) still show.
@@ -188,14 +208,6 @@ class CcSwitch:
                 self.upstream.proxies = _proxies(settings)
         else:
             previous = self.settings
-        if "ccswitch_redis" in updated and ctx.options.ccswitch_redis:
-            scheme = ctx.options.ccswitch_redis.partition("://")[0]
-            if scheme not in ("redis", "rediss", "unix"):
-                raise exceptions.OptionsError(
-                    "ccswitch_redis: a redis://, rediss:// or unix:// URL"
-                )
-        if ctx.options.ccswitch_redis_down not in DOWN_POLICIES:
-            raise exceptions.OptionsError(f"ccswitch_redis_down: one of {', '.join(DOWN_POLICIES)}")
         if "ccswitch_notify" in updated:
             self._notifier.command = ctx.options.ccswitch_notify
         started = self.engine is not None
@@ -302,7 +314,8 @@ class CcSwitch:
             if self._running:
                 raise exceptions.OptionsError(str(e)) from e
             logger.error("%s", e)  # at start: mitmproxy's startup check exits on it
-            if not path.exists():
+            if not path.exists() and path.absolute() == home_config_path().absolute():
+                # only when neither file was there; a file named on purpose is the one missing
                 logger.error(
                     "ccswitch: looked for ./providers.yaml and ~/.ccswitch/providers.yaml;"
                     " `ccswitch init` writes an example to start from"

@@ -269,11 +269,13 @@ def test_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"  # where the demo makes its working directory
+    temp.mkdir()
     with subprocess.Popen(
         [str(CCSWITCH), "demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=clean_env(tmp_path),
+        env={**clean_env(tmp_path), "TMPDIR": str(temp)},
     ) as process:
         assert process.stdout is not None
         assert process.stderr is not None
@@ -291,6 +293,7 @@ def test_ctrl_c_in_the_demo_ends_quietly_and_stops_the_proxy(tmp_path: Path) -> 
         assert process.wait(timeout=30) == 130, err
     assert "Traceback" not in err
     assert not ccswitch_listens(port)
+    assert list(temp.iterdir()) == []  # its files go with it
 
 
 def ccswitch_listens(port: int) -> bool:
@@ -377,6 +380,30 @@ def test_status_against_a_server_that_is_not_ccswitch(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["switch", "reset"])
+@pytest.mark.parametrize(
+    ("code", "body"), [(200, b'{"hello": "world"}'), (200, b"[1]"), (404, b'{"detail": "x"}')]
+)
+def test_switch_against_a_server_that_is_not_ccswitch(
+    home: Path, capsys: pytest.CaptureFixture[str], command: str, code: int, body: bytes
+) -> None:
+    # a server that answers JSON to anything must not look like a switch that worked
+    handler = type("Handler", (_Foreign,), {"body": body, "code": code})
+    handler.do_POST = handler.do_GET  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert main([command, "claude", "backup", "--proxy", url]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"ccswitch: no ccswitch at {url} (it answered {code}: ")
+
+
 def test_env_warns_when_no_proxy_listens(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -385,6 +412,7 @@ def test_env_warns_when_no_proxy_listens(capsys: pytest.CaptureFixture[str]) -> 
     out, err = capsys.readouterr()
     assert f"export HTTPS_PROXY=http://127.0.0.1:{port}" in out
     assert f"warning: no proxy listens on 127.0.0.1:{port}" in err
+    assert f"until `ccswitch run --port {port}` is started" in err
 
 
 def test_run_prints_eval_lines_with_an_absolute_path() -> None:

@@ -862,3 +862,47 @@ apps:
     assert lines[1].startswith("p.yaml:6: apps.claude.websocket: ")
     assert lines[2].startswith("p.yaml:11: apps.claude.providers.b.auth: ")
     assert lines[3].startswith("p.yaml:13: apps.claude.providers.b.colour: unknown key")
+
+
+def test_every_mistake_of_a_provider_breaker_and_price_is_reported_in_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before, each provider or breaker block stopped at its first mistake
+    monkeypatch.delenv("FOO_KEY", raising=False)
+    path = tmp_path / "p.yaml"
+    path.write_text("""\
+apps:
+  claude:
+    queue: [primary, backup, ghost]
+    breaker:
+      failure_threshold: 0
+      open_seconds: -5
+    providers:
+      primary:
+        base_url: ftp://example.com
+        auth: bearr
+        api_key: $FOO_KEY
+      backup:
+        base_url: https://user:pw@relay.example
+        api_key: ${FOO_KEY}
+        price: {input: 1}
+        budget: {daily_usd: -1}
+""")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    expected = [
+        (3, "apps.claude.queue[2]: 'ghost' is not a provider of claude; known: primary, backup"),
+        (5, "apps.claude.breaker.failure_threshold: 0 is out of range"),
+        (6, "apps.claude.breaker.open_seconds: -5 is out of range"),
+        (9, "apps.claude.providers.primary.base_url: expected an http:// or https:// URL"),
+        (10, "apps.claude.providers.primary.auth: unknown auth 'bearr'"),
+        (11, "apps.claude.providers.primary.api_key: did you mean `${FOO_KEY}`?"),
+        (13, "apps.claude.providers.backup.base_url: a base URL takes no user:password@"),
+        (15, "apps.claude.providers.backup.price: output is required"),
+        (16, "apps.claude.providers.backup.budget.daily_usd: -1 is out of range"),
+    ]
+    assert len(lines) == len(expected), lines
+    for line, (number, text) in zip(lines, expected, strict=True):
+        assert line.startswith(f"{path}:{number}: {text}")
+    assert "pw@" not in str(e.value)

@@ -79,3 +79,20 @@ def test_the_hint_names_the_file_beside_the_config(tmp_path: Path) -> None:
     )
     home = Path.home() / ".ccswitch" / "providers.yaml"
     assert fix_hint("X", home).startswith("add X to ~/.ccswitch/.env ")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"# caf\xe9 key\nCCSW_ENV_TEST_KEY=k-d\n", b"CCSW_ENV_TEST_KEY=k-d\nX=\xff\xfe\n"],
+)
+def test_a_line_that_is_not_utf8_is_left_out_alone(config: Path, content: bytes) -> None:
+    # one bad byte used to make the whole file unreadable, and every key in it unset
+    env = config.parent / ".env"
+    env.write_bytes(content)
+    env.chmod(0o600)
+    loaded = load_config(config)
+    assert loaded.apps["claude"].providers["backup"].api_key == "k-d"
+    bad = 1 if content.startswith(b"#") else 2
+    notes = [str(w) for w in loaded.warnings if str(env) in str(w)]
+    assert notes == [f"{env}:{bad}: cannot read this line (not UTF-8); it is left out"]
+    assert read_env(config).unreadable == (bad,)

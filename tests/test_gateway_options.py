@@ -30,13 +30,27 @@ apps:
         ("ccswitch_redis_down", "open", "keep_open, local"),
     ],
 )
-async def test_bad_values_are_refused(option: str, value: str, message: str) -> None:
+async def test_bad_values_are_refused(
+    option: str, value: str, message: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(CONFIG)
     cc = CcSwitch()
-    with (
-        taddons.context(cc) as tctx,
-        pytest.raises(exceptions.OptionsError, match=message),
-    ):
+    with taddons.context(cc) as tctx:
+        # at start: logged, and mitmdump's startup check exits on it (raising there made
+        # mitmproxy's rollback configure the same bad value again, recursing)
         tctx.configure(cc, **{option: value})
+        assert f"ccswitch: {option}: " in caplog.text
+        assert message in caplog.text
+        tctx.options.update(**{option: tctx.options.default(option)})
+        tctx.configure(cc, ccswitch_config=str(path), ccswitch_state="")
+        cc.running()
+        await cc.started()
+        with pytest.raises(exceptions.OptionsError, match=message):  # at run time: refused
+            tctx.configure(cc, **{option: value})
+        assert getattr(tctx.options, option) == tctx.options.default(option)
+        cc.done()
+        await cc.stopped()
 
 
 async def test_the_gateway_starts_with_the_addon(tmp_path: Path, redis_server: RedisServer) -> None:

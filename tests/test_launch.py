@@ -66,8 +66,27 @@ def test_env_reverse_mode_in_a_real_shell(tool: str, expected: dict[str, str]) -
 def test_env_reverse_names_the_run_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["env", "codex", "--reverse", "--port", "9000"]) == 0
     out = capsys.readouterr().out
-    assert "ccswitch run --mode reverse:https://api.openai.com" in out
+    assert "ccswitch run --port 9000 --mode reverse:https://api.openai.com" in out
     assert "OPENAI_BASE_URL=http://127.0.0.1:9000/v1" in out
+    # Codex CLI 0.171 never reads OPENAI_BASE_URL: the override it does read is named
+    assert """codex -c 'openai_base_url="http://127.0.0.1:9000/v1"'""" in out
+    assert 'config.toml: openai_base_url = "http://127.0.0.1:9000/v1"' in out
+
+
+def test_env_reverse_gemini_names_the_auth_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    # a base URL alone makes Gemini CLI 0.61 exit 41 "Invalid auth method selected."
+    assert main(["env", "gemini", "--reverse"]) == 0
+    out = capsys.readouterr().out
+    assert '{"security": {"auth": {"selectedType": "gemini-api-key"}}}' in out
+    assert "GEMINI_API_KEY" in out
+
+
+def test_env_with_a_port_names_it_in_the_run_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["env", "claude", "--port", "9001"]) == 0
+    out = capsys.readouterr().out
+    assert "start it with: ccswitch run --port 9001\n" in out
+    assert main(["env", "claude"]) == 0
+    assert "start it with: ccswitch run\n" in capsys.readouterr().out
 
 
 def test_env_rejects_an_unknown_tool(capsys: pytest.CaptureFixture[str]) -> None:

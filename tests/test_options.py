@@ -101,3 +101,24 @@ async def test_the_upstream_proxy_option_reaches_the_provider_side_and_refuses_b
         assert cc.upstream.proxies.option.shown() == "socks5://me:***@127.0.0.1:7890"
         cc.done()
         await cc.stopped()
+
+
+async def test_a_bad_redis_option_at_run_time_is_refused_and_the_previous_one_kept(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "providers.yaml"
+    config.write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    cc = CcSwitch()
+    with taddons.context(cc) as tctx:
+        tctx.configure(cc, ccswitch_config=str(config), ccswitch_state="")
+        cc.running()
+        await cc.started()
+        with pytest.raises(exceptions.OptionsError, match=r"^ccswitch_redis: expected"):
+            tctx.options.update(ccswitch_redis="foo://me:pw@x")
+        assert tctx.options.ccswitch_redis == ""
+        assert cc.engine is not None  # still routing
+        cc.done()
+        await cc.stopped()

@@ -143,6 +143,7 @@ def test_usage_by_provider(state: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["usage", "--state", str(state), "--by", "provider"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
+        "app",
         "provider",
         "requests",
         "failures",
@@ -157,14 +158,35 @@ def test_usage_by_provider(state: Path, capsys: pytest.CaptureFixture[str]) -> N
     ]
     backup = lines[1].split()
     primary = lines[2].split()
-    assert backup == ["backup", "3", "0", "300", "33", "-", "-"]  # logged without prices
-    assert primary == ["primary", "1", "1", "0", "0", "-", "-"]
+    assert backup == ["claude", "backup", "3", "0", "300", "33", "-", "-"]  # without prices
+    assert primary == ["claude", "primary", "1", "1", "0", "0", "-", "-"]
+
+
+@pytest.mark.parametrize("by", ["provider", "day"])
+def test_usage_keeps_apps_with_the_same_provider_id_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], by: str
+) -> None:
+    path = tmp_path / "state.db"
+    store = Store(path)
+    for app, count in (("claude", 1), ("codex", 2), ("gemini", 3)):
+        for _ in range(count):
+            row = RequestRow(
+                time.time(), app, "backup", "m", "m", 200, None, 1, 1.0, 1.0, 7, 1, False
+            )
+            store.add_request(row)
+    store.flush()
+    store.close()
+    assert main(["usage", "--state", str(path), "--by", by]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-12:-10] == ["app", "provider"]
+    rows = [line.split()[-8:-5] for line in lines[1:]]
+    assert rows == [["claude", "backup", "1"], ["codex", "backup", "2"], ["gemini", "backup", "3"]]
 
 
 def test_usage_by_day(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["usage", "--state", str(state)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("day")
+    assert out.splitlines()[0].split()[:3] == ["day", "app", "provider"]
     assert "backup" in out
 
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-__all__ = ["DEFAULT_PROXY", "NotCcswitch", "ProxyUnavailable", "call"]
+__all__ = ["DEFAULT_PROXY", "NotCcswitch", "ProxyUnavailable", "call", "excerpt"]
 
 DEFAULT_PROXY = "http://127.0.0.1:8080"
 CONTROL_URL = "http://ccswitch.local"
@@ -26,6 +26,12 @@ class NotCcswitch(ProxyUnavailable):
     """Something answers at that address, but not ccswitch."""
 
 
+def excerpt(answer: Any) -> str:
+    """The start of a foreign server's JSON answer, for saying what answered."""
+    text = json.dumps(answer)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def call(
     proxy: str, method: str, path: str, body: Any = None, timeout: float = 5.0
 ) -> tuple[int, Any]:
@@ -34,7 +40,10 @@ def call(
     headers = {"content-type": "application/json"}
     if method != "GET":
         code, answer = call(proxy, "GET", "/token", timeout=timeout)
-        if code != 200 or not isinstance(answer, dict) or "token" not in answer:
+        if not isinstance(answer, dict) or ("token" if code == 200 else "error") not in answer:
+            # ccswitch answers a token or {"error": …}; anything else is another server
+            raise NotCcswitch(f"no ccswitch at {proxy} (it answered {code}: {excerpt(answer)})")
+        if code != 200:
             return code, answer
         headers[TOKEN_HEADER] = str(answer["token"])
     data = json.dumps(body).encode() if body is not None else None

@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -236,6 +237,7 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
     )
     proxy = _Proxy(workdir, config, keep)
     story = _Story(proxy, out)
+    went_wrong = False  # its files are kept to find out why; Ctrl-C removes them too
     try:
         story.say(
             f"ccswitch demo: mock providers at {primary.url} (primary) and "
@@ -298,10 +300,11 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
         )
         story.request(number + 1, "back to normal: the primary is current and active again")
         story.say("\n" + status_table(story.status()))
-        story.say(
-            f"\nstate file: {workdir / 'state.db'}\nflows:      {workdir / 'flows.mitm'}"
-            f"  (open with: mitmweb -r {workdir / 'flows.mitm'})"
-        )
+        if keep:  # without --keep the files go when the demo ends
+            story.say(
+                f"\nstate file: {workdir / 'state.db'}\nflows:      {workdir / 'flows.mitm'}"
+                f"  (open with: mitmweb -r {workdir / 'flows.mitm'})"
+            )
         if DEMO_KEY in primary.keys_seen and "the-tools-own-key" not in primary.keys_seen:
             story.say("the providers saw only their own key, never the tool's")
         ok = story.failovers >= 1 and story.recoveries >= 1
@@ -313,11 +316,17 @@ def run_demo(out: TextIO, keep: bool = False) -> int:
             )
             with contextlib.suppress(KeyboardInterrupt):
                 proxy.process.wait()
+        went_wrong = not ok
         return 0 if ok else 1
     except (RuntimeError, OSError) as e:
+        went_wrong = True
         print(f"ccswitch demo: {e}", file=sys.stderr)
         return 1
     finally:
         proxy.stop()
         primary.stop()
         backup.stop()
+        if not (keep or went_wrong):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:  # kept on purpose, or for finding out what went wrong
+            print(f"ccswitch demo: its files are in {workdir}", file=sys.stderr)

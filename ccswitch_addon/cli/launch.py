@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ __all__ = [
     "mitm_command",
     "paste_lines",
     "port_taken",
+    "run_line",
     "split_launch_args",
     "verbose",
 ]
@@ -88,19 +92,46 @@ def env_lines(
 ) -> list[str]:
     """Shell lines for ``eval "$(ccswitch env TOOL)"``."""
     spec = TOOLS[tool]
+    run = run_line(port)
     if reverse:
+        url = f"http://{host}:{port}{spec.base_suffix}"
         return [
             f"# {spec.label} through ccswitch in reverse-proxy mode; start the proxy with:",
-            f"#   ccswitch run --mode reverse:{spec.upstream}",
-            f"export {spec.base_var}={shlex.quote(f'http://{host}:{port}{spec.base_suffix}')}",
+            f"#   {run} --mode reverse:{spec.upstream}",
+            f"export {spec.base_var}={shlex.quote(url)}",
+            *_reverse_notes(tool, url),
         ]
     ca = shlex.quote(str(ca_path(confdir)))
     lines = [
-        f"# {spec.label} through ccswitch as an HTTPS proxy; start it with: ccswitch run",
+        f"# {spec.label} through ccswitch as an HTTPS proxy; start it with: {run}",
         f"export HTTPS_PROXY={shlex.quote(f'http://{host}:{port}')}",
     ]
     lines += [f"export {var}={ca}" for var in spec.ca_vars]
     return lines
+
+
+def run_line(port: int) -> str:
+    """The command that starts the proxy on ``port``."""
+    return "ccswitch run" if port == DEFAULT_PORT else f"ccswitch run --port {port}"
+
+
+def _reverse_notes(tool: str, url: str) -> list[str]:
+    """What the base-URL variable alone does not do, as the tools behave (Codex CLI 0.171,
+    Gemini CLI 0.61)."""
+    if tool == "codex":  # it reads the base URL from its config only, not OPENAI_BASE_URL
+        setting = f'openai_base_url="{url}"'
+        return [
+            "# Codex CLI reads the base URL from its config, not the variable: run it as",
+            f"#   codex -c {shlex.quote(setting)} …",
+            f"# or put this line in ~/.codex/config.toml: {setting.replace('=', ' = ', 1)}",
+        ]
+    if tool == "gemini":  # a base URL alone selects an auth type it then refuses
+        return [
+            "# Gemini CLI needs GEMINI_API_KEY set and, in ~/.gemini/settings.json,",
+            '#   {"security": {"auth": {"selectedType": "gemini-api-key"}}}',
+            "# (without it: 'Invalid auth method selected.')",
+        ]
+    return []
 
 
 def confdir_of(args: Sequence[str]) -> str:
@@ -287,13 +318,32 @@ def mitm_command(program: str, args: Sequence[str]) -> tuple[list[str], str, int
 
 
 def exec_mitm(command: list[str], out: TextIO) -> int:
+    """Run mitmdump/mitmweb to its end; its exit code, or 130 when it was stopped by Ctrl-C.
+
+    Run as a child rather than exec'd: mitmdump ends 0 on SIGINT, and a shell or script
+    should see an interrupted run as one. Signals sent to ccswitch go on to the child.
+    """
     out.flush()
     try:
-        os.execv(command[0], command)
+        child = subprocess.Popen(command)
     except OSError as e:
         print(f"ccswitch: cannot start {command[0]}: {e}", file=sys.stderr)
         return 1
-    return 0  # not reached
+    stopped_by: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        # Ctrl-C reaches the child from the terminal too; a second SIGINT only asks again
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), forward)
+    code = child.wait()
+    if signal.SIGINT in stopped_by or code == -signal.SIGINT:
+        return 128 + signal.SIGINT
+    return 128 - code if code < 0 else code
 
 
 def init_config(target: Path | None = None) -> tuple[bool, Path]:

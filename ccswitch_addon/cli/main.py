@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ccswitch_addon.cli.client import DEFAULT_PROXY, NotCcswitch, ProxyUnavailable, call
+from ccswitch_addon.cli.client import (
+    DEFAULT_PROXY,
+    NotCcswitch,
+    ProxyUnavailable,
+    call,
+    excerpt,
+)
 from ccswitch_addon.cli.configfile import (
     CONFIG_HELP,
     announce,
@@ -31,6 +37,7 @@ from ccswitch_addon.cli.launch import (
     mitm_command,
     paste_lines,
     port_taken,
+    run_line,
     split_launch_args,
     verbose,
 )
@@ -176,7 +183,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         if not ours:  # ccswitch answers its status, or {"error": …}
             raise NotCcswitch(
-                f"no ccswitch at {args.proxy} (it answered {code}: {_excerpt(status)})"
+                f"no ccswitch at {args.proxy} (it answered {code}: {excerpt(status)})"
             )
     except NotCcswitch as e:
         print(f"ccswitch: {e}", file=err)
@@ -205,16 +212,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _excerpt(answer: Any) -> str:
-    text = json.dumps(answer)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def cmd_control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     action = args.command
     body = {"app": args.app, "provider": args.provider, "by": f"ccswitch {action}"}
     try:
         code, answer = call(args.proxy, "POST", f"/{action}", body)
+    except NotCcswitch as e:
+        print(f"ccswitch: {e}", file=err)
+        return EXIT_USAGE
     except ProxyUnavailable as e:
         print(f"ccswitch: {e}; start it with `ccswitch run`", file=err)
         return EXIT_FAILED
@@ -292,7 +297,8 @@ def cmd_env(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not port_taken(DEFAULT_HOST, args.port):
         print(
             f"ccswitch env: warning: no proxy listens on {DEFAULT_HOST}:{args.port}; "
-            f"{TOOLS[args.tool].label} will fail to connect until `ccswitch run` is started",
+            f"{TOOLS[args.tool].label} will fail to connect "
+            f"until `{run_line(args.port)}` is started",
             file=err,
         )
     return EXIT_OK
@@ -340,7 +346,10 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _launch_parser(args.command).print_help(out)
         return EXIT_OK
     mitm_args = options.mitm_args
-    if not any(a.startswith("ccswitch_config=") for a in mitm_args):
+    # --set ccswitch_config=PATH names the file as --config does: announce that one
+    named = [a.split("=", 1)[1] for a in mitm_args if a.startswith("ccswitch_config=")]
+    explicit = named[-1] if named and named[-1] else options.config
+    if not named:
         # The proxy reads the file named here, whatever its working directory.
         path, _ = resolve(options.config)
         mitm_args = ["--set", f"ccswitch_config={path.resolve()}", *mitm_args]
@@ -361,8 +370,8 @@ def cmd_launch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return EXIT_FAILED
-    config = load_named(options.config, err)
-    used, why = resolve(options.config)
+    config = load_named(explicit, err)
+    used, why = resolve(explicit)
     if why != "--config":  # a file named on purpose needs no notice
         shadowing_notice(used, err)
     print(paste_lines(config, host, port, reverse, confdir_of(mitm_args)), file=out)

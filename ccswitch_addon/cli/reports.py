@@ -330,7 +330,12 @@ def chain_text(stored: str | None, attempts: int) -> str:
 
 
 def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[Any]]]:
-    key = "provider" if by == "provider" else "date(time, 'unixepoch', 'localtime'), provider"
+    # by app too: claude, codex and gemini may each have a provider called backup
+    key = (
+        "app, provider"
+        if by == "provider"
+        else "date(time, 'unixepoch', 'localtime'), app, provider"
+    )
     money = _money_columns(db)
     sql = (
         f"SELECT {key}, count(*),"
@@ -344,7 +349,7 @@ def usage_rows(db: sqlite3.Connection, by: str) -> tuple[list[str], list[list[An
         # cost of the priced requests; "+" marks a sum that leaves unpriced requests out
         shown = None if cost is None else f"{cost:.4f}" + ("+" if unpriced else "")
         rows.append([*head, shown, _pct(read / total) if total else None])
-    headers = ["provider"] if by == "provider" else ["day", "provider"]
+    headers = ["app", "provider"] if by == "provider" else ["day", "app", "provider"]
     return [
         *headers,
         "requests",

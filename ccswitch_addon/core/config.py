@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -406,11 +407,23 @@ def _parse_provider(
     entries = node.mapping(PROVIDER_KEYS, mistakes)
     if "base_url" not in entries:
         raise node.error("base_url is required")
-    fmt = _parse_format(entries["format"], api, app) if "format" in entries else default_format(api)
+    # Each key on its own, raised together at the end: one mistake must not hide the next.
+    found = Mistakes()
+    default_fmt = default_format(api)
+    fmt = (
+        found.attempt(lambda: _parse_format(entries["format"], api, app), default_fmt)
+        if "format" in entries
+        else default_fmt
+    )
     # a translated provider is reached with its own API's credentials and probe
     own_api = FORMAT_API[fmt]
     auth_default = DEFAULT_AUTH[own_api]
-    auth = entries["auth"].choice(Auth, "auth") if "auth" in entries else auth_default
+    # None when misspelt: then whether it needs a key is not known, and not reported
+    auth: Auth | None = (
+        found.attempt(lambda: entries["auth"].choice(Auth, "auth"), None)
+        if "auth" in entries
+        else auth_default
+    )
     unset: list[_Unset] = []
 
     def expand(child: Node) -> str:
@@ -418,32 +431,32 @@ def _parse_provider(
             return _expand(child, env)
         except _Unset as e:
             unset.append(e)
-            return ""
+        except ConfigError as e:
+            found.record(e)
+        return ""
 
     values = {
         key: expand(entries[key]) for key in ("name", "base_url", "api_key") if key in entries
     }
+    key_nodes: list[Node] = []
     if "api_key" in entries and "api_keys" in entries:
-        raise entries["api_keys"].error("give api_key or api_keys (a pool), not both")
-    key_nodes = list(_key_nodes(entries["api_keys"])) if "api_keys" in entries else []
+        found.record(entries["api_keys"].error("give api_key or api_keys (a pool), not both"))
+    elif "api_keys" in entries:
+        key_nodes = found.attempt(lambda: list(_key_nodes(entries["api_keys"])), [])
     pool = tuple(expand(item) for item in key_nodes)
     if len(set(pool)) < len(pool) and not unset:
-        raise entries["api_keys"].error("the pool names one key twice")
+        found.record(entries["api_keys"].error("the pool names one key twice"))
     if pool:
         values["api_key"] = pool[0]
-    models = (
-        {k: expand(v) for k, v in entries["models"].mapping().items()}
+    models: dict[str, str] = (
+        found.attempt(lambda: {k: expand(v) for k, v in entries["models"].mapping().items()}, {})
         if "models" in entries
         else {}
     )
-    header_nodes = entries["headers"].mapping() if "headers" in entries else {}
-    headers = {k: expand(v) for k, v in header_nodes.items()}
-    secret_headers = frozenset(k.lower() for k, v in header_nodes.items() if _VAR.search(v.text()))
-    for name, value in headers.items():
-        if not _TOKEN.fullmatch(name):
-            raise header_nodes[name].error(f"{name!r} is not a valid header name")
-        if _CONTROL.search(value):  # the value may be a secret: it is not shown
-            raise header_nodes[name].error("the value holds a line break or control character")
+    no_headers: tuple[dict[str, str], frozenset[str]] = ({}, frozenset())
+    headers, secret_headers = found.attempt(
+        lambda: _parse_headers(entries.get("headers"), expand), no_headers
+    )
     disabled: str | None = None
     if unset:
         first = unset[0]
@@ -462,37 +475,35 @@ def _parse_provider(
                 )
             )
     base_node = entries["base_url"]
-    if values["base_url"]:
-        scheme, host, port, base_path = _parse_base_url(base_node, values["base_url"])
-    else:  # cannot be checked before the variable is set; the provider is disabled anyway
-        scheme, host, port, base_path = "https", "unset.invalid", 443, ""
+    # unset: cannot be checked before the variable is set; the provider is disabled anyway
+    placeholder = ("https", "unset.invalid", 443, "")
+    scheme, host, port, base_path = (
+        found.attempt(lambda: _parse_base_url(base_node, values["base_url"]), placeholder)
+        if values["base_url"]
+        else placeholder
+    )
     literal = False
-    if auth is not Auth.PASSTHROUGH:
-        if "api_key" not in entries and not key_nodes:
-            raise node.error(f"api_key is required with auth: {auth.value} (use ${{VAR}})")
-        if "api_key" in entries and not _VAR.search(entries["api_key"].text()):
-            literal = True
-            warnings.append(
-                entries["api_key"].error(
-                    "the key is written in the file; prefer ${VAR} from the environment"
-                )
-            )
-        for key_node in key_nodes:  # a pool's keys, each like api_key
-            if not _VAR.search(key_node.text()):
-                literal = True
-                warnings.append(
-                    key_node.error(
-                        "the key is written in the file; prefer ${VAR} from the environment"
-                    )
-                )
-    rules = parse_rules(entries["rules"]) if "rules" in entries else ()
-    probe = _parse_probe(entries["probe"], own_api) if "probe" in entries else None
-    proxy = None
-    if "proxy" in entries:
-        try:
-            proxy = parse_proxy(entries["proxy"].text(), env)
-        except ValueError as e:
-            raise entries["proxy"].error(str(e)) from None
+    if auth is not None and auth is not Auth.PASSTHROUGH:
+        literal = found.attempt(
+            lambda: _literal_keys(node, entries, key_nodes, auth, warnings), False
+        )
+    rules: tuple[Rule, ...] = (
+        found.attempt(lambda: parse_rules(entries["rules"]), ()) if "rules" in entries else ()
+    )
+    probe = (
+        found.attempt(lambda: _parse_probe(entries["probe"], own_api), None)
+        if "probe" in entries
+        else None
+    )
+    proxy = found.attempt(lambda: _parse_provider_proxy(entries.get("proxy"), env), None)
+    replay = found.attempt(
+        lambda: entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False,
+        False,
+    )
+    cost = found.attempt(lambda: parse_cost(entries), None)
+    found.check()
+    assert cost is not None  # a mistake in it or auth was raised by found.check()
+    assert auth is not None
     return ProviderConfig(
         id=pid,
         name=values.get("name", pid),
@@ -512,16 +523,58 @@ def _parse_provider(
         probe=probe,
         line=base_node.line,
         format=fmt,
-        replay_reasoning=(
-            entries["replay_reasoning"].boolean() if "replay_reasoning" in entries else False
-        ),
+        replay_reasoning=replay,
         api_keys=pool if len(pool) > 1 and auth is not Auth.PASSTHROUGH else (),
         key_var=_key_var(entries.get("api_key")),
         missing=unset[0].variable if unset else None,
-        cost=parse_cost(entries),
+        cost=cost,
         proxy=proxy,
         proxy_line=entries["proxy"].line if "proxy" in entries else 0,
     )
+
+
+def _parse_headers(
+    node: Node | None, expand: Callable[[Node], str]
+) -> tuple[dict[str, str], frozenset[str]]:
+    """A provider's extra headers, and the lower-case names of those holding a ${VAR}."""
+    header_nodes = node.mapping() if node is not None else {}
+    headers = {k: expand(v) for k, v in header_nodes.items()}
+    secret = frozenset(k.lower() for k, v in header_nodes.items() if _VAR.search(v.text()))
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise header_nodes[name].error(f"{name!r} is not a valid header name")
+        if _CONTROL.search(value):  # the value may be a secret: it is not shown
+            raise header_nodes[name].error("the value holds a line break or control character")
+    return headers, secret
+
+
+def _literal_keys(
+    node: Node,
+    entries: Mapping[str, Node],
+    key_nodes: list[Node],
+    auth: Auth,
+    warnings: list[ConfigError],
+) -> bool:
+    """Whether a key is written in the file (each one warned about); an error when none is."""
+    if "api_key" not in entries and not key_nodes:
+        raise node.error(f"api_key is required with auth: {auth.value} (use ${{VAR}})")
+    literal = False
+    for key_node in [entries["api_key"]] if "api_key" in entries else key_nodes:
+        if not _VAR.search(key_node.text()):
+            literal = True
+            warnings.append(
+                key_node.error("the key is written in the file; prefer ${VAR} from the environment")
+            )
+    return literal
+
+
+def _parse_provider_proxy(node: Node | None, env: Mapping[str, str]) -> ProxyChoice | None:
+    if node is None:
+        return None
+    try:
+        return parse_proxy(node.text(), env)
+    except ValueError as e:
+        raise node.error(str(e)) from None
 
 
 def _key_nodes(node: Node) -> list[Node]:
@@ -560,19 +613,25 @@ def _parse_probe(node: Node, api: Api) -> Probe | None:
     return Probe(method, path, body, interval)
 
 
+def _breaker_field(spec: BreakerField, node: Node) -> float | int:
+    if spec.integer:
+        return node.integer(int(spec.lo), int(spec.hi))
+    return node.number(spec.lo, spec.hi)
+
+
 def _parse_breaker(node: Node | None, defaults: BreakerConfig) -> BreakerConfig:
     if node is None:
         return defaults
     names = tuple(f.name for f in BREAKER_FIELDS)
-    entries = node.mapping(names)
+    found = Mistakes()  # every bad field of the breaker, not only the first
+    entries = node.mapping(names, found)
     values: dict[str, float | int] = {}
     for spec in BREAKER_FIELDS:
         if spec.name in entries:
-            child = entries[spec.name]
-            if spec.integer:
-                values[spec.name] = child.integer(int(spec.lo), int(spec.hi))
-            else:
-                values[spec.name] = child.number(spec.lo, spec.hi)
+            value = found.attempt(partial(_breaker_field, spec, entries[spec.name]), None)
+            if value is not None:
+                values[spec.name] = value
+    found.check()
     return BreakerConfig(**{**defaults.__dict__, **values})
 
 
@@ -647,7 +706,7 @@ def _parse_app(
             if pid in broken:
                 continue
             if pid not in providers:
-                known_ids = ", ".join(providers) or "none"
+                known_ids = ", ".join(entries["providers"].mapping()) or "none"
                 raise item.error(f"{pid!r} is not a provider of {name}; known: {known_ids}")
             if queue.index(pid) != index:
                 raise item.error(f"{pid!r} is listed twice")
@@ -779,9 +838,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         return parse_config(text, source, env)
     keys = read_env(path)  # the environment, else the .env beside the file
     config = parse_config(text, source, keys.values)
+    notes = [
+        ConfigError(str(keys.path), line, "", "cannot read this line (not UTF-8); it is left out")
+        for line in keys.unreadable
+    ]
     if exposed(keys.path):
-        warning = ConfigError(
-            str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+        notes.append(
+            ConfigError(
+                str(keys.path), None, "", f"other users can read its keys: chmod 600 {keys.path}"
+            )
         )
-        config = Config(config.source, config.apps, (*config.warnings, warning))
+    if notes:
+        config = Config(config.source, config.apps, (*config.warnings, *notes))
     return config

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from ccswitch_addon.core.prices import Price
-from ccswitch_addon.core.yamlnodes import Node
+from ccswitch_addon.core.yamlnodes import Mistakes, Node
 
 __all__ = ["COST_KEYS", "PRICE_KEYS", "Budget", "CostConfig", "parse_cost"]
 
@@ -34,26 +35,39 @@ class CostConfig:
 
 
 def parse_cost(entries: Mapping[str, Node]) -> CostConfig:
-    """The money keys among a provider's entries (the others are config.py's)."""
-    price = _parse_price(entries["price"]) if "price" in entries else None
-    multiplier = (
-        entries["price_multiplier"].number(0, 100) if "price_multiplier" in entries else None
+    """The money keys among a provider's entries (the others are config.py's); every mistake
+    in them is raised together."""
+    found = Mistakes()
+    price = (
+        found.attempt(lambda: _parse_price(entries["price"]), None) if "price" in entries else None
     )
-    budget = _parse_budget(entries["budget"]) if "budget" in entries else None
+    multiplier = (
+        found.attempt(lambda: entries["price_multiplier"].number(0, 100), None)
+        if "price_multiplier" in entries
+        else None
+    )
+    budget = (
+        found.attempt(lambda: _parse_budget(entries["budget"]), None)
+        if "budget" in entries
+        else None
+    )
     switch_at = (
-        entries["switch_at_utilization"].number(0.01, 1)
+        found.attempt(lambda: entries["switch_at_utilization"].number(0.01, 1), None)
         if "switch_at_utilization" in entries
         else None
     )
+    found.check()
     return CostConfig(price, multiplier, budget, switch_at)
 
 
 def _parse_price(node: Node) -> Price:
-    entries = node.mapping(PRICE_KEYS)
+    found = Mistakes()
+    entries = node.mapping(PRICE_KEYS, found)
     for key in ("input", "output"):
         if key not in entries:
-            raise node.error(f"{key} is required (USD per million tokens)")
-    values = {key: entries[key].number(0, 100000) for key in entries}
+            found.record(node.error(f"{key} is required (USD per million tokens)"))
+    values = {key: found.attempt(partial(entries[key].number, 0, 100000), 0.0) for key in entries}
+    found.check()
     return Price(
         input=values["input"],
         output=values["output"],
@@ -63,8 +77,12 @@ def _parse_price(node: Node) -> Price:
 
 
 def _parse_budget(node: Node) -> Budget:
-    entries = node.mapping(BUDGET_KEYS)
+    found = Mistakes()
+    entries = node.mapping(BUDGET_KEYS, found)
     if not entries:
-        raise node.error("give daily_usd, monthly_usd or both")
-    values = {key: entries[key].number(0, 1_000_000) for key in entries}
+        found.record(node.error("give daily_usd, monthly_usd or both"))
+    values = {
+        key: found.attempt(partial(entries[key].number, 0, 1_000_000), 0.0) for key in entries
+    }
+    found.check()
     return Budget(values.get("daily_usd"), values.get("monthly_usd"))

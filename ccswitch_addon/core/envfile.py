@@ -8,6 +8,7 @@ parser are python-dotenv's (``KEY=value``, quotes, ``export``, comments).
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ class KeyEnv:
     values: Mapping[str, str]
     from_file: frozenset[str]  # names whose value is the .env file's
     path: Path
+    unreadable: tuple[int, ...] = ()  # lines of the file that are not UTF-8, left out
 
     def origin(self, name: str) -> str | None:
         """'environment', the .env file, or None when the variable is set nowhere."""
@@ -51,15 +53,27 @@ class KeyEnv:
 
 
 def read_env(config: str | Path, environ: Mapping[str, str] | None = None) -> KeyEnv:
-    """The environment over the .env beside ``config``; a missing or unreadable one adds nothing."""
+    """The environment over the .env beside ``config``; a missing or unreadable one adds nothing.
+
+    A line that is not UTF-8 (a Latin-1 comment, a stray byte) is left out alone, and its
+    number kept for a warning: decoding the whole file at once lost every key in it.
+    """
     environment = os.environ if environ is None else environ
     path = env_path(config)
     try:
-        parsed = dotenv_values(path) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError):
-        parsed = {}
+        data = path.read_bytes() if path.is_file() else b""
+    except OSError:
+        data = b""
+    lines, unreadable = [], []
+    for number, raw in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append("\n")  # keeps the numbering of the lines after it
+            unreadable.append(number)
+    parsed = dotenv_values(stream=io.StringIO("".join(lines))) if data else {}
     from_file = {k: v for k, v in parsed.items() if v and not environment.get(k)}
-    return KeyEnv({**from_file, **environment}, frozenset(from_file), path)
+    return KeyEnv({**from_file, **environment}, frozenset(from_file), path, tuple(unreadable))
 
 
 def exposed(path: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -49,12 +50,14 @@ def leftover(marker: str) -> list[str]:
 
 def test_demo_shows_failover_and_recovery_and_leaves_nothing_running(tmp_path: Path) -> None:
     started = time.monotonic()
+    temp = tmp_path / "tmp"  # where the demo makes its working directory
+    temp.mkdir()
     result = subprocess.run(
         [str(BIN / "ccswitch"), "demo"],
         capture_output=True,
         text=True,
         timeout=120,
-        env=clean_env(tmp_path),
+        env={**clean_env(tmp_path), "TMPDIR": str(temp)},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,11 +84,10 @@ def test_demo_shows_failover_and_recovery_and_leaves_nothing_running(tmp_path: P
     assert "failure_threshold failures in a row (2 in this demo" in explained
     assert "backup" in served
     assert served[-1] == "primary"
-    workdir = re.search(r"state file: (\S+)/state\.db", out)
-    assert workdir is not None
-    assert Path(workdir.group(1), "state.db").exists()
-    assert Path(workdir.group(1), "flows.mitm").stat().st_size > 0
-    assert leftover(workdir.group(1)) == []
+    # without --keep it leaves no process and no files behind
+    assert "state file:" not in out
+    assert leftover(str(temp)) == []
+    assert list(temp.iterdir()) == []
 
 
 def test_ccswitch_run_starts_and_answers_the_status_host(
@@ -150,3 +152,82 @@ def test_first_run_without_any_config_says_where_it_looked(
     assert "looked for ./providers.yaml and ~/.ccswitch/providers.yaml" in output
     assert "ccswitch init" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("ccswitch_redis_down=maybe", "ccswitch_redis_down: one of keep_open, local, got 'maybe'"),
+        ("ccswitch_redis=foo://me:pw@x", "ccswitch_redis: expected a redis://"),
+    ],
+)
+def test_a_bad_redis_option_at_start_is_one_line(tmp_path: Path, option: str, said: str) -> None:
+    # raising at start made mitmproxy's option rollback configure again, and recurse
+    (tmp_path / "providers.yaml").write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/c"]
+    done = subprocess.run(
+        [str(BIN / "ccswitch"), *command, "--set", "ccswitch_state=", "--set", option],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert said in output
+    assert "recursion" not in output
+    assert "Traceback" not in output
+    assert "me:pw" not in output
+    assert len(output.splitlines()) < 15
+
+
+def test_run_with_a_named_config_that_is_missing_names_only_that_file(tmp_path: Path) -> None:
+    # it announced ./providers.yaml, then said it had looked there and in ~/.ccswitch
+    (tmp_path / "providers.yaml").write_text("apps: {}\n")
+    missing = tmp_path / "nonexistent.yaml"
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/c"]
+    done = subprocess.run(
+        [str(BIN / "ccswitch"), *command, "--set", f"ccswitch_config={missing}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"config: {missing}" in output
+    assert f"{missing}: no such file" in output
+    assert "looked for" not in output
+    assert f"config: {tmp_path / 'providers.yaml'}" not in output
+
+
+def test_ctrl_c_on_ccswitch_run_exits_130_and_stops_mitmdump(tmp_path: Path) -> None:
+    # mitmdump ends 0 on SIGINT; exec'd in ccswitch's place, an interrupted run looked clean
+    (tmp_path / "providers.yaml").write_text(
+        "apps:\n  claude:\n    queue: [a]\n    providers:\n"
+        '      a: {base_url: "http://127.0.0.1:9", auth: passthrough}\n'
+    )
+    log = (tmp_path / "run.log").open("w")
+    command = ["run", "--listen-port", "0", "--set", f"confdir={tmp_path}/conf"]
+    process = subprocess.Popen(
+        [str(BIN / "ccswitch"), *command, "--set", "ccswitch_state="],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+    )
+    try:
+        wait_until(lambda: "listening at" in (tmp_path / "run.log").read_text(), 30, "ccswitch run")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        assert wait_until(lambda: leftover(f"confdir={tmp_path}/conf") == [], 15, "mitmdump")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        log.close()
