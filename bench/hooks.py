@@ -151,7 +151,7 @@ async def drive(
             flow.response.timestamp_start = time.time()
             if hooks_on:
                 addon.responseheaders(flow)
-                await addon.response(flow)
+                addon.response(flow)
             t3 = clock()
             parts["request"] += t1 - t0
             parts["exchange"] += t2 - t1
