@@ -25,15 +25,15 @@ ROUTED = "ccswitch"  # metadata key of a routed flow: app, provider, attempts
 STREAM_ABOVE_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Original:
-    """The parts of the client's request that pointing it at the relay changes."""
+    """The parts of the client's request that pointing it at the relay changes, as mitmproxy
+    holds them (not frozen, and no decoding: one is made for every routed request)."""
 
-    scheme: str
+    scheme: bytes
     host: str
     port: int
-    authority: str
-    path: bytes
+    authority: bytes
     fields: tuple[tuple[bytes, bytes], ...]
     body: bytes | None
 
@@ -41,23 +41,16 @@ class Original:
     def of(cls, request: http.Request) -> "Original":
         data = request.data
         return cls(
-            data.scheme.decode(),
-            data.host,
-            data.port,
-            data.authority.decode("utf-8", "surrogateescape"),
-            data.path,
-            data.headers.fields,
-            data.content,
+            data.scheme, data.host, data.port, data.authority, data.headers.fields, data.content
         )
 
     def restore(self, request: http.Request) -> None:
         """Put the tool's request back as it sent it: mitmweb shows what the tool asked for."""
         data = request.data
-        data.scheme = self.scheme.encode()
+        data.scheme = self.scheme
         data.host = self.host
         data.port = self.port
-        data.authority = self.authority.encode("utf-8", "surrogateescape")
-        data.path = self.path
+        data.authority = self.authority
         data.headers.fields = self.fields
         data.content = self.body
 
