@@ -36,7 +36,7 @@ from loadclient import padded_body  # noqa: E402
 
 NULL = HERE / "null_addon.py"
 CASES = ("bare", "null_hooks", "addon_no_log", "addon")
-START_SECONDS = 600.0  # under valgrind mitmdump starts some fifty times slower; more when loaded
+START_SECONDS = 1200.0  # under valgrind mitmdump starts some fifty times slower; more when loaded
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,14 @@ def measure(case: Case, tmp: Path, target: int, requests: int, body: bytes, sse:
         deadline = time.monotonic() + START_SECONDS
         while not _ready(send, case.routed):  # listening, and the addon loaded when expected
             if process.poll() is not None or time.monotonic() > deadline:
-                tail = (workdir / "mitmdump.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{case.name}: not ready; mitmdump said:\n{tail}")
+                said = [
+                    (workdir / name).read_text(errors="replace")[-1500:]
+                    for name in ("mitmdump.log", "valgrind.log")
+                ]
+                raise RuntimeError(
+                    f"{case.name}: not ready (exit {process.poll()}); mitmdump said:\n{said[0]}\n"
+                    f"valgrind said:\n{said[1]}"
+                )
             time.sleep(0.5)
         for _ in range(30):  # warm-up: imports, caches, first connections
             send()
