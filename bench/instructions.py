@@ -35,7 +35,8 @@ import run as bench  # noqa: E402
 from loadclient import padded_body  # noqa: E402
 
 NULL = HERE / "null_addon.py"
-START_SECONDS = 180.0  # mitmdump under valgrind starts some fifty times slower
+CASES = ("bare", "null_hooks", "addon_no_log", "addon")
+START_SECONDS = 1200.0  # under valgrind mitmdump starts some fifty times slower; more when loaded
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Case:
     routed: bool  # the addon answers with x-ccswitch-provider
 
 
-def measure(case: Case, tmp: Path, target: int, requests: int, body: bytes) -> int:
+def measure(case: Case, tmp: Path, target: int, requests: int, body: bytes, sse: str | None) -> int:
     """Instructions per request of one proxy, counted over ``requests`` requests only."""
     port = bench.free_port()
     workdir = tmp / case.name
@@ -66,11 +67,18 @@ def measure(case: Case, tmp: Path, target: int, requests: int, body: bytes) -> i
             command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env
         )
     try:
-        send = _sender(port, body)
+        send = _sender(port, body, sse)
         deadline = time.monotonic() + START_SECONDS
         while not _ready(send, case.routed):  # listening, and the addon loaded when expected
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{case.name}: not ready; see {workdir}/mitmdump.log")
+                said = [
+                    (workdir / name).read_text(errors="replace")[-1500:]
+                    for name in ("mitmdump.log", "valgrind.log")
+                ]
+                raise RuntimeError(
+                    f"{case.name}: not ready (exit {process.poll()}); mitmdump said:\n{said[0]}\n"
+                    f"valgrind said:\n{said[1]}"
+                )
             time.sleep(0.5)
         for _ in range(30):  # warm-up: imports, caches, first connections
             send()
@@ -94,9 +102,11 @@ def measure(case: Case, tmp: Path, target: int, requests: int, body: bytes) -> i
             process.kill()
 
 
-def _sender(port: int, body: bytes):  # type: ignore[no-untyped-def]
+def _sender(port: int, body: bytes, sse: str | None):  # type: ignore[no-untyped-def]
     connection: list[http.client.HTTPConnection] = []
     headers = {"content-type": "application/json", "x-api-key": "bench", "anthropic-version": "1"}
+    if sse is not None:
+        headers["x-bench-sse"] = sse  # the fake streams EVENTS,INTERVAL_MS (bench/fakes.py)
 
     def send() -> tuple[int, bool]:
         if not connection:
@@ -132,7 +142,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument(
+        "--sse",
+        type=int,
+        metavar="EVENTS",
+        help="each request a stream of EVENTS events 1 ms apart; bare mitmdump streams too",
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"which proxies, comma-separated (default all: {','.join(CASES)})",
+    )
     args = parser.parse_args()
+    wanted = [c for c in args.cases.split(",") if c]
+    if unknown := set(wanted) - set(CASES):
+        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; known: {', '.join(CASES)}")
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         raise SystemExit("valgrind not found: apt-get install valgrind")
     tmp = Path(tempfile.mkdtemp(prefix="ccswitch-instructions-"))
@@ -144,11 +168,18 @@ def main() -> int:
         config = tmp / "providers.yaml"
         config.write_text(bench.providers_yaml(["primary"], {"primary": bench.passthrough(target)}))
         with_addon = ("-s", str(addon), "--set", f"ccswitch_config={config}")
+        # a stream against bare mitmdump told to stream, as bench/run.py's streaming section
+        streamed = ("--set", "stream_large_bodies=1") if args.sse else ()
+        sse = f"{args.sse},1" if args.sse else None
         cases = [
-            Case("bare", (), routed=False),
-            Case("null_hooks", ("-s", str(NULL)), routed=False),
-            Case("addon_no_log", (*with_addon, "--set", "ccswitch_state="), routed=True),
-            Case("addon", (*with_addon, "--set", "ccswitch_state={dir}/state.db"), routed=True),
+            case
+            for case in [
+                Case("bare", streamed, routed=False),
+                Case("null_hooks", (*streamed, "-s", str(NULL)), routed=False),
+                Case("addon_no_log", (*with_addon, "--set", "ccswitch_state="), routed=True),
+                Case("addon", (*with_addon, "--set", "ccswitch_state={dir}/state.db"), routed=True),
+            ]
+            if case.name in wanted
         ]
         body = padded_body(args.size)
         bench.log(f"{len(cases)} proxies under callgrind, two at a time …")
@@ -156,19 +187,21 @@ def main() -> int:
             counts = dict(
                 zip(
                     [c.name for c in cases],
-                    pool.map(lambda c: measure(c, tmp, target, args.requests, body), cases),
+                    pool.map(lambda c: measure(c, tmp, target, args.requests, body, sse), cases),
                     strict=True,
                 )
             )
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    bare = counts["bare"]
+    bare = counts.get("bare")
     rows = [
-        [name, f"{n / 1e6:.3f}", f"{(n - bare) / 1e6:+.3f}", f"{bare / n:.3f}"]
+        [name, f"{n / 1e6:.3f}"]
+        + ([f"{(n - bare) / 1e6:+.3f}", f"{bare / n:.3f}"] if bare else ["", ""])
         for name, n in counts.items()
     ]
-    print(f"{args.requests} sequential {args.size} B requests per proxy, after a warm-up")
+    what = f"streams of {args.sse} events" if args.sse else f"{args.size} B requests"
+    print(f"{args.requests} sequential {what} per proxy, after a warm-up")
     print(bench.table(rows, ["proxy", "M instr/req", "vs bare", "bare ÷ proxy"]))
     return 0
 

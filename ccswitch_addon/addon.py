@@ -521,15 +521,17 @@ class CcSwitch:
             content_type, length = body_headers(response.headers)
             response.stream = streams(content_type, length)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    # response and error are plain functions: nothing in them waits, and mitmproxy awaits
+    # only what a hook returns, so a coroutine per request would be work for nothing.
+    def response(self, flow: http.HTTPFlow) -> None:
         entry = self._routed.pop(flow.id, None)
         if entry is not None:
-            await self._settled(flow, entry[0])
+            self._settled(flow, entry[0])
         elif flow.metadata.get(CONTROL_READ) and ctx.master.addons.get("view") is not None:
             # Out of mitmweb's flow list once it is answered: removing a live flow kills it.
             asyncio.get_running_loop().call_later(UNLIST_SECONDS, _unlist, flow)
 
-    async def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> None:
         entry = self._routed.pop(flow.id, None)
         if entry is None:
             return
@@ -537,9 +539,9 @@ class CcSwitch:
         if self.relay is not None:
             self.relay.discard(flow.id)  # the relay never took it: the client went first
         flow.request = original
-        await self._settled(flow, exchange)
+        self._settled(flow, exchange)
 
-    async def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:
+    def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:
         """Say in the flow what happened, and show each attempt as a flow of its own."""
         finished = exchange.finished
         app = exchange.app.name

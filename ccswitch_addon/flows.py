@@ -8,7 +8,6 @@ provider side.
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
 import functools
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import connection, http
@@ -23,43 +22,6 @@ ATTEMPT = "ccswitch_attempt"  # metadata key of the flows that show one attempt 
 ROUTED = "ccswitch"  # metadata key of a routed flow: app, provider, attempts
 
 STREAM_ABOVE_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Original:
-    """The parts of the client's request that pointing it at the relay changes."""
-
-    scheme: str
-    host: str
-    port: int
-    authority: str
-    path: bytes
-    fields: tuple[tuple[bytes, bytes], ...]
-    body: bytes | None
-
-    @classmethod
-    def of(cls, request: http.Request) -> "Original":
-        data = request.data
-        return cls(
-            data.scheme.decode(),
-            data.host,
-            data.port,
-            data.authority.decode("utf-8", "surrogateescape"),
-            data.path,
-            data.headers.fields,
-            data.content,
-        )
-
-    def restore(self, request: http.Request) -> None:
-        """Put the tool's request back as it sent it: mitmweb shows what the tool asked for."""
-        data = request.data
-        data.scheme = self.scheme.encode()
-        data.host = self.host
-        data.port = self.port
-        data.authority = self.authority.encode("utf-8", "surrogateescape")
-        data.path = self.path
-        data.headers.fields = self.fields
-        data.content = self.body
 
 
 def point_at_relay(request: http.Request, port: int, token: str, job: str) -> None:

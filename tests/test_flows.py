@@ -10,13 +10,12 @@ from mitmproxy.test import tflow
 from ccswitch_addon.core.config import parse_config
 from ccswitch_addon.flows import (
     ATTEMPT,
-    Original,
     attempt_flow,
     body_headers,
     exchange_of,
     is_internal,
     is_loopback,
-    point_at_relay,
+    relay_copy,
     streams,
 )
 from ccswitch_addon.upstream.exchange import AttemptRecord
@@ -102,22 +101,20 @@ def tool_request(http2: bool = False) -> http.Request:
 
 
 @pytest.mark.parametrize("http2", [False, True])
-def test_pointed_at_the_relay_and_restored_exactly(http2: bool) -> None:
+def test_a_copy_goes_to_the_relay_and_the_tools_request_is_untouched(http2: bool) -> None:
     request = tool_request(http2)
     before = request.get_state()
-    original = Original.of(request)
-    point_at_relay(request, 4321, "tok", "job-1")
-    assert request.url == "http://127.0.0.1:4321/v1/messages?beta=true"
-    assert request.authority == ""
-    assert request.headers.fields == (
+    copy = relay_copy(request, 4321, "tok", "job-1")
+    assert copy.url == "http://127.0.0.1:4321/v1/messages?beta=true"
+    assert copy.authority == ""
+    assert copy.headers.fields == (
         (b"host", b"127.0.0.1:4321"),
         (TOKEN_HEADER.encode(), b"tok"),
         (JOB_HEADER.encode(), b"job-1"),
         (b"content-length", b"0"),
     )
-    assert request.content == b""  # the body stays in the exchange, not on the relay's leg
-    original.restore(request)
-    assert request.get_state() == before
+    assert copy.content == b""  # the body stays in the exchange, not on the relay's leg
+    assert request.get_state() == before  # what mitmweb shows once the relay has the copy
 
 
 def test_the_exchange_keeps_the_tools_request() -> None:

@@ -27,9 +27,10 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _FORBIDDEN = str.maketrans("", "", "\r\n\0")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RelayRequest:
-    """What the relay reads of a request: its method, target and headers (names lowered)."""
+    """What the relay reads of a request: its method, target and headers (names lowered).
+    Not frozen: a frozen dataclass pays a call per field, and one is made for every request."""
 
     method: str
     target: str
@@ -66,6 +67,10 @@ class Answer:
         self.started = False  # the status line has gone: the answer can no longer change
         self.complete = False  # the last byte has gone: the connection can serve another
 
+    def reset(self) -> None:
+        """Ready for the connection's next request (only once the last one is complete)."""
+        self.started = self.complete = False
+
     def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         """The complete answer, with its length."""
         if self.started:
@@ -95,7 +100,7 @@ class Answer:
         self.complete = True
 
 
-Handler = Callable[[RelayRequest, Answer], Awaitable[None]]
+Handler = Callable[[RelayRequest, Answer], Awaitable[None] | None]
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -111,6 +116,7 @@ class RelayProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._last = 0.0  # when the last answer ended (loop time)
         self._keep_alive = True
+        self._answer = Answer(self)  # one a connection: its requests come one after another
 
     # --- asyncio's side ---------------------------------------------------------------------
 
@@ -205,7 +211,8 @@ class RelayProtocol(asyncio.Protocol):
         request = self._parse(head)
         if request is None:
             return
-        answer = Answer(self)
+        answer = self._answer
+        answer.reset()
         self.task = asyncio.get_running_loop().create_task(self._serve(request, answer))
 
     def _parse(self, head: bytes) -> RelayRequest | None:
@@ -240,7 +247,9 @@ class RelayProtocol(asyncio.Protocol):
 
     async def _serve(self, request: RelayRequest, answer: Answer) -> None:
         try:
-            await self._handler(request, answer)
+            serving = self._handler(request, answer)
+            if serving is not None:
+                await serving
         except asyncio.CancelledError:
             self.close()
             raise

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable
 
 from ccswitch_addon.upstream.answer import Answer, RelayProtocol, RelayRequest
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
@@ -28,6 +29,7 @@ class Relay:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.token = secrets.token_urlsafe(32)
+        self._token = self.token.encode()
         self.port = 0
         self.jobs: dict[str, Exchange] = {}
         self._server: asyncio.Server | None = None
@@ -60,18 +62,20 @@ class Relay:
     def discard(self, key: str) -> None:
         self.jobs.pop(key, None)
 
-    async def _handle(self, request: RelayRequest, answer: Answer) -> None:
+    def _handle(self, request: RelayRequest, answer: Answer) -> Awaitable[None] | None:
+        """The exchange's serving, for the connection's task to await (no coroutine of its
+        own in between), or None once refused."""
         token = request.headers.get(TOKEN_HEADER, "")
-        if not hmac.compare_digest(token.encode(), self.token.encode()):
+        if not hmac.compare_digest(token.encode(), self._token):
             answer.whole(403, _TEXT, b"ccswitch relay: not for direct use\n")
-            return
+            return None
         exchange = self.jobs.pop(request.headers.get(JOB_HEADER, ""), None)
         if exchange is None:
             answer.whole(410, _TEXT, b"ccswitch relay: no such request\n")
-            return
+            return None
         if exchange.arrived is not None:
             exchange.arrived()
-        await self.upstream.serve(exchange, answer)
+        return self.upstream.serve(exchange, answer)
 
 
 _TEXT = (("content-type", "text/plain; charset=utf-8"),)
