@@ -181,7 +181,7 @@ def main() -> int:
             ]
             if case.name in wanted
         ]
-        body = padded_body(args.size)
+        body = padded_body(args.size, stream=sse is not None)
         bench.log(f"{len(cases)} proxies under callgrind, two at a time …")
         with ThreadPoolExecutor(2) as pool:
             counts = dict(

@@ -68,13 +68,14 @@ def build_get(port: int, path: str, host: str | None = None) -> tuple[bytes, byt
     return head.encode(), b""
 
 
-def padded_body(size: int, model: str = "claude-sonnet-4-5") -> bytes:
+def padded_body(size: int, model: str = "claude-sonnet-4-5", *, stream: bool = False) -> bytes:
     """A Messages API request of exactly ``size`` bytes: a conversation of ~2 KB turns.
 
-    It asks for a stream, so a fake's SSE answer (``x-bench-sse``) is relayed as a stream; a
-    JSON answer passes as it is either way.
+    ``stream`` must match what the fake answers (``x-bench-sse``: a stream; else JSON): the
+    proxy fails over a JSON answer to a stream request, and reads a stream whole for a request
+    that asked for none.
     """
-    base = {"model": model, "max_tokens": 1024, "stream": True, "messages": []}
+    base = {"model": model, "max_tokens": 1024, "stream": stream, "messages": []}
     empty = len(json.dumps(base, separators=(",", ":")).encode())
     messages: list[dict[str, str]] = []
     words = "the quick brown fox jumps over the lazy dog; def f(x): return x * 2 # "

@@ -222,7 +222,7 @@ def main() -> int:
         proxy = bench.Mitm(procs, tmp, label, target, config, extra, addon, state=not args.no_log)
         proxy.wait_listening()
         headers = {"x-bench-sse": "20,1"} if sse else {}
-        request = build_request(proxy.port, padded_body(size), headers)
+        request = build_request(proxy.port, padded_body(size, stream=sse), headers)
         stop = threading.Event()
         answered = [0]
 

@@ -716,7 +716,7 @@ async def section_streaming(env: Env) -> dict[str, Any]:
         "bare_stream": env.proxies["bare_stream"].port,
         "addon": env.proxies["addon"].port,
     }
-    body = padded_body(1024)
+    body = padded_body(1024, stream=True)
     headers = {"x-bench-sse": f"{plan.stream_events},{plan.stream_interval_ms:g}"}
     expected_events = max(plan.stream_events, 6)
     timeout = expected_events * interval + 30
@@ -924,7 +924,7 @@ async def _streamed_failover(env: Env) -> dict[str, Any]:
     """Streams: the primary fails before the first token (a 529, or a 200 whose stream
     carries an error event before any content); the backup's stream reaches the client."""
     n = env.plan.stream_failover
-    body = padded_body(1024)
+    body = padded_body(1024, stream=True)
     sse = {"x-bench-sse": "6,0"}  # six events at once: the commit point adds no wait
     parts: dict[str, tuple[int, bool | None]] = {
         # the primary's own times, straight from the fakes
@@ -1133,7 +1133,7 @@ async def section_outage(env: Env) -> dict[str, Any]:
 async def _scale_one(env: Env, proxy: Mitm, expect: str | None) -> dict[str, Any]:
     """The scale load through one proxy, its RSS sampled; the proxy is stopped after."""
     plan = env.plan
-    body = padded_body(1024)
+    body = padded_body(1024, stream=True)
     headers = {"x-bench-sse": f"{plan.scale_events},{plan.scale_interval_ms:g}"}
     request = build_request(proxy.port, body, headers)
     n = plan.scale_requests
@@ -1224,7 +1224,7 @@ async def _open_streams(env: Env, proxy: Mitm) -> dict[str, Any]:
     plan = env.plan
     n = plan.streams_open
     expected = max(plan.streams_events, 6)
-    body = padded_body(1024)
+    body = padded_body(1024, stream=True)
     request = build_request(
         proxy.port, body, {"x-bench-sse": f"{plan.streams_events},{plan.streams_interval_ms:g}"}
     )
