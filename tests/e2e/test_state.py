@@ -235,9 +235,9 @@ def test_cli_against_a_running_proxy_and_the_file_alone(
     logged(proxy, 2)
     usage = cli("usage", "--by", "provider", "--state", str(proxy.state_path))
     assert usage.returncode == 0
-    assert [line.split()[:3] for line in usage.stdout.splitlines()[1:]] == [
-        ["backup", "1", "0"],
-        ["primary", "1", "0"],
+    assert [line.split()[:4] for line in usage.stdout.splitlines()[1:]] == [
+        ["claude", "backup", "1", "0"],  # app, provider, requests, failures
+        ["claude", "primary", "1", "0"],
     ]
     proxy.stop()
 
