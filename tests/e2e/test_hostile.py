@@ -17,7 +17,7 @@ import pytest
 from .fakes import FakeProvider, hang
 from .proxy import Proxy, Session, wait_until
 from .test_routing import BACKUP_KEY, claude_config, provider_status, send, start
-from .test_upstream import WebProxy
+from .test_upstream import WEB_AUTH, WEB_PASSWORD, WebProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,8 @@ def test_a_flow_in_flight_shows_the_tools_request_in_mitmweb(
         proxy.start()
         in_flight(proxy, primary)
         conn = http.client.HTTPConnection("127.0.0.1", proxy.web_port, timeout=5)
-        conn.request("GET", "/flows")
+        auth = {"Authorization": f"Bearer {WEB_PASSWORD}"} if WEB_AUTH else {}
+        conn.request("GET", "/flows", headers=auth)
         flows = json.loads(conn.getresponse().read())
         conn.close()
         (flow,) = flows
