@@ -209,22 +209,33 @@ def test_a_taken_port_is_found_before_mitmdump_starts(
         check.bind(("127.0.0.1", suggested))
 
 
+def _two_taken_ports() -> tuple[socket.socket, socket.socket]:
+    """Two listening sockets on neighbouring ports (retried until a neighbour is free)."""
+    for _ in range(50):
+        a = socket.socket()
+        a.bind(("127.0.0.1", 0))
+        a.listen()
+        b = socket.socket()
+        try:
+            b.bind(("127.0.0.1", a.getsockname()[1] + 1))
+        except OSError:  # the neighbour is someone else's: try another pair
+            a.close()
+            b.close()
+            continue
+        b.listen()
+        return a, b
+    raise AssertionError("no two neighbouring free ports in 50 tries")
+
+
 def test_the_suggested_port_skips_taken_ones() -> None:
     from ccswitch_addon.cli.launch import free_port
 
-    with socket.socket() as a:
-        a.bind(("127.0.0.1", 0))
-        a.listen()
+    a, b = _two_taken_ports()
+    with a, b:
         first = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", first + 1))
-            except OSError:
-                pytest.skip("the next port is taken by someone else")
-            b.listen()
-            found = free_port("127.0.0.1", first)
-            assert found is not None
-            assert found > first + 1
+        found = free_port("127.0.0.1", first)
+        assert found is not None
+        assert found > first + 1
 
 
 def test_the_printed_lines_follow_the_port() -> None:
