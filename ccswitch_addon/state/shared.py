@@ -457,8 +457,10 @@ class SharedState:
 
     async def drain(self) -> None:
         """Wait for the Redis writes scheduled so far (tests, benchmarks, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        # Only the unfinished ones: on Python 3.12+ a gather of finished tasks completes
+        # without yielding, so their done-callbacks (which empty the set) would never run.
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _raise_if_cancelled() -> None:
