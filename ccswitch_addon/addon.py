@@ -56,12 +56,14 @@ from ccswitch_addon.flows import (
     streams,
     to_response,
 )
+from ccswitch_addon.inline import serve_in_hook
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.upstream.client import ProviderClient
 from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange, Upstream
+from ccswitch_addon.upstream.held import wants_stream
 from ccswitch_addon.upstream.probe import probe
 from ccswitch_addon.upstream.relay import Relay
 from ccswitch_addon.web.control import (
@@ -478,6 +480,10 @@ class CcSwitch:
         exchange = exchange_of(request, app, match.endpoint)
         exchange.keep_records = self._seen
         self._routed[flow.id] = (exchange, request)
+        compressed = "content-encoding" in request.headers
+        if not wants_stream(app.api, exchange.path, exchange.body, compressed):
+            await serve_in_hook(flow, relay.upstream, exchange)  # whole: no relay hop
+            return
         # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
         # shows the tool's own request again (mitmweb's list, a -w file at shutdown).
         exchange.arrived = functools.partial(_show_original, flow, request)

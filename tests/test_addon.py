@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.addons import proxyserver
+from mitmproxy.connection import ConnectionState
+from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 from upstream.providers import Provider, held, ok_json, status, stream, wait_until, whole
 
@@ -104,6 +106,9 @@ def config_for(primary: Provider, backup: Provider, text: str = CONFIG) -> str:
     return text.replace("<primary>", primary.url).replace("<backup>", backup.url)
 
 
+STREAM_BODY = {"model": "claude-sonnet-4-5", "stream": True}
+
+
 def model_flow(
     url: str,
     body: object | None = None,
@@ -119,8 +124,12 @@ def model_flow(
 
 
 async def through_relay(cc: CcSwitch, flow: http.HTTPFlow) -> http.HTTPFlow:
-    """What mitmproxy does with a flow the request hook pointed at the relay: send it there,
-    call responseheaders, read the body, call response."""
+    """What mitmproxy does after the request hook. A response the hook set (a request that
+    asked for no stream is answered in the hook) goes to the response hook as it is; a flow the
+    hook pointed at the relay is sent there: responseheaders, the body read, response."""
+    if flow.response is not None:
+        cc.response(flow)
+        return flow
     request = flow.request
     assert (request.host, request.port) == ("127.0.0.1", cc.relay.port if cc.relay else -1)
     url = f"{request.scheme}://{request.host}:{request.port}{request.path}"
@@ -150,7 +159,11 @@ async def test_connection_strategy_is_forced_lazy(env: Env) -> None:
 async def test_a_routed_flow_is_pointed_at_the_relay_and_holds_no_body(env: Env) -> None:
     cc = env.cc
     assert cc.relay is not None
-    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "héllo"}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "héllo"}],
+        "stream": True,  # a stream goes through the relay; a whole answer is served in the hook
+    }
     f = model_flow(
         "https://api.anthropic.com/v1/messages?beta=true", body, headers={"x-api-key": "mine"}
     )
@@ -198,6 +211,66 @@ async def test_the_answer_restores_the_tools_request_and_streams(env: Env) -> No
     assert [s for s in env.seen.flows if ATTEMPT in s.metadata] == []  # one clean attempt
 
 
+async def test_a_request_for_a_whole_answer_is_answered_in_the_hook(env: Env) -> None:
+    cc = env.cc
+    assert cc.relay is not None
+    f = model_flow("https://api.anthropic.com/v1/messages?beta=true", headers={"x-api-key": "k"})
+    before = f.request.get_state()
+    await cc.request(f)
+    assert f.response is not None  # set by the hook: mitmproxy opens no connection for it
+    assert not cc.relay.jobs
+    assert f.request.get_state() == before  # the tool's own request, never pointed elsewhere
+    assert f.response.status_code == 200
+    assert f.response.reason == "OK"
+    assert f.response.headers["x-ccswitch-provider"] == "primary"
+    assert f.response.headers["x-served-by"] == str(env.primary.port)
+    assert f.response.headers["content-length"] == str(len(f.response.raw_content or b""))
+    assert json.loads(f.response.content or b"")["content"][0]["text"] == "hello"
+    assert env.primary.seen[0].headers["x-api-key"] == "k"
+    cc.response(f)
+    assert f.metadata[ROUTED]["provider"] == "primary"
+    assert f.comment == "claude → primary"
+    assert not cc._routed
+
+
+async def test_a_client_that_leaves_a_held_answer_cancels_the_attempt(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ccswitch_addon.inline.CLIENT_CHECK_SECONDS", 0.05)
+    env.primary.default = held(ok_json())
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    answering = asyncio.create_task(env.cc.request(f))
+    await wait_until(lambda: env.primary.seen, what="the request at the primary")
+    f.client_conn.state = ConnectionState.CAN_WRITE  # as mitmproxy marks a client that hung up
+    await asyncio.wait_for(answering, 5)  # without the gate ever opening
+    assert f.response is None
+    assert f.error is not None
+    assert f.error.msg == Error.KILLED_MESSAGE
+    env.cc.error(f)
+    assert not env.cc._routed
+    assert "primary: client_gone" in f.comment  # as when a client leaves the relay
+    assert env.cc.engine is not None
+    assert env.cc.engine.router.breaker("claude", "primary").window_counts() == (0, 0)
+    assert env.backup.seen == []
+
+
+async def test_a_failure_inside_the_hook_answers_500_in_the_apis_shape(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    assert env.cc.relay is not None
+    monkeypatch.setattr(env.cc.relay.upstream, "serve", broken)
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(f)
+    assert f.response is not None
+    assert f.response.status_code == 500
+    assert json.loads(f.response.content or b"")["error"]["message"] == (
+        "ccswitch: the proxy failed to answer"
+    )
+
+
 async def test_a_small_json_answer_is_not_streamed(env: Env) -> None:
     f = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(f)
@@ -241,7 +314,7 @@ async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(env: Env) 
 async def test_a_flow_that_fails_before_the_relay_takes_it_is_restored(env: Env) -> None:
     cc = env.cc
     assert cc.relay is not None
-    f = model_flow("https://api.anthropic.com/v1/messages")
+    f = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY)
     await cc.request(f)
     assert f.id in cc.relay.jobs
     f.error = tflow.terr("Client disconnected.")
@@ -344,7 +417,7 @@ async def test_a_remote_client_allowed_by_option_is_routed(env: Env) -> None:
     from mitmproxy import ctx
 
     ctx.options.update(ccswitch_allow_remote="true")
-    f = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
+    f = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY, peer="192.0.2.7")
     env.cc.requestheaders(f)
     await env.cc.request(f)
     assert f.response is None
@@ -461,17 +534,17 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     cc = env.cc
     env.primary.default = held(ok_json())
     f = model_flow("https://api.anthropic.com/v1/messages")
-    await cc.request(f)
-    answering = asyncio.create_task(through_relay(cc, f))
+    answering = asyncio.create_task(cc.request(f))  # answered in the hook: it waits there
     await wait_until(lambda: env.primary.seen, what="the request at the primary")
     env.path.write_text(env.path.read_text().replace("queue: [primary, backup]", "queue: [spare]"))
     cc.reload()
     env.primary.gate.set()
     await asyncio.wait_for(answering, 10)
+    await through_relay(cc, f)
     assert f.metadata[ROUTED]["provider"] == "primary"
     assert cc.engine is not None
     assert cc.engine.router.breaker("claude", "primary").window_counts() == (1, 0)
-    later = model_flow("https://api.anthropic.com/v1/messages")
+    later = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY)
     await cc.request(later)
     assert cc.relay is not None
     assert cc.relay.jobs[later.id].app.queue == ("spare",)

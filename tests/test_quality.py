@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ccswitch_addon"
-MITMPROXY_SIDE = {"addon", "compat", "flows", "guard"}
+MITMPROXY_SIDE = {"addon", "compat", "flows", "guard", "inline"}
 BIN = Path(sys.executable).parent
 
 BLOCK = """

@@ -30,7 +30,6 @@ from ccswitch_addon.core.router import Router, Selection
 from ccswitch_addon.core.rules import BODY_LIMIT, classify_response
 from ccswitch_addon.core.windows import session_of
 from ccswitch_addon.upstream.admission import Admission
-from ccswitch_addon.upstream.answer import Answer
 from ccswitch_addon.upstream.client import (
     BadRequest,
     ConnectFailed,
@@ -39,6 +38,7 @@ from ccswitch_addon.upstream.client import (
     ProviderError,
     ProviderResponse,
 )
+from ccswitch_addon.upstream.held import Answering
 from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
@@ -186,7 +186,7 @@ class Upstream:
 
     # --- the request ------------------------------------------------------------------------
 
-    async def serve(self, ex: Exchange, answer: Answer) -> None:
+    async def serve(self, ex: Exchange, answer: Answering) -> None:
         """Try the providers in order; answer the client with the first that serves, the last
         failure when none does, or the API's own 'unavailable' when none can be tried."""
         app = ex.app
@@ -541,7 +541,7 @@ class Upstream:
 
     # --- the answer the client gets -----------------------------------------------------------
 
-    async def _deliver(self, ex: Exchange, answer: Answer, chosen: _Committed) -> None:
+    async def _deliver(self, ex: Exchange, answer: Answering, chosen: _Committed) -> None:
         provider, response = chosen.provider, chosen.response
         ex.watch = chosen.watch
         forwarded = chosen.headers
@@ -809,7 +809,7 @@ def _noted(headers: Sequence[tuple[str, str]], note: str | None) -> list[tuple[s
 
 
 def _json_reply(
-    answer: Answer,
+    answer: Answering,
     reply: tuple[int, bytes],
     provider: str | None,
     attempts: int,

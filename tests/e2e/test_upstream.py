@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import ssl
 import threading
@@ -88,6 +89,27 @@ class Endless:
         except OSError:
             self.cut.set()
             raise
+
+
+class Silent:
+    """Says nothing until the proxy closes the connection (then `cut` is set), `limit` at most."""
+
+    def __init__(self, limit: float = 20.0) -> None:
+        self.limit = limit
+        self.cut = threading.Event()
+
+    def run(self, h: FakeHandler, received: Received) -> None:
+        sock = h.connection
+        deadline = time.monotonic() + self.limit
+        while time.monotonic() < deadline and h.pause(0):
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            try:
+                gone = bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                gone = True
+            if gone:
+                self.cut.set()
+                return
 
 
 class NeedsHost:
@@ -226,6 +248,31 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_attempt_and_blames_no_one
     conn.close()
 
     assert endless.cut.wait(10), "the provider's stream was not cut when the client left"
+    entry = provider_status(proxy, "primary")
+    assert entry["state"] == "closed"
+    assert entry["consecutive_failures"] == 0
+    assert backup.requests == []
+
+
+def test_a_client_that_hangs_up_on_a_whole_answer_cancels_the_attempt(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    """A request that asked for no stream is answered inside mitmproxy's request hook, where
+    mitmproxy holds the connection's events: the addon notices the client's leaving itself."""
+    primary, backup = fakes("primary"), fakes("backup")
+    silent = Silent()
+    primary.default = silent
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
+
+    context = ssl.create_default_context(cafile=str(proxy.ca_path))
+    conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10, context=context)
+    conn.set_tunnel("api.anthropic.com", 443)
+    conn.request("POST", "/v1/messages", body=json.dumps(BODY), headers=CLIENT_HEADERS)
+    wait_until(lambda: primary.requests, what="the request at the primary")
+    conn.sock.shutdown(socket.SHUT_RDWR)  # Ctrl-C in the tool
+    conn.close()
+
+    assert silent.cut.wait(10), "the provider's request was not cut when the client left"
     entry = provider_status(proxy, "primary")
     assert entry["state"] == "closed"
     assert entry["consecutive_failures"] == 0
