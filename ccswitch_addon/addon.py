@@ -482,7 +482,8 @@ class CcSwitch:
         self._routed[flow.id] = (exchange, request)
         compressed = "content-encoding" in request.headers
         if not wants_stream(app.api, exchange.path, exchange.body, compressed):
-            await serve_in_hook(flow, relay.upstream, exchange)  # whole: no relay hop
+            exchange.whole = True
+            await serve_in_hook(flow, relay.upstream, exchange)  # no relay hop
             return
         # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
         # shows the tool's own request again (mitmweb's list, a -w file at shutdown).

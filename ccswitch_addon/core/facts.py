@@ -190,13 +190,13 @@ class Facts:
             if isinstance(value, str) and value:
                 return value
         if self.api is Api.ANTHROPIC:
-            if b'"user_id"' not in self.body:
+            if self.body.rfind(b'"user_id"') < 0:  # rfind: CPython's faster search
                 return None
             metadata = self.document().get("metadata")
             if isinstance(metadata, dict):
                 return conversation_of_user_id(metadata.get("user_id"))
             return None
-        if self.api is Api.OPENAI and b'"prompt_cache_key"' in self.body:
+        if self.api is Api.OPENAI and self.body.rfind(b'"prompt_cache_key"') >= 0:
             key = self.document().get("prompt_cache_key")
             return key if isinstance(key, str) and key else None
         return None

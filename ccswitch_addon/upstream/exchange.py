@@ -129,6 +129,7 @@ class Exchange:
     note: str | None = None  # why no backup was tried (core/reasons.py)
     session: str | None = None  # the conversation, when the router's gate asks for it
     arrived: Callable[[], object] | None = None  # told when the relay has the request
+    whole: bool = False  # read as asking for no stream (held.wants_stream): served in the hook
 
 
 @dataclass(slots=True)
@@ -397,7 +398,7 @@ class Upstream:
             body, untranslatable = leg.answer(status, content_type, body, complete)
             watch.complete(body)
             problem = untranslatable or _invalid_answer(body, watch, ex.endpoint.health)
-            if not problem and leg.asked_for_events():
+            if not problem and not ex.whole and leg.asked_for_events():
                 # The tool reads an event stream and nothing else: a JSON answer ends it empty.
                 problem = f"a stream was asked for, the answer is {content_type or 'untyped'}"
             if problem:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ccswitch_addon.wire.api import Api
 
-__all__ = ["Answering", "HeldAnswer", "wants_stream"]
+__all__ = ["Answering", "HeldAnswer", "asks_for_stream", "wants_stream"]
 
 _STREAM_VALUE = re.compile(rb"\s*:\s*true")
 
@@ -31,11 +31,19 @@ def wants_stream(api: Api, path: str, body: bytes | None, compressed: bool) -> b
         return False
     if compressed:
         return True  # the flag cannot be read without inflating the body
-    at = body.find(b'"stream"')
-    while at >= 0:  # a literal "stream" in JSON is a key or a value, never inside a string
+    return asks_for_stream(body)
+
+
+def asks_for_stream(body: bytes) -> bool:
+    """Whether a JSON body says ``"stream": true``, read without parsing it. A literal
+    ``"stream"`` in JSON is a key or a value, never part of a string (strings escape their
+    quotes). Searched from the end, where the tools put the flag (after the long messages):
+    a search backwards is also the faster of the two in CPython's bytes."""
+    at = body.rfind(b'"stream"')
+    while at >= 0:
         if _STREAM_VALUE.match(body, at + 8):
             return True
-        at = body.find(b'"stream"', at + 8)
+        at = body.rfind(b'"stream"', 0, at)
     return False
 
 

@@ -15,8 +15,6 @@ method hands its input back unchanged.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +22,7 @@ from ccswitch_addon.core.bodies import inflate
 from ccswitch_addon.core.config import AppConfig, ProviderConfig
 from ccswitch_addon.core.rewrite import map_model, rewrite_body_model, rewrite_gemini_path
 from ccswitch_addon.upstream.client import ProviderError, ProviderResponse
+from ccswitch_addon.upstream.held import asks_for_stream
 from ccswitch_addon.upstream.outgoing import INFLATE_LIMIT, Outgoing, build
 from ccswitch_addon.wire.api import Api
 from ccswitch_addon.wire.replies import api_error
@@ -48,7 +47,6 @@ __all__ = ["Leg", "Readable", "TranslatedBody", "plain_body", "stripped_for_retr
 # The tool's own headers that mean nothing to a provider of another format.
 _TOOL_ONLY = (b"anthropic-", b"openai-beta", b"x-goog-api-client")
 Headers = tuple[tuple[bytes, bytes], ...]
-_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 
 
 class Readable(Protocol):
@@ -210,15 +208,7 @@ def _asked_for_stream(tool: Format, path: str, body: bytes | None) -> bool:
         return ":streamGenerateContent" in path
     if not body or not body.lstrip().startswith(b"{"):
         return bool(body)  # compressed: the flag cannot be read, keep the stream as it came
-    if _STREAM_TRUE.search(body):  # a raw `"stream":true` can only be a key (strings escape quotes)
-        return True
-    if b'"stream"' not in body:
-        return False
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return True  # unreadable: keep the stream as it came
-    return isinstance(document, dict) and document.get("stream") is True
+    return asks_for_stream(body)
 
 
 def plain_body(headers: Headers, body: bytes | None) -> tuple[Headers, bytes]:
