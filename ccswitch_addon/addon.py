@@ -84,6 +84,8 @@ SHOWN_EVENTS = frozenset({"requestheaders", "response", "error"})  # enough to l
 CONTROL_READ = "ccswitch_control_read"  # metadata key: a GET answered by the control endpoints
 
 logger = logging.getLogger(__name__)
+# One line a request on the console: kept out of mitmproxy's deprecated add_log event (compat)
+request_logger = logging.getLogger("ccswitch_addon.requests")
 
 TICK_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
@@ -223,6 +225,7 @@ class CcSwitch:
     # await them.
     def running(self) -> None:
         self._running = True
+        compat.keep_out_of_add_log(ctx.master, request_logger.name)
         self._seen = _attempts_seen()
         self._force_lazy()
         if self.relay is None and self._relay_task is None:
@@ -564,7 +567,8 @@ class CcSwitch:
         }
         flow.comment = finished.comment()
         status = flow.response.status_code if flow.response else None
-        logger.info("ccswitch: %s", request_line(finished, status))
+        if request_logger.isEnabledFor(logging.INFO):
+            request_logger.info("ccswitch: %s", request_line(finished, status))
         if finished.served is None:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:

@@ -1,9 +1,10 @@
-"""compat.create_task: one form for mitmproxy 11 and 12 (CI runs this on both)."""
+"""compat: one form for mitmproxy 11 and 12 (CI runs this on both)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 
 import mitmproxy.version
 
@@ -39,3 +40,24 @@ async def test_the_task_carries_mitmproxys_debug_name() -> None:
 def test_the_installed_mitmproxy_is_a_supported_one() -> None:
     major = int(mitmproxy.version.VERSION.split(".")[0])
     assert major in (11, 12)
+
+
+def test_request_lines_stay_out_of_the_deprecated_add_log_event() -> None:
+    from mitmproxy.test import taddons
+
+    with taddons.context() as tctx:
+        legacy = tctx.master._legacy_log_events  # present in 11 and 12
+        assert compat.keep_out_of_add_log(tctx.master, "ccswitch_addon.requests")
+        assert compat.keep_out_of_add_log(tctx.master, "ccswitch_addon.requests")  # once only
+        assert len(legacy.filters) == 1
+
+        def record(name: str) -> logging.LogRecord:
+            return logging.LogRecord(name, logging.INFO, __file__, 1, "x", None, None)
+
+        assert not legacy.filter(record("ccswitch_addon.requests"))
+        assert legacy.filter(record("ccswitch_addon.addon"))  # switch events and the like
+        assert legacy.filter(record("ccswitch_addon.requestsx"))
+
+
+def test_without_mitmproxys_legacy_handler_nothing_changes() -> None:
+    assert not compat.keep_out_of_add_log(object(), "ccswitch_addon.requests")
