@@ -6,6 +6,7 @@ provider side.
 """
 
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
+import copy
 import functools
 import ipaddress
 from typing import Any
@@ -32,11 +33,13 @@ def point_at_relay(request: http.Request, port: int, token: str, job: str) -> No
     data.port = port
     data.authority = b""
     host = b"127.0.0.1:%d" % port
-    data.headers.fields = (
-        (b"host", host),
-        (TOKEN_HEADER.encode(), token.encode()),
-        (JOB_HEADER.encode(), job.encode()),
-        (b"content-length", b"0"),
+    data.headers = http.Headers(
+        (
+            (b"host", host),
+            (TOKEN_HEADER.encode(), token.encode()),
+            (JOB_HEADER.encode(), job.encode()),
+            (b"content-length", b"0"),
+        )
     )
     data.content = b""
 
@@ -44,10 +47,13 @@ def point_at_relay(request: http.Request, port: int, token: str, job: str) -> No
 def relay_copy(request: http.Request, port: int, token: str, job: str) -> http.Request:
     """A copy of the tool's request pointed at the relay, for mitmproxy to send. The flow keeps
     showing the tool's own request (its URL and headers, never the relay's token) once the
-    relay has the copy; the copy shares the original's bytes, nothing is duplicated."""
-    copy = request.copy()
-    point_at_relay(copy, port, token, job)
-    return copy
+    relay has the copy. Shallow: the copy gets a data record of its own, whose fields
+    point_at_relay replaces (new headers, no body), and shares nothing it changes; mitmproxy's
+    own ``copy()`` serializes the whole request and back, a third of a stream's request hook."""
+    shallow = copy.copy(request)
+    shallow.data = copy.copy(request.data)
+    point_at_relay(shallow, port, token, job)
+    return shallow
 
 
 def exchange_of(request: http.Request, app: AppConfig, endpoint: Endpoint) -> Exchange:
