@@ -39,6 +39,7 @@ from ccswitch_addon.upstream.client import (
     ProviderResponse,
 )
 from ccswitch_addon.upstream.held import Answering
+from ccswitch_addon.upstream.idle import Silence
 from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
@@ -560,13 +561,13 @@ class Upstream:
         outcome: Outcome | None = None
         told = False  # the client was sent an error event already
         untranslated = chosen.leg is None or chosen.leg.translator is None
+        silence = Silence(idle)  # one timer for the stream, not a timeout per chunk
         try:
             await answer.start(response.status, headers)
             await answer.write(chosen.buffered)
             while True:
                 try:
-                    async with asyncio.timeout(idle):
-                        chunk = await source.readany()
+                    chunk = await silence.read(source.readany())
                 except TimeoutError:
                     message = f"ccswitch: {provider.id} went silent for {idle:g}s mid-stream"
                     await answer.write(stream_error_event(ex.app.api, ex.path, message))
@@ -600,6 +601,7 @@ class Upstream:
                 raise
             return
         finally:
+            silence.close()
             response.close()
         self._succeeded(ex, chosen, outcome, chosen.buffered)
         self._finish(ex, provider.id)

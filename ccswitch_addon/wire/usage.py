@@ -7,6 +7,7 @@ JSON only for the few SSE events that carry usage, an error or the end marker.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,8 @@ __all__ = ["BodyWatch", "StreamResult", "Usage"]
 
 _JSON_LIMIT = 4 * 1024 * 1024  # a JSON body larger than this is passed on but not inspected
 _LINE_LIMIT = 4 * 1024 * 1024  # an SSE line longer than this is passed on but not read
-_INTERESTING = (b'"usage"', b'"usageMetadata"', b'"error"', b'"finishReason"')
+# A data line worth parsing: one search in C instead of a generator over the names
+_INTERESTING = re.compile(rb'"(?:usage|usageMetadata|error|finishReason)"')
 _ERROR_EVENTS = {"error", "response.failed"}
 _END_EVENTS = {"message_stop", "response.completed", "response.incomplete"}
 _CONTENT_EVENTS = {
@@ -180,7 +182,7 @@ class BodyWatch:
                 self._event in _END_EVENTS
                 or self._event in _ERROR_EVENTS
                 or self._event in ("message_start", "message_delta")
-                or any(marker in data for marker in _INTERESTING)
+                or _INTERESTING.search(data) is not None
             ):
                 self._document(data)
         elif not line:

@@ -1,0 +1,79 @@
+"""A stream's silence limit: one timer for the whole stream, not one per chunk.
+
+``asyncio.timeout`` around each read makes a context, a timer handle and two heap operations
+per chunk; a stream of a few hundred events paid that on every one. :class:`Silence` keeps one
+timer. Each read notes when it began; when the timer fires and a read has been waiting the
+whole limit, the reading task is cancelled and the read's CancelledError becomes
+:class:`TimeoutError` (as with ``asyncio.timeout``: a cancel from anyone else stays a cancel);
+otherwise the timer waits again for the rest. Time spent writing to the client is never
+counted against the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+__all__ = ["Silence"]
+
+T = TypeVar("T")
+
+
+class Silence:
+    """Use as ``await silence.read(source.readany())`` for each read, ``close()`` at the end."""
+
+    __slots__ = (
+        "_cancelling",
+        "_fired",
+        "_handle",
+        "_loop",
+        "_reading",
+        "_seconds",
+        "_since",
+        "_task",
+    )
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
+        self._fired = False
+        self._reading = False
+        self._since = self._loop.time()  # when the current read began
+        self._handle: asyncio.TimerHandle | None = None
+        if seconds is not None and self._task is not None:
+            self._handle = self._loop.call_at(self._since + seconds, self._check)
+
+    async def read(self, awaitable: Awaitable[T]) -> T:
+        """The awaitable's result; TimeoutError once it waited the whole limit."""
+        self._since = self._loop.time()
+        self._reading = True
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._fired and self._task is not None:
+                self._fired = False
+                if self._task.uncancel() <= self._cancelling:
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._reading = False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        assert self._seconds is not None
+        assert self._task is not None
+        now = self._loop.time()
+        due = self._since + self._seconds
+        if not self._reading or now < due:  # writing, or a read began since: wait again
+            self._handle = self._loop.call_at(max(due, now + self._seconds * 0.5), self._check)
+            return
+        self._handle = None
+        self._fired = True
+        self._task.cancel()

@@ -1,0 +1,68 @@
+"""idle.Silence: a stream's silence limit with one timer for the whole stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ccswitch_addon.upstream.idle import Silence
+
+LIMIT = 0.2
+
+
+async def chunk_after(seconds: float) -> bytes:
+    await asyncio.sleep(seconds)  # the provider's pause before its next chunk
+    return b"data"
+
+
+async def test_chunks_within_the_limit_outlive_it_together() -> None:
+    silence = Silence(LIMIT)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(6):
+        assert await silence.read(chunk_after(LIMIT / 3)) == b"data"
+    silence.close()
+    assert loop.time() - started > LIMIT  # longer than the limit in all, never silent that long
+
+
+async def test_a_read_that_waits_the_whole_limit_times_out() -> None:
+    silence = Silence(LIMIT)
+    loop = asyncio.get_running_loop()
+    assert await silence.read(chunk_after(0.01)) == b"data"
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await silence.read(chunk_after(10))
+    assert LIMIT * 0.9 <= loop.time() - started < LIMIT * 3
+    silence.close()
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the cancel it used is taken back
+
+
+async def test_time_spent_writing_to_the_client_does_not_count() -> None:
+    silence = Silence(LIMIT)
+    await asyncio.sleep(LIMIT * 1.5)  # a slow client: the answer's write waits
+    assert await silence.read(chunk_after(LIMIT / 2)) == b"data"
+    silence.close()
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
+    async def reader() -> None:
+        silence = Silence(LIMIT)
+        try:
+            await silence.read(chunk_after(10))
+        finally:
+            silence.close()
+
+    task = asyncio.get_running_loop().create_task(reader())
+    await asyncio.sleep(LIMIT / 4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_no_limit_no_timer() -> None:
+    silence = Silence(None)
+    assert await silence.read(chunk_after(0.01)) == b"data"
+    silence.close()
