@@ -16,6 +16,7 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -56,7 +57,7 @@ from ccswitch_addon.flows import (
     streams,
     to_response,
 )
-from ccswitch_addon.inline import serve_in_hook
+from ccswitch_addon.inline import ServeLast, serve_in_hook
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
@@ -140,6 +141,7 @@ class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._routed: dict[str, tuple[Exchange, http.Request]] = {}
+        self._last = ServeLast()  # serves whole answers at the end of mitmproxy's chain
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
@@ -226,6 +228,9 @@ class CcSwitch:
     def running(self) -> None:
         self._running = True
         compat.keep_out_of_add_log(ctx.master, request_logger.name)
+        if not self._last.registered and ctx.master.addons.get(self._last.name) is None:
+            ctx.master.addons.add(self._last)
+            self._last.registered = True
         self._seen = _attempts_seen()
         self._force_lazy()
         if self.relay is None and self._relay_task is None:
@@ -263,6 +268,10 @@ class CcSwitch:
         for task in self._tasks:
             task.cancel()
         self._routed.clear()
+        if self._last.registered:  # a reloaded script adds its own
+            self._last.registered = False
+            with contextlib.suppress(exceptions.AddonManagerError):
+                ctx.master.addons.remove(self._last)
         if self.relay is not None:
             relay, self.relay, self.upstream = self.relay, None, None
             # In-flight attempts are cancelled: their permits go back.
@@ -485,8 +494,11 @@ class CcSwitch:
         self._routed[flow.id] = (exchange, request)
         compressed = "content-encoding" in request.headers
         if not wants_stream(app.api, exchange.path, exchange.body, compressed):
-            exchange.whole = True
-            await serve_in_hook(flow, relay.upstream, exchange)  # no relay hop
+            exchange.whole = True  # served in a request hook, with no relay hop
+            if self._last.registered:
+                self._last.pending[flow.id] = (relay.upstream, exchange)  # after every addon
+            else:
+                await serve_in_hook(flow, relay.upstream, exchange)
             return
         # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
         # shows the tool's own request again (mitmweb's list, a -w file at shutdown).

@@ -5,6 +5,11 @@ sends it to the tool and opens no connection for the flow at all, so such a requ
 relay hop (mitmproxy's upstream HTTP/1.1 exchange with the relay, and the relay's with it).
 Streams still go through the relay, which passes their events on as they come.
 
+The serving runs in the request hook of :class:`ServeLast`, an addon the main one adds at the
+end of mitmproxy's chain once mitmproxy runs: every other addon sees the tool's request first,
+as it would before a request goes upstream (mitmweb lists it while it is served, a ``-w`` file
+saves it if mitmproxy stops meanwhile, an intercept holds it until it is resumed).
+
 While a hook runs, mitmproxy holds the other events of its connection, a client that hangs up
 among them. So the client is looked at once a second; once it has gone, the hook's task is
 cancelled (the provider's request goes with it, recorded as the client's leaving, as in the
@@ -24,7 +29,7 @@ from ccswitch_addon.upstream.exchange import Exchange, Upstream
 from ccswitch_addon.upstream.held import HeldAnswer
 from ccswitch_addon.wire.replies import api_error
 
-__all__ = ["serve_in_hook"]
+__all__ = ["ServeLast", "serve_in_hook"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,29 @@ CLIENT_CHECK_SECONDS = 1.0
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _FORBIDDEN = str.maketrans("", "", "\r\n\0")
+
+
+class ServeLast:
+    """The request hook at the end of the chain that serves the requests left to it."""
+
+    name = "ccswitch_serve_last"  # mitmproxy's addon manager names each addon once
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[Upstream, Exchange]] = {}
+        self.registered = False  # in mitmproxy's chain: else the main hook serves at once
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        job = self.pending.pop(flow.id, None)
+        if job is None:
+            return
+        if flow.intercepted:  # held in mitmweb: served as the user resumes it, if at all
+            await flow.wait_for_resume()  # type: ignore[no-untyped-call]
+        if flow.response is not None or flow.error is not None or not flow.live:
+            return  # answered or killed by another addon
+        await serve_in_hook(flow, *job)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.pending.pop(flow.id, None)
 
 
 async def serve_in_hook(flow: http.HTTPFlow, upstream: Upstream, exchange: Exchange) -> None:

@@ -123,6 +123,13 @@ def model_flow(
     return tflow.tflow(req=request, client_conn=client)
 
 
+async def request_hooks(cc: CcSwitch, flow: http.HTTPFlow) -> None:
+    """The request hooks as mitmproxy runs them: the addon's, then (other addons between) the
+    one it added at the end of the chain, which serves a request for a whole answer."""
+    await cc.request(flow)
+    await cc._last.request(flow)
+
+
 async def through_relay(cc: CcSwitch, flow: http.HTTPFlow) -> http.HTTPFlow:
     """What mitmproxy does after the request hook. A response the hook set (a request that
     asked for no stream is answered in the hook) goes to the response hook as it is; a flow the
@@ -168,7 +175,7 @@ async def test_a_routed_flow_is_pointed_at_the_relay_and_holds_no_body(env: Env)
         "https://api.anthropic.com/v1/messages?beta=true", body, headers={"x-api-key": "mine"}
     )
     sent = f.request.content
-    await cc.request(f)
+    await request_hooks(cc, f)
     assert f.response is None
     assert (f.request.scheme, f.request.host, f.request.port) == (
         "http",
@@ -196,7 +203,7 @@ async def test_the_answer_restores_the_tools_request_and_streams(env: Env) -> No
         "https://api.anthropic.com/v1/messages?beta=true", body, headers={"x-api-key": "mine"}
     )
     original = f.request.copy()
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     await through_relay(env.cc, f)
     assert f.request.url == "https://api.anthropic.com/v1/messages?beta=true"
     assert f.request.headers.fields == original.headers.fields
@@ -216,7 +223,7 @@ async def test_a_request_for_a_whole_answer_is_answered_in_the_hook(env: Env) ->
     assert cc.relay is not None
     f = model_flow("https://api.anthropic.com/v1/messages?beta=true", headers={"x-api-key": "k"})
     before = f.request.get_state()
-    await cc.request(f)
+    await request_hooks(cc, f)
     assert f.response is not None  # set by the hook: mitmproxy opens no connection for it
     assert not cc.relay.jobs
     assert f.request.get_state() == before  # the tool's own request, never pointed elsewhere
@@ -233,13 +240,57 @@ async def test_a_request_for_a_whole_answer_is_answered_in_the_hook(env: Env) ->
     assert not cc._routed
 
 
+async def test_a_whole_answer_is_served_at_the_end_of_mitmproxys_chain(env: Env) -> None:
+    from mitmproxy import ctx
+
+    chain = ctx.master.addons.chain
+    assert chain[-1] is env.cc._last  # after mitmweb's flow list, -w files, intercepts
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(f)
+    assert f.response is None  # the other addons see the request before it is served
+    assert f.id in env.cc._last.pending
+    assert env.primary.seen == []
+    await env.cc._last.request(f)
+    assert f.response is not None
+    assert not env.cc._last.pending
+    env.cc.done()
+    assert env.cc._last not in ctx.master.addons.chain  # a reloaded script adds its own
+    env.cc.running()
+    assert ctx.master.addons.chain[-1] is env.cc._last
+
+
+async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_never(
+    env: Env,
+) -> None:
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(f)
+    f.intercept()  # as mitmweb's intercept addon does, between the two hooks
+    serving = asyncio.create_task(env.cc._last.request(f))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not serving.done()
+    assert env.primary.seen == []
+    f.resume()
+    await asyncio.wait_for(serving, 10)
+    assert f.response is not None
+    assert f.response.status_code == 200
+
+    g = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(g)
+    g.kill()
+    await env.cc._last.request(g)
+    assert g.response is None
+    assert len(env.primary.seen) == 1  # only f's
+    assert not env.cc._last.pending
+
+
 async def test_a_client_that_leaves_a_held_answer_cancels_the_attempt(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ccswitch_addon.inline.CLIENT_CHECK_SECONDS", 0.05)
     env.primary.default = held(ok_json())
     f = model_flow("https://api.anthropic.com/v1/messages")
-    answering = asyncio.create_task(env.cc.request(f))
+    answering = asyncio.create_task(request_hooks(env.cc, f))
     await wait_until(lambda: env.primary.seen, what="the request at the primary")
     f.client_conn.state = ConnectionState.CAN_WRITE  # as mitmproxy marks a client that hung up
     await asyncio.wait_for(answering, 5)  # without the gate ever opening
@@ -263,7 +314,7 @@ async def test_a_failure_inside_the_hook_answers_500_in_the_apis_shape(
     assert env.cc.relay is not None
     monkeypatch.setattr(env.cc.relay.upstream, "serve", broken)
     f = model_flow("https://api.anthropic.com/v1/messages")
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is not None
     assert f.response.status_code == 500
     assert json.loads(f.response.content or b"")["error"]["message"] == (
@@ -273,7 +324,7 @@ async def test_a_failure_inside_the_hook_answers_500_in_the_apis_shape(
 
 async def test_a_small_json_answer_is_not_streamed(env: Env) -> None:
     f = model_flow("https://api.anthropic.com/v1/messages")
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     await through_relay(env.cc, f)
     assert f.response is not None
     assert f.response.stream is False
@@ -284,7 +335,7 @@ async def test_a_failover_is_shown_with_a_flow_per_attempt_and_no_key(env: Env) 
     env.cc._seen = True  # as in mitmweb, which has a flow list
     env.primary.default = status(529)
     f = model_flow("https://api.anthropic.com/v1/messages", headers={"x-api-key": "mine"})
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     await through_relay(env.cc, f)
     assert f.response is not None
     assert f.response.status_code == 200
@@ -315,7 +366,7 @@ async def test_a_flow_that_fails_before_the_relay_takes_it_is_restored(env: Env)
     cc = env.cc
     assert cc.relay is not None
     f = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY)
-    await cc.request(f)
+    await request_hooks(cc, f)
     assert f.id in cc.relay.jobs
     f.error = tflow.terr("Client disconnected.")
     cc.error(f)
@@ -331,7 +382,7 @@ async def test_flows_the_addon_made_are_left_alone(env: Env) -> None:
     f = model_flow("https://api.anthropic.com/v1/messages")
     f.metadata[ATTEMPT] = {"of": "x"}
     before = f.request.get_state()
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.request.get_state() == before
     env.cc.responseheaders(f)  # not routed: nothing to restore
     assert f.response is None
@@ -349,7 +400,7 @@ async def test_flows_the_addon_made_are_left_alone(env: Env) -> None:
 async def test_unrelated_requests_pass_untouched(env: Env, method: str, url: str) -> None:
     f = model_flow(url, method=method, headers={"x-api-key": "client"})
     before = f.request.get_state()
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.request.get_state() == before
     assert f.response is None
     assert not env.cc._routed
@@ -364,7 +415,7 @@ def upgrade(url: str = "https://api.openai.com/v1/responses") -> http.HTTPFlow:
 
 async def test_a_websocket_upgrade_on_a_routed_path_gets_426(env: Env) -> None:
     f = upgrade()
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is not None
     assert f.response.status_code == 426
     assert json.loads(f.response.content or b"")["error"]["code"] == "upgrade_required"
@@ -377,7 +428,7 @@ async def test_a_websocket_upgrade_on_a_routed_path_gets_426(env: Env) -> None:
 )
 async def test_other_websockets_pass(env: Env, url: str) -> None:
     f = upgrade(url)
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is None
     assert f.request.url == url
 
@@ -389,7 +440,7 @@ async def test_websocket_passthrough_lets_the_upgrade_through(env: Env) -> None:
     env.path.write_text(text)
     env.cc.reload()
     f = upgrade()
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is None
     assert f.request.url == "https://api.openai.com/v1/responses"
 
@@ -403,7 +454,7 @@ async def test_a_remote_client_gets_403_and_no_key(env: Env) -> None:
     assert f.response is not None
     assert f.response.status_code == 403
     g = model_flow("https://api.anthropic.com/v1/messages", peer="192.0.2.7")
-    await env.cc.request(g)  # the request hook alone refuses it too, in the API's shape
+    await request_hooks(env.cc, g)  # the request hook alone refuses it too, in the API's shape
     assert g.response is not None
     assert g.response.status_code == 403
     assert json.loads(g.response.content or b"")["type"] == "error"
@@ -419,7 +470,7 @@ async def test_a_remote_client_allowed_by_option_is_routed(env: Env) -> None:
     ctx.options.update(ccswitch_allow_remote="true")
     f = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY, peer="192.0.2.7")
     env.cc.requestheaders(f)
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is None
     assert f.id in env.cc._routed
 
@@ -436,7 +487,7 @@ async def test_the_guard_refuses_before_routing(
     env: Env, url: str, headers: dict[str, str], code: int
 ) -> None:
     f = model_flow(url, headers=headers)
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     assert f.response is not None
     assert f.response.status_code == code
     assert f.request.host == "api.anthropic.com"
@@ -453,7 +504,7 @@ async def control(
     f = model_flow(
         f"http://ccswitch.local{path}", body=body, method=method, peer=peer, headers=headers
     )
-    await cc.request(f)
+    await request_hooks(cc, f)
     assert f.response is not None
     return f.response
 
@@ -520,7 +571,7 @@ async def test_a_broken_reload_keeps_the_old_configuration(env: Env) -> None:
     error = json.loads(cc.status())["config_error"]
     assert "failure_treshold" in error["message"]
     f = model_flow("https://api.anthropic.com/v1/messages")
-    await cc.request(f)
+    await request_hooks(cc, f)
     await through_relay(cc, f)
     assert f.metadata[ROUTED]["provider"] == "primary"
     env.path.write_text(good)
@@ -534,7 +585,7 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     cc = env.cc
     env.primary.default = held(ok_json())
     f = model_flow("https://api.anthropic.com/v1/messages")
-    answering = asyncio.create_task(cc.request(f))  # answered in the hook: it waits there
+    answering = asyncio.create_task(request_hooks(cc, f))  # answered in the hook: it waits there
     await wait_until(lambda: env.primary.seen, what="the request at the primary")
     env.path.write_text(env.path.read_text().replace("queue: [primary, backup]", "queue: [spare]"))
     cc.reload()
@@ -545,7 +596,7 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     assert cc.engine is not None
     assert cc.engine.router.breaker("claude", "primary").window_counts() == (1, 0)
     later = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY)
-    await cc.request(later)
+    await request_hooks(cc, later)
     assert cc.relay is not None
     assert cc.relay.jobs[later.id].app.queue == ("spare",)
 
@@ -589,7 +640,7 @@ async def test_the_default_config_honours_ccswitch_config(
 async def test_without_a_flow_list_or_file_no_attempt_flows_are_made(env: Env) -> None:
     env.primary.default = status(529)
     f = model_flow("https://api.anthropic.com/v1/messages")
-    await env.cc.request(f)
+    await request_hooks(env.cc, f)
     await through_relay(env.cc, f)
     assert f.comment == "claude → backup (after primary: 529)"  # the tool's flow still says it
     await asyncio.gather(*env.cc._showing)
