@@ -72,9 +72,8 @@ async def serve_in_hook(flow: http.HTTPFlow, upstream: Upstream, exchange: Excha
     try:
         await upstream.serve(exchange, held)
     except asyncio.CancelledError:
-        if not watch.fired:
-            raise  # mitmproxy is stopping
-        task.uncancel()
+        if not watch.fired or task.uncancel() > 0:
+            raise  # mitmproxy is stopping (too)
         _kill(flow)
         return
     except Exception:
