@@ -42,9 +42,10 @@ def test_the_installed_mitmproxy_is_a_supported_one() -> None:
     assert major in (11, 12)
 
 
-def test_request_lines_stay_out_of_the_deprecated_add_log_event() -> None:
+async def test_request_lines_stay_out_of_the_deprecated_add_log_event() -> None:
     from mitmproxy.test import taddons
 
+    # async: the test master takes the running loop (a sync test would leave one unclosed)
     with taddons.context() as tctx:
         legacy = tctx.master._legacy_log_events  # present in 11 and 12
         assert compat.keep_out_of_add_log(tctx.master, "ccswitch_addon.requests")
