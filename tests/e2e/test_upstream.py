@@ -229,6 +229,28 @@ def test_a_pre_commit_error_then_the_backups_stream_is_one_clean_stream(
 # --- the client goes away ------------------------------------------------------------------
 
 
+def post(proxy: Proxy, body: dict[str, Any]) -> http.client.HTTPSConnection:
+    """A tool's POST through the proxy's tunnel; the connection is left open."""
+    context = ssl.create_default_context(cafile=str(proxy.ca_path))
+    conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10, context=context)
+    conn.set_tunnel("api.anthropic.com", 443)
+    conn.request("POST", "/v1/messages", body=json.dumps(body), headers=CLIENT_HEADERS)
+    return conn
+
+
+def hang_up(conn: http.client.HTTPSConnection) -> None:
+    assert conn.sock is not None
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+
+
+def blamed_no_one(proxy: Proxy, backup: FakeProvider) -> None:
+    entry = provider_status(proxy, "primary")
+    assert entry["state"] == "closed"
+    assert entry["consecutive_failures"] == 0
+    assert backup.requests == []
+
+
 def test_a_client_that_hangs_up_mid_stream_cancels_the_attempt_and_blames_no_one(
     fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
 ) -> None:
@@ -237,21 +259,14 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_attempt_and_blames_no_one
     primary.default = endless
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
 
-    context = ssl.create_default_context(cafile=str(proxy.ca_path))
-    conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10, context=context)
-    conn.set_tunnel("api.anthropic.com", 443)
-    conn.request("POST", "/v1/messages", body=json.dumps(STREAM), headers=CLIENT_HEADERS)
+    conn = post(proxy, STREAM)
     response = conn.getresponse()
     assert response.status == 200
     assert b"content_block_delta" in response.read1(65536)
-    conn.sock.shutdown(socket.SHUT_RDWR)  # Esc in Claude Code
-    conn.close()
+    hang_up(conn)  # Esc in Claude Code
 
     assert endless.cut.wait(10), "the provider's stream was not cut when the client left"
-    entry = provider_status(proxy, "primary")
-    assert entry["state"] == "closed"
-    assert entry["consecutive_failures"] == 0
-    assert backup.requests == []
+    blamed_no_one(proxy, backup)
 
 
 def test_a_client_that_hangs_up_on_a_whole_answer_cancels_the_attempt(
@@ -264,19 +279,12 @@ def test_a_client_that_hangs_up_on_a_whole_answer_cancels_the_attempt(
     primary.default = silent
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
 
-    context = ssl.create_default_context(cafile=str(proxy.ca_path))
-    conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10, context=context)
-    conn.set_tunnel("api.anthropic.com", 443)
-    conn.request("POST", "/v1/messages", body=json.dumps(BODY), headers=CLIENT_HEADERS)
+    conn = post(proxy, BODY)
     wait_until(lambda: primary.requests, what="the request at the primary")
-    conn.sock.shutdown(socket.SHUT_RDWR)  # Ctrl-C in the tool
-    conn.close()
+    hang_up(conn)  # Ctrl-C in the tool
 
     assert silent.cut.wait(10), "the provider's request was not cut when the client left"
-    entry = provider_status(proxy, "primary")
-    assert entry["state"] == "closed"
-    assert entry["consecutive_failures"] == 0
-    assert backup.requests == []
+    blamed_no_one(proxy, backup)
 
 
 # --- probes ---------------------------------------------------------------------------------
