@@ -21,10 +21,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 
 from mitmproxy import http
 
+from ccswitch_addon.upstream.answer import REASONS, one_line_each
 from ccswitch_addon.upstream.exchange import Exchange, Upstream
 from ccswitch_addon.upstream.held import HeldAnswer
 from ccswitch_addon.wire.replies import api_error
@@ -34,9 +34,6 @@ __all__ = ["ServeLast", "serve_in_hook"]
 logger = logging.getLogger(__name__)
 
 CLIENT_CHECK_SECONDS = 1.0
-
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_FORBIDDEN = str.maketrans("", "", "\r\n\0")
 
 
 class ServeLast:
@@ -91,22 +88,13 @@ async def serve_in_hook(flow: http.HTTPFlow, upstream: Upstream, exchange: Excha
 def response_of(held: HeldAnswer) -> http.Response:
     """The held answer as mitmproxy's response: the provider's header bytes as they came (read
     as latin-1), text of our own that latin-1 cannot carry as UTF-8, never a line break."""
-    pairs = held.headers
-    text = "".join([f"{name}{value}" for name, value in pairs])
-    clean = "\r" not in text and "\n" not in text and "\0" not in text
-    fields = [
-        (
-            _encoded(name if clean else name.translate(_FORBIDDEN)),
-            _encoded(value if clean else value.translate(_FORBIDDEN)),
-        )
-        for name, value in pairs
-    ]
+    fields = [(_encoded(name), _encoded(value)) for name, value in one_line_each(held.headers)]
     fields.append((b"content-length", b"%d" % len(held.body)))
     now = time.time()
     return http.Response(
         b"HTTP/1.1",
         held.status,
-        _REASONS.get(held.status, b""),
+        REASONS.get(held.status, b""),
         http.Headers(fields),
         held.body,
         None,

@@ -16,14 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
-__all__ = ["Answer", "RelayProtocol", "RelayRequest", "head"]
+__all__ = ["REASONS", "Answer", "RelayProtocol", "RelayRequest", "head", "one_line_each"]
 
 logger = logging.getLogger(__name__)
 
 HEAD_LIMIT = 16 * 1024  # mitmproxy sends four short headers
 IDLE_SECONDS = 75.0  # a kept-alive connection with no request is closed after this
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _FORBIDDEN = str.maketrans("", "", "\r\n\0")
 
 
@@ -37,24 +37,25 @@ class RelayRequest:
     headers: dict[str, str]
 
 
+def one_line_each(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The header pairs as they are, or with CR, LF and NUL cut out when a name or value holds
+    one: a value that would end its line early is never sent as two."""
+    text = "".join([f"{name}{value}" for name, value in pairs])
+    if "\r" in text or "\n" in text or "\0" in text:
+        return [(name.translate(_FORBIDDEN), value.translate(_FORBIDDEN)) for name, value in pairs]
+    return pairs
+
+
 def head(status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> bytes:
     """Status line and headers, ``framing`` (the length or chunked header, and the blank line)
     last. Values keep the bytes the provider sent (read as latin-1); text of our own that
     latin-1 cannot carry goes as UTF-8."""
-    pairs = list(headers)
-    text = "".join([f"{name}: {value}\r\n" for name, value in pairs])
-    lines = len(pairs)
-    if text.count("\r") != lines or text.count("\n") != lines or "\0" in text:
-        # A value that would end the line early is cut at that point, never sent as two.
-        text = "".join(
-            f"{name.translate(_FORBIDDEN)}: {value.translate(_FORBIDDEN)}\r\n"
-            for name, value in pairs
-        )
+    text = "".join([f"{name}: {value}\r\n" for name, value in one_line_each(list(headers))])
     try:
         fields = text.encode("latin-1")
     except UnicodeEncodeError:
         fields = text.encode("utf-8", "surrogateescape")
-    return b"HTTP/1.1 %d %s\r\n%s%s" % (status, _REASONS.get(status, b"Unknown"), fields, framing)
+    return b"HTTP/1.1 %d %s\r\n%s%s" % (status, REASONS.get(status, b"Unknown"), fields, framing)
 
 
 class Answer:
