@@ -4,18 +4,24 @@ mitmproxy 12's ``asyncio_utils.create_task`` requires ``keep_ref`` and 11's does
 The addon's tasks are made here instead: a reference is kept until each is done (the event loop
 holds only weak ones), and mitmproxy's debug info, the same function in both, names the task in
 its ``--set`` debug dumps. Nothing else asks which mitmproxy runs.
+
+The answers served in a request hook become mitmproxy responses here too (``response``): the
+public constructor type-checks every field through ``typing`` introspection, 30 µs a response
+(a fifth of what the addon adds to a 1 KB request), for values that are right by construction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-__all__ = ["create_task", "keep_out_of_add_log"]
+__all__ = ["create_task", "keep_out_of_add_log", "response"]
 
 _RUNNING: set[asyncio.Task[Any]] = set()
 
@@ -49,3 +55,32 @@ def keep_out_of_add_log(master: Any, logger_name: str) -> bool:
     not_ours.ccswitch_keeps_out = logger_name  # type: ignore[attr-defined]
     legacy.addFilter(not_ours)
     return True
+
+
+# The fields of mitmproxy's ResponseData in 11 and 12; another set: the public constructor.
+_RESPONSE_FIELDS = frozenset(
+    ("http_version", "headers", "content", "trailers", "timestamp_start", "timestamp_end")
+) | {"status_code", "reason"}
+_SET_DIRECTLY = {f.name for f in dataclasses.fields(http.ResponseData)} == _RESPONSE_FIELDS
+
+
+def response(
+    status: int, reason: bytes, headers: http.Headers, body: bytes, now: float
+) -> http.Response:
+    """An HTTP/1.1 response as if from ``http.Response(...)``, without its type checks."""
+    if not _SET_DIRECTLY:
+        return http.Response(b"HTTP/1.1", status, reason, headers, body, None, now, now)
+    data = object.__new__(http.ResponseData)
+    data.__dict__.update(
+        http_version=b"HTTP/1.1",
+        headers=headers,
+        content=body,
+        trailers=None,
+        timestamp_start=now,
+        timestamp_end=now,
+        status_code=status,
+        reason=reason,
+    )
+    made = object.__new__(http.Response)
+    made.data = data
+    return made

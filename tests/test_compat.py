@@ -7,6 +7,7 @@ import gc
 import logging
 
 import mitmproxy.version
+import pytest
 
 from ccswitch_addon import compat
 
@@ -62,3 +63,26 @@ async def test_request_lines_stay_out_of_the_deprecated_add_log_event() -> None:
 
 def test_without_mitmproxys_legacy_handler_nothing_changes() -> None:
     assert not compat.keep_out_of_add_log(object(), "ccswitch_addon.requests")
+
+
+def test_a_response_made_directly_is_the_one_mitmproxys_constructor_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mitmproxy import http
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    at = 1700000000.5
+    made = compat.response(529, b"Overloaded", http.Headers(headers), b"{}", at)
+    public = http.Response(
+        b"HTTP/1.1", 529, b"Overloaded", http.Headers(headers), b"{}", None, at, at
+    )
+    assert compat._SET_DIRECTLY  # the fields 11 and 12 have: else the test below is the path
+    assert made.get_state() == public.get_state()
+    assert made.text == "{}"
+    assert made.headers["content-type"] == "application/json"
+    assert made.stream is False
+    made.content = b'{"a":1}'  # as any addon after ours may
+    assert made.headers["content-length"] == "7"
+    monkeypatch.setattr(compat, "_SET_DIRECTLY", False)  # a mitmproxy with other fields
+    checked = compat.response(529, b"Overloaded", http.Headers(headers), b"{}", at)
+    assert checked.get_state() == public.get_state()
