@@ -131,6 +131,9 @@ class Exchange:
     session: str | None = None  # the conversation, when the router's gate asks for it
     arrived: Callable[[], object] | None = None  # told when the relay has the request
     whole: bool = False  # read as asking for no stream (held.wants_stream): served in the hook
+    # told to the engine by whoever calls Upstream.report (once the answer is out), not at once
+    report_later: bool = False
+    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -755,8 +758,17 @@ class Upstream:
         if ex.watch is not None:
             finished.usage = ex.watch.usage
         ex.finished = finished
+        if not ex.report_later:
+            self.report(ex)
+
+    def report(self, ex: Exchange) -> None:
+        """Tell the engine that the exchange has finished (stats, breaker switch events, the
+        request log, cost), once."""
+        if ex.finished is None or ex.reported:
+            return
+        ex.reported = True
         try:
-            self._done(finished)
+            self._done(ex.finished)
         except Exception:  # the record of a request must never break its answer
             logger.exception("ccswitch: recording a finished request failed")
 
