@@ -143,9 +143,9 @@ async def drive(
 
         async def one(flow: http.HTTPFlow) -> None:
             t0 = clock()
-            if hooks_on:  # as mitmproxy runs the chain: the addon's hook, then the last one's
+            if hooks_on:  # as mitmproxy runs a hook: the chain, then the flow's resume wait
                 await addon.request(flow)
-                await addon._last.request(flow)  # a whole answer: served in the hook itself
+                await flow.wait_for_resume()  # a whole answer: served there, in the hook
             t1 = clock()
             relayed = flow.response is None
             if relayed:  # hooks off: straight to the provider, as bare mitmdump

@@ -16,7 +16,6 @@ if importlib.util.find_spec("ccswitch_addon") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -57,7 +56,7 @@ from ccswitch_addon.flows import (
     streams,
     to_response,
 )
-from ccswitch_addon.inline import ServeLast, serve_in_hook
+from ccswitch_addon.inline import serve_after_addons
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
@@ -141,7 +140,6 @@ class CcSwitch:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._routed: dict[str, tuple[Exchange, http.Request]] = {}
-        self._last = ServeLast()  # serves whole answers at the end of mitmproxy's chain
         self._running = False
         self._notifier = Notifier("")
         self._tasks: list[asyncio.Task[None]] = []
@@ -228,9 +226,6 @@ class CcSwitch:
     def running(self) -> None:
         self._running = True
         compat.keep_out_of_add_log(ctx.master, request_logger.name)
-        if not self._last.registered and ctx.master.addons.get(self._last.name) is None:
-            ctx.master.addons.add(self._last)
-            self._last.registered = True
         self._seen = _attempts_seen()
         self._force_lazy()
         if self.relay is None and self._relay_task is None:
@@ -267,11 +262,10 @@ class CcSwitch:
     def done(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.upstream is not None:  # answered, not yet told: the request log keeps them
+            for exchange, _ in self._routed.values():
+                self.upstream.report(exchange)
         self._routed.clear()
-        if self._last.registered:  # a reloaded script adds its own
-            self._last.registered = False
-            with contextlib.suppress(exceptions.AddonManagerError):
-                ctx.master.addons.remove(self._last)
         if self.relay is not None:
             relay, self.relay, self.upstream = self.relay, None, None
             # In-flight attempts are cancelled: their permits go back.
@@ -495,10 +489,8 @@ class CcSwitch:
         compressed = "content-encoding" in request.headers
         if not wants_stream(app.api, exchange.path, exchange.body, compressed):
             exchange.whole = True  # served in a request hook, with no relay hop
-            if self._last.registered:
-                self._last.pending[flow.id] = (relay.upstream, exchange)  # after every addon
-            else:
-                await serve_in_hook(flow, relay.upstream, exchange)
+            exchange.report_later = True  # told to the engine once the answer is out
+            serve_after_addons(flow, relay.upstream, exchange)
             return
         # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
         # shows the tool's own request again (mitmweb's list, a -w file at shutdown).
@@ -548,7 +540,7 @@ class CcSwitch:
     def response(self, flow: http.HTTPFlow) -> None:
         entry = self._routed.pop(flow.id, None)
         if entry is not None:
-            self._settled(flow, entry[0])
+            self._settled(flow, entry[0], answered=True)
         elif flow.metadata.get(CONTROL_READ) and ctx.master.addons.get("view") is not None:
             # Out of mitmweb's flow list once it is answered: removing a live flow kills it.
             asyncio.get_running_loop().call_later(UNLIST_SECONDS, _unlist, flow)
@@ -563,8 +555,9 @@ class CcSwitch:
         flow.request = original
         self._settled(flow, exchange)
 
-    def _settled(self, flow: http.HTTPFlow, exchange: Exchange) -> None:
-        """Say in the flow what happened, and show each attempt as a flow of its own."""
+    def _settled(self, flow: http.HTTPFlow, exchange: Exchange, answered: bool = False) -> None:
+        """Say in the flow what happened; then (after the answer has gone out, for one that
+        is about to) tell the engine, write the console line, show each attempt."""
         finished = exchange.finished
         app = exchange.app.name
         if finished is None:
@@ -578,13 +571,25 @@ class CcSwitch:
             "why": finished.why,
         }
         flow.comment = finished.comment()
-        status = flow.response.status_code if flow.response else None
-        if request_logger.isEnabledFor(logging.INFO):
-            request_logger.info("ccswitch: %s", request_line(finished, status))
         if finished.served is None:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
+        if answered and exchange.report_later and self.upstream is not None:
+            # mitmproxy writes the answer right after this hook, in the same turn of the loop
+            asyncio.get_running_loop().call_soon(self._report, flow, exchange, self.upstream)
+        else:
+            self._report(flow, exchange, self.upstream)
+
+    def _report(self, flow: http.HTTPFlow, exchange: Exchange, upstream: Upstream | None) -> None:
+        finished = exchange.finished
+        assert finished is not None
+        if upstream is not None:
+            upstream.report(exchange)
+        app = exchange.app.name
+        status = flow.response.status_code if flow.response else None
+        if request_logger.isEnabledFor(logging.INFO):
+            request_logger.info("ccswitch: %s", request_line(finished, status))
         records = exchange.records
         if (len(records) > 1 or any(r.failed for r in records)) and self._seen:
             # After the answer has gone to the client: showing is for people, not on its path.

@@ -24,6 +24,7 @@ from upstream.providers import Provider, held, ok_json, status, stream, wait_unt
 
 from ccswitch_addon.addon import CcSwitch
 from ccswitch_addon.core.outcome import ErrorKind, classify_error
+from ccswitch_addon.core.record import Finished
 from ccswitch_addon.flows import ATTEMPT, ROUTED
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
@@ -124,10 +125,10 @@ def model_flow(
 
 
 async def request_hooks(cc: CcSwitch, flow: http.HTTPFlow) -> None:
-    """The request hooks as mitmproxy runs them: the addon's, then (other addons between) the
-    one it added at the end of the chain, which serves a request for a whole answer."""
+    """The request hook as mitmproxy runs it: every addon's (the addon's among them), then the
+    flow's wait_for_resume, where a request for a whole answer is served."""
     await cc.request(flow)
-    await cc._last.request(flow)
+    await flow.wait_for_resume()  # type: ignore[no-untyped-call]
 
 
 async def through_relay(cc: CcSwitch, flow: http.HTTPFlow) -> http.HTTPFlow:
@@ -234,29 +235,54 @@ async def test_a_request_for_a_whole_answer_is_answered_in_the_hook(env: Env) ->
     assert f.response.headers["content-length"] == str(len(f.response.raw_content or b""))
     assert json.loads(f.response.content or b"")["content"][0]["text"] == "hello"
     assert env.primary.seen[0].headers["x-api-key"] == "k"
+    told: list[Finished] = []
+    assert cc.upstream is not None
+    cc.upstream._done = told.append
     cc.response(f)
     assert f.metadata[ROUTED]["provider"] == "primary"
     assert f.comment == "claude → primary"
     assert not cc._routed
+    # Told to the engine (stats, request log, console line) once mitmproxy has written the
+    # answer: it does so right after the response hook, in the same turn of the loop.
+    assert told == []
+    await wait_until(lambda: told, what="the engine told")
+    assert told[0].served == "primary"
+    await asyncio.sleep(0)
+    assert len(told) == 1
 
 
-async def test_a_whole_answer_is_served_at_the_end_of_mitmproxys_chain(env: Env) -> None:
+async def test_an_answer_not_yet_told_at_shutdown_is_told_then(env: Env) -> None:
+    f = model_flow("https://api.anthropic.com/v1/messages")
+    await request_hooks(env.cc, f)
+    assert f.response is not None
+    told: list[Finished] = []
+    assert env.cc.upstream is not None
+    env.cc.upstream._done = told.append
+    env.cc.done()  # mitmproxy stops between the request hook and the response hook
+    assert [t.served for t in told] == ["primary"]
+
+
+async def test_a_whole_answer_is_served_once_every_addon_has_seen_the_request(env: Env) -> None:
     from mitmproxy import ctx
 
-    chain = ctx.master.addons.chain
-    assert chain[-1] is env.cc._last  # after mitmweb's flow list, -w files, intercepts
+    chain = list(ctx.master.addons.chain)
     f = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(f)
     assert f.response is None  # the other addons see the request before it is served
-    assert f.id in env.cc._last.pending
     assert env.primary.seen == []
-    await env.cc._last.request(f)
+    assert ctx.master.addons.chain == chain  # no addon of its own in every event's path
+    await f.wait_for_resume()  # type: ignore[no-untyped-call]
     assert f.response is not None
-    assert not env.cc._last.pending
-    env.cc.done()
-    assert env.cc._last not in ctx.master.addons.chain  # a reloaded script adds its own
-    env.cc.running()
-    assert ctx.master.addons.chain[-1] is env.cc._last
+    assert len(env.primary.seen) == 1
+    assert "wait_for_resume" not in vars(f)  # the flow's later hooks wait as mitmproxy's do
+    f.intercept()
+    waiting = asyncio.create_task(f.wait_for_resume())  # type: ignore[no-untyped-call]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    f.resume()
+    await asyncio.wait_for(waiting, 5)
+    assert len(env.primary.seen) == 1  # served once
 
 
 async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_never(
@@ -264,8 +290,8 @@ async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_ne
 ) -> None:
     f = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(f)
-    f.intercept()  # as mitmweb's intercept addon does, between the two hooks
-    serving = asyncio.create_task(env.cc._last.request(f))
+    f.intercept()  # as mitmweb's intercept addon does, later in the chain
+    serving = asyncio.create_task(f.wait_for_resume())  # type: ignore[no-untyped-call]
     for _ in range(20):
         await asyncio.sleep(0)
     assert not serving.done()
@@ -278,10 +304,16 @@ async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_ne
     g = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(g)
     g.kill()
-    await env.cc._last.request(g)
+    await g.wait_for_resume()  # type: ignore[no-untyped-call]
     assert g.response is None
     assert len(env.primary.seen) == 1  # only f's
-    assert not env.cc._last.pending
+
+    h = model_flow("https://api.anthropic.com/v1/messages")
+    await env.cc.request(h)
+    h.response = http.Response.make(204)  # answered by an addon after ours
+    await h.wait_for_resume()  # type: ignore[no-untyped-call]
+    assert h.response.status_code == 204
+    assert len(env.primary.seen) == 1
 
 
 async def test_a_client_that_leaves_a_held_answer_cancels_the_attempt(
