@@ -128,7 +128,7 @@ async def request_hooks(cc: CcSwitch, flow: http.HTTPFlow) -> None:
     """The request hook as mitmproxy runs it: every addon's (the addon's among them), then the
     flow's wait_for_resume, where a request for a whole answer is served."""
     await cc.request(flow)
-    await flow.wait_for_resume()  # type: ignore[no-untyped-call]
+    await flow.wait_for_resume()
 
 
 async def through_relay(cc: CcSwitch, flow: http.HTTPFlow) -> http.HTTPFlow:
@@ -271,12 +271,12 @@ async def test_a_whole_answer_is_served_once_every_addon_has_seen_the_request(en
     assert f.response is None  # the other addons see the request before it is served
     assert env.primary.seen == []
     assert ctx.master.addons.chain == chain  # no addon of its own in every event's path
-    await f.wait_for_resume()  # type: ignore[no-untyped-call]
+    await f.wait_for_resume()
     assert f.response is not None
     assert len(env.primary.seen) == 1
     assert "wait_for_resume" not in vars(f)  # the flow's later hooks wait as mitmproxy's do
     f.intercept()
-    waiting = asyncio.create_task(f.wait_for_resume())  # type: ignore[no-untyped-call]
+    waiting = asyncio.create_task(f.wait_for_resume())
     for _ in range(20):
         await asyncio.sleep(0)
     assert not waiting.done()
@@ -291,7 +291,7 @@ async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_ne
     f = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(f)
     f.intercept()  # as mitmweb's intercept addon does, later in the chain
-    serving = asyncio.create_task(f.wait_for_resume())  # type: ignore[no-untyped-call]
+    serving = asyncio.create_task(f.wait_for_resume())
     for _ in range(20):
         await asyncio.sleep(0)
     assert not serving.done()
@@ -304,14 +304,14 @@ async def test_an_intercepted_request_is_served_once_resumed_and_a_killed_one_ne
     g = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(g)
     g.kill()
-    await g.wait_for_resume()  # type: ignore[no-untyped-call]
+    await g.wait_for_resume()
     assert g.response is None
     assert len(env.primary.seen) == 1  # only f's
 
     h = model_flow("https://api.anthropic.com/v1/messages")
     await env.cc.request(h)
     h.response = http.Response.make(204)  # answered by an addon after ours
-    await h.wait_for_resume()  # type: ignore[no-untyped-call]
+    await h.wait_for_resume()
     assert h.response.status_code == 204
     assert len(env.primary.seen) == 1
 
