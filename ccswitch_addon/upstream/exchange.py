@@ -39,7 +39,7 @@ from ccswitch_addon.upstream.client import (
     ProviderResponse,
 )
 from ccswitch_addon.upstream.held import Answering
-from ccswitch_addon.upstream.idle import Silence
+from ccswitch_addon.upstream.idle import Deadline, Silence
 from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
 from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
@@ -317,18 +317,38 @@ class Upstream:
     async def _attempt(
         self, ex: Exchange, provider: ProviderConfig, permit: Permit | None, leg: Leg
     ) -> _Committed | _Failed:
-        app, timing = ex.app, ex.app.breaker
         out = leg.out
         assert out is not None
         ex.models = (out.model_requested, out.model_sent)
         record = self._new_record(ex, provider, out)
         t0 = time.monotonic()
+        deadline = Deadline()  # one timer for every wait of the attempt
         try:
-            async with asyncio.timeout(timing.first_byte_seconds or None):
-                proxy = self.proxies.route(provider.proxy, provider.scheme, provider.host)
-                response = await self.client.request(
+            return await self._answer_of(ex, provider, permit, leg, record, t0, deadline)
+        finally:
+            deadline.close()
+
+    async def _answer_of(
+        self,
+        ex: Exchange,
+        provider: ProviderConfig,
+        permit: Permit | None,
+        leg: Leg,
+        record: AttemptRecord | None,
+        t0: float,
+        deadline: Deadline,
+    ) -> _Committed | _Failed:
+        app, timing = ex.app, ex.app.breaker
+        out = leg.out
+        assert out is not None
+        try:
+            proxy = self.proxies.route(provider.proxy, provider.scheme, provider.host)
+            response = await deadline.wait(
+                self.client.request(
                     out.method, out.url, out.headers, out.body, timing.connect_seconds, proxy
-                )
+                ),
+                timing.first_byte_seconds or None,
+            )
         except asyncio.CancelledError:
             self._gone(ex, provider, permit, record, t0)
             raise
@@ -355,7 +375,9 @@ class Upstream:
                     ex, provider, permit, record, t0, outcome, status, headers, b"", slow
                 )
             if status >= 400:
-                body, _ = await self._read(response, t0 + timing.request_seconds, ERROR_BODY_LIMIT)
+                body, _ = await self._read(
+                    response, t0 + timing.request_seconds, deadline, ERROR_BODY_LIMIT
+                )
                 retry = self._without_thinking(ex, provider, record, status, body)
                 if retry is not None:
                     response.release()
@@ -388,9 +410,9 @@ class Upstream:
             watch = BodyWatch(app.api, leg.content_type(content_type, streamed))
             if watch.sse:
                 return await self._until_commit(
-                    ex, provider, permit, record, t0, slow, response, headers, watch, leg
+                    ex, provider, permit, record, t0, slow, response, headers, watch, leg, deadline
                 )
-            body, complete = await self._read(response, t0 + timing.request_seconds)
+            body, complete = await self._read(response, t0 + timing.request_seconds, deadline)
             if not complete:
                 response.close()
                 limit = f"answer over {HELD_BODY_LIMIT // (1024 * 1024)} MB decoded"
@@ -454,19 +476,22 @@ class Upstream:
         return leg
 
     async def _read(
-        self, response: ProviderResponse, deadline: float, limit: int = HELD_BODY_LIMIT
+        self,
+        response: ProviderResponse,
+        by: float,
+        deadline: Deadline,
+        limit: int = HELD_BODY_LIMIT,
     ) -> tuple[bytes, bool]:
-        """The body up to ``limit`` bytes, by ``deadline`` (monotonic); True when it is whole."""
+        """The body up to ``limit`` bytes, ``by`` then (monotonic); True when it is whole."""
         whole = response.arrived(limit)
-        if whole is not None:  # all there already (a small answer): no timer to set
+        if whole is not None:  # all there already (a small answer): no wait at all
             return whole, True
         body = bytearray()
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            while len(body) < limit:
-                chunk = await response.readany()
-                if not chunk:
-                    return bytes(body), True
-                body += chunk
+        while len(body) < limit:
+            chunk = await deadline.wait(response.readany(), by - time.monotonic())
+            if not chunk:
+                return bytes(body), True
+            body += chunk
         return bytes(body), False
 
     async def _until_commit(
@@ -481,6 +506,7 @@ class Upstream:
         headers: list[tuple[str, str]],
         watch: BodyWatch,
         leg: Leg,
+        deadline: Deadline,
     ) -> _Committed | _Failed:
         """Hold a stream until it carries content: a failure before that point is retried.
 
@@ -499,8 +525,7 @@ class Upstream:
                 left = max(0.0, first - time.monotonic())
                 wait = left if wait is None else min(wait, left)
             try:
-                async with asyncio.timeout(wait):
-                    chunk = await source.readany()
+                chunk = await deadline.wait(source.readany(), wait)
             except TimeoutError:
                 late = first is not None and time.monotonic() >= first
                 why = (

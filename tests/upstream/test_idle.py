@@ -1,4 +1,4 @@
-"""idle.Silence: a stream's silence limit with one timer for the whole stream."""
+"""idle: a stream's silence limit and an attempt's deadlines, by one timer each."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ccswitch_addon.upstream.idle import Silence
+from ccswitch_addon.upstream.idle import Deadline, Silence
 
 LIMIT = 0.2
 
@@ -66,3 +66,49 @@ async def test_no_limit_no_timer() -> None:
     silence = Silence(None)
     assert await silence.read(chunk_after(0.01)) == b"data"
     silence.close()
+
+
+async def test_each_wait_has_its_own_limit_on_one_timer() -> None:
+    deadline = Deadline()
+    loop = asyncio.get_running_loop()
+    assert await deadline.wait(chunk_after(0.01), LIMIT) == b"data"
+    armed = deadline._handle
+    # a later limit keeps the timer; it fires early, finds the wait's limit moved, waits on
+    assert await deadline.wait(chunk_after(LIMIT * 1.5), LIMIT * 3) == b"data"
+    assert armed is not None
+    assert deadline._handle is not None  # moved on when it fired: the wait had longer
+    assert deadline._handle is not armed
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await deadline.wait(chunk_after(10), LIMIT / 2)  # an earlier one moves it
+    assert LIMIT * 0.45 <= loop.time() - started < LIMIT * 2
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the cancel it used is taken back
+    assert await deadline.wait(chunk_after(0.01), None) == b"data"  # no limit
+    assert await deadline.wait(chunk_after(0.01), LIMIT) == b"data"  # usable after a timeout
+    deadline.close()
+    assert deadline._handle is None
+
+
+async def test_a_fired_timer_between_waits_cancels_nothing() -> None:
+    deadline = Deadline()
+    assert await deadline.wait(chunk_after(0.01), 0.05) == b"data"
+    await asyncio.sleep(0.15)  # the timer fires while nothing waits
+    assert await deadline.wait(chunk_after(0.01), LIMIT) == b"data"
+    deadline.close()
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel_for_a_deadline() -> None:
+    async def waiter() -> None:
+        deadline = Deadline()
+        try:
+            await deadline.wait(chunk_after(10), LIMIT)
+        finally:
+            deadline.close()
+
+    task = asyncio.get_running_loop().create_task(waiter())
+    await asyncio.sleep(LIMIT / 4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
