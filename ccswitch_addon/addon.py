@@ -588,7 +588,7 @@ class CcSwitch:
             upstream.report(exchange)
         app = exchange.app.name
         status = flow.response.status_code if flow.response else None
-        if request_logger.isEnabledFor(logging.INFO):
+        if request_logger.isEnabledFor(logging.INFO) and compat.heard(request_logger, logging.INFO):
             request_logger.info("ccswitch: %s", request_line(finished, status))
         records = exchange.records
         if (len(records) > 1 or any(r.failed for r in records)) and self._seen:

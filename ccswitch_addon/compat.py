@@ -21,7 +21,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-__all__ = ["create_task", "keep_out_of_add_log", "response"]
+__all__ = ["create_task", "heard", "keep_out_of_add_log", "response"]
 
 _RUNNING: set[asyncio.Task[Any]] = set()
 
@@ -55,6 +55,21 @@ def keep_out_of_add_log(master: Any, logger_name: str) -> bool:
     not_ours.ccswitch_keeps_out = logger_name  # type: ignore[attr-defined]
     legacy.addFilter(not_ours)
     return True
+
+
+def heard(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` from ``logger`` would reach a handler that takes it:
+    with ``mitmdump -q`` none does (its console takes errors only, and the ``add_log`` event
+    is kept out above), and a line not shown need not be made."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if handler.level <= level and not any(
+                getattr(f, "ccswitch_keeps_out", None) == logger.name for f in handler.filters
+            ):
+                return True
+        current = current.parent if current.propagate else None
+    return False
 
 
 # The fields of mitmproxy's ResponseData in 11 and 12; another set: the public constructor.

@@ -86,3 +86,28 @@ def test_a_response_made_directly_is_the_one_mitmproxys_constructor_makes(
     monkeypatch.setattr(compat, "_SET_DIRECTLY", False)  # a mitmproxy with other fields
     checked = compat.response(529, b"Overloaded", http.Headers(headers), b"{}", at)
     assert checked.get_state() == public.get_state()
+
+
+def test_a_line_is_heard_only_where_a_handler_takes_its_level() -> None:
+    parent = logging.getLogger("ccswitch_test_heard")
+    child = logging.getLogger("ccswitch_test_heard.requests")
+    console, everything = logging.Handler(logging.ERROR), logging.Handler(logging.NOTSET)
+    parent.addHandler(console)
+    parent.propagate = False  # pytest's own handlers on the root take everything
+    try:
+        assert not compat.heard(child, logging.INFO)  # as with mitmdump -q
+        assert compat.heard(child, logging.ERROR)
+        parent.addHandler(everything)
+        assert compat.heard(child, logging.INFO)
+        everything.addFilter(lambda record: record.name != child.name)
+        assert compat.heard(child, logging.INFO)  # any other filter may pass it: asked
+        keep_out = logging.Filter()
+        keep_out.ccswitch_keeps_out = child.name  # type: ignore[attr-defined]
+        everything.filters = [keep_out]  # the add_log event's, as keep_out_of_add_log adds
+        assert not compat.heard(child, logging.INFO)
+        child.propagate = False
+        assert not compat.heard(child, logging.ERROR)
+    finally:
+        child.propagate = parent.propagate = True
+        parent.removeHandler(console)
+        parent.removeHandler(everything)
