@@ -61,18 +61,16 @@ def head(status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> byt
 class Answer:
     """The answer to one relayed request: ``whole`` once, or ``start``, ``write``…, ``end``."""
 
-    __slots__ = ("_head", "_protocol", "complete", "started")
+    __slots__ = ("_protocol", "complete", "started")
 
     def __init__(self, protocol: RelayProtocol) -> None:
         self._protocol = protocol
-        self.started = False  # the status line is decided: the answer can no longer change
+        self.started = False  # the status line has gone: the answer can no longer change
         self.complete = False  # the last byte has gone: the connection can serve another
-        self._head = b""  # a started answer's head, sent with its first piece of body
 
     def reset(self) -> None:
         """Ready for the connection's next request (only once the last one is complete)."""
         self.started = self.complete = False
-        self._head = b""
 
     def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         """The complete answer, with its length."""
@@ -84,29 +82,22 @@ class Answer:
         self.complete = True
 
     async def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
-        """The status and headers of an answer whose body follows in chunks. They go out with
-        the first write (a stream's events held until its commit point, at once): one send
-        and one read by mitmproxy, not two."""
+        """The status and headers of an answer whose body follows in chunks."""
         if self.started:
             raise RuntimeError("the relay's answer has begun already")
         self.started = True
-        self._head = head(status, headers, b"transfer-encoding: chunked\r\n\r\n")
+        await self._protocol.send_and_drain(
+            head(status, headers, b"transfer-encoding: chunked\r\n\r\n")
+        )
 
     async def write(self, data: bytes) -> None:
         """One piece of the body, sent as it is; raises ConnectionResetError once the
         connection is gone."""
         if data:
-            chunk = b"%x\r\n%s\r\n" % (len(data), data)
-            if self._head:
-                chunk, self._head = self._head + chunk, b""
-            await self._protocol.send_and_drain(chunk)
-        elif self._head:
-            await self._protocol.send_and_drain(self._head)
-            self._head = b""
+            await self._protocol.send_and_drain(b"%x\r\n%s\r\n" % (len(data), data))
 
     async def end(self) -> None:
-        last, self._head = self._head + b"0\r\n\r\n", b""
-        await self._protocol.send_and_drain(last)
+        await self._protocol.send_and_drain(b"0\r\n\r\n")
         self.complete = True
 
 

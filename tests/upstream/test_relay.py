@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ccswitch_addon.upstream.answer import HEAD_LIMIT, Answer, head
+from ccswitch_addon.upstream.answer import HEAD_LIMIT, head
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 from .conftest import MakeHarness
@@ -172,33 +172,3 @@ async def test_a_client_that_hangs_up_cancels_the_provider_request(
 def test_a_header_value_cannot_split_the_answer() -> None:
     made = head(200, [("x-a", "one\r\nx-evil: 1"), ("x\nb", "two\0")], b"\r\n")
     assert made == b"HTTP/1.1 200 OK\r\nx-a: onex-evil: 1\r\nxb: two\r\n\r\n"
-
-
-class _Sent:
-    """What an Answer hands its connection, one entry per send."""
-
-    def __init__(self) -> None:
-        self.sends: list[bytes] = []
-
-    async def send_and_drain(self, data: bytes) -> None:
-        self.sends.append(data)
-
-
-@pytest.mark.parametrize("first", [b"event: a\n\n", b""])
-async def test_a_streams_head_goes_out_with_its_first_piece(first: bytes) -> None:
-    sent = _Sent()
-    answer = Answer(sent)  # type: ignore[arg-type]  # only its sends matter
-    await answer.start(200, [("content-type", "text/event-stream")])
-    assert sent.sends == []  # decided, not yet sent
-    assert answer.started
-    await answer.write(first)
-    await answer.write(b"event: b\n\n")
-    await answer.end()
-    framing = b"transfer-encoding: chunked\r\n\r\n"
-    made = head(200, [("content-type", "text/event-stream")], framing)
-    one = [made + b"a\r\nevent: a\n\n\r\n"] if first else [made]
-    assert sent.sends == [*one, b"a\r\nevent: b\n\n\r\n", b"0\r\n\r\n"]
-    answer.reset()
-    await answer.start(529, [])
-    await answer.end()  # an answer with no body at all still has its head
-    assert sent.sends[-1] == head(529, [], framing) + b"0\r\n\r\n"
