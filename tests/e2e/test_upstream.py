@@ -506,3 +506,55 @@ def test_a_reloaded_script_keeps_routing(
     assert send(proxy).headers["x-ccswitch-provider"] == "primary"
     assert "cannot be called from sync context" not in proxy.output()
     assert "Traceback" not in proxy.output()
+
+
+# --- whole answers, served after every other addon ----------------------------------------
+
+OTHER_ADDON = '''
+import asyncio
+
+from mitmproxy import http
+
+
+class Other:
+    """Loaded after ccswitch: what mitmweb's intercept, a kill or a mock would do."""
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        what = flow.request.headers.get("x-test-other", "")
+        if what == "hold":
+            flow.intercept()
+            asyncio.get_running_loop().call_later(0.5, flow.resume)
+        elif what == "kill":
+            flow.kill()
+        elif what == "answer":
+            flow.response = http.Response.make(299, b"mocked", {"content-type": "text/plain"})
+
+
+addons = [Other()]
+'''
+
+
+def test_a_whole_answer_waits_for_every_addon_after_it_and_an_intercept(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    primary, backup = fakes("primary"), fakes("backup")
+    other = tmp_path / "other_addon.py"
+    other.write_text(OTHER_ADDON)
+    proxy = start(make_proxy, claude_config(primary.url, backup.url), extra=["-s", str(other)])
+
+    sent = time.monotonic()
+    reply = send(proxy, headers={**CLIENT_HEADERS, "x-test-other": "hold"})
+    assert reply.status == 200
+    assert reply.headers["x-ccswitch-provider"] == "primary"
+    assert len(primary.requests) == 1
+    assert primary.requests[0].at - sent >= 0.45  # not before the intercept was resumed
+
+    reply = send(proxy, headers={**CLIENT_HEADERS, "x-test-other": "answer"})
+    assert reply.status == 299  # an addon after ours answered: nobody else is asked
+    assert reply.body == b"mocked"
+
+    with pytest.raises((ConnectionError, OSError, http.client.HTTPException)):
+        send(proxy, headers={**CLIENT_HEADERS, "x-test-other": "kill"})
+    assert len(primary.requests) == 1
+    assert backup.requests == []
+    assert "Traceback" not in proxy.output()
