@@ -62,8 +62,9 @@ from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
 from ccswitch_addon.upstream.client import ProviderClient
-from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange, Upstream
+from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.held import wants_stream
+from ccswitch_addon.upstream.job import AttemptRecord, Exchange
 from ccswitch_addon.upstream.probe import probe
 from ccswitch_addon.upstream.relay import Relay
 from ccswitch_addon.web.control import (

@@ -15,7 +15,7 @@ from mitmproxy import connection, http
 from mitmproxy.flow import Error
 
 from ccswitch_addon.core.config import AppConfig, Endpoint
-from ccswitch_addon.upstream.exchange import AttemptRecord, Exchange
+from ccswitch_addon.upstream.job import AttemptRecord, Exchange
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 from ccswitch_addon.wire.replies import Reply
 

@@ -29,8 +29,9 @@ from mitmproxy import http
 
 from ccswitch_addon import compat
 from ccswitch_addon.upstream.answer import REASONS, one_line_each
-from ccswitch_addon.upstream.exchange import Exchange, Upstream
+from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.held import HeldAnswer
+from ccswitch_addon.upstream.job import Exchange
 from ccswitch_addon.wire.replies import api_error
 
 __all__ = ["serve_after_addons", "serve_in_hook"]

@@ -18,7 +18,7 @@ from ccswitch_addon.flows import (
     relay_copy,
     streams,
 )
-from ccswitch_addon.upstream.exchange import AttemptRecord
+from ccswitch_addon.upstream.job import AttemptRecord
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 CONFIG = parse_config(

@@ -14,13 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
 from multidict import CIMultiDictProxy
 
 from ccswitch_addon.core.breaker import Permit
-from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
+from ccswitch_addon.core.config import AppConfig, ProviderConfig
 from ccswitch_addon.core.facts import Facts
 from ccswitch_addon.core.outcome import Effect, ErrorKind, Outcome, classify_error
 from ccswitch_addon.core.proxy import Proxies
@@ -32,134 +31,43 @@ from ccswitch_addon.core.windows import session_of
 from ccswitch_addon.upstream.admission import Admission
 from ccswitch_addon.upstream.client import (
     BadRequest,
-    ConnectFailed,
-    ConnectTimeout,
     ProviderClient,
     ProviderError,
     ProviderResponse,
 )
 from ccswitch_addon.upstream.held import Answering
 from ccswitch_addon.upstream.idle import Deadline, Silence
+from ccswitch_addon.upstream.job import AttemptRecord, Committed, Exchange, Failed
 from ccswitch_addon.upstream.keys import another_key, with_key
 from ccswitch_addon.upstream.outgoing import Outgoing, shown_headers
-from ccswitch_addon.upstream.translation import Leg, Readable, stripped_for_retry
-from ccswitch_addon.wire.api import Api
+from ccswitch_addon.upstream.translation import Leg, stripped_for_retry
+from ccswitch_addon.upstream.verdicts import (
+    UNANSWERED,
+    broken_outcome,
+    describe,
+    forwarded,
+    invalid_answer,
+    json_reply,
+    labelled,
+    noted,
+    ok_outcome,
+    queue_of,
+    transport_outcome,
+)
 from ccswitch_addon.wire.events import stream_error_event
 from ccswitch_addon.wire.replies import api_error, unavailable
 from ccswitch_addon.wire.translate import ConversationMemory
 from ccswitch_addon.wire.usage import BodyWatch
 
-__all__ = ["COMMIT_BYTES", "AttemptRecord", "Exchange", "Upstream"]
+__all__ = ["COMMIT_BYTES", "Upstream"]
 
 logger = logging.getLogger(__name__)
-
-# The error type a tool reads when no provider answered at all (refused, timed out).
-_UNANSWERED = {Api.ANTHROPIC: "api_error", Api.OPENAI: "server_error", Api.GEMINI: ""}
 
 COMMIT_BYTES = 64 * 1024  # a stream held this long without content is committed anyway
 ERROR_BODY_LIMIT = 1024 * 1024  # an error body is kept whole up to this, for the client
 # A complete (not streamed) answer is held whole to be judged, decoded, up to this: a model's
 # answer is far smaller, and a compression bomb stops here as a failure of its attempt.
 HELD_BODY_LIMIT = 4 * 1024 * 1024
-
-# Headers of the provider's answer that belong to its connection, not to the client's.
-_RESPONSE_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "content-length",
-        "content-encoding",  # the client library decoded the body
-        "upgrade",
-        "te",
-        "trailer",
-        "x-ccswitch-provider",
-        "x-ccswitch-attempts",
-        "x-ccswitch-route",
-        "x-ccswitch-note",
-    }
-)
-
-
-@dataclass(slots=True)
-class AttemptRecord:
-    """One attempt as it may be shown in mitmweb and flow files (secrets masked)."""
-
-    number: int
-    provider: str
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: bytes | None
-    started: float
-    status: int | None = None
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
-    response_body: bytes = b""
-    error: str | None = None
-    failed: bool = False
-    ended: float = 0.0
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What the provider side keeps about one client request while it is served."""
-
-    app: AppConfig  # the configuration the request started with, kept through a reload
-    endpoint: Endpoint  # which of the app's endpoints; count_tokens is no health signal
-    method: str
-    path: str  # as the client sent it, with its query
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes | None
-    started: float = field(default_factory=time.time)
-    attempts: list[Attempt] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    records: list[AttemptRecord] = field(default_factory=list)
-    models: tuple[str | None, str | None] = (None, None)
-    served: str | None = None
-    ttfb_ms: float | None = None
-    watch: BodyWatch | None = None
-    finished: Finished | None = None
-    keep_records: bool = True  # build AttemptRecords (for mitmweb and flow files)
-    thinking_stripped: bool = False  # retried once without thinking after a signature 400
-    route: str | None = None  # the route that took it (core/routes.py)
-    why: str | None = None  # what affinity decided
-    conversation: str | None = None
-    keys: dict[str, list[int]] = field(default_factory=dict)  # pool keys used, per provider
-    order: tuple[str, ...] = ()  # the providers in the order this request considers them
-    note: str | None = None  # why no backup was tried (core/reasons.py)
-    session: str | None = None  # the conversation, when the router's gate asks for it
-    arrived: Callable[[], object] | None = None  # told when the relay has the request
-    whole: bool = False  # read as asking for no stream (held.wants_stream): served in the hook
-    # told to the engine by whoever calls Upstream.report (once the answer is out), not at once
-    report_later: bool = False
-    reported: bool = False
-
-
-@dataclass(slots=True)
-class _Failed:
-    provider: ProviderConfig
-    outcome: Outcome
-    status: int | None
-    headers: list[tuple[str, str]]
-    body: bytes
-    unsent: bool = False  # the request could not be written: the client's fault, no provider's
-
-
-@dataclass(slots=True)
-class _Committed:
-    provider: ProviderConfig
-    permit: Permit | None
-    response: ProviderResponse
-    record: AttemptRecord | None
-    t0: float
-    slow: bool
-    buffered: bytes
-    watch: BodyWatch
-    complete: bool  # the whole answer is in ``buffered`` and judged already
-    headers: list[tuple[str, str]]  # the provider's, less those of its connection
-    leg: Leg | None = None  # how the answer is translated for the tool
-    body: Readable | None = None  # the rest of a stream, translated; else the response
 
 
 class Upstream:
@@ -207,10 +115,10 @@ class Upstream:
         ex.order = (
             order_of(app, self.router.current_of(app))
             if selection.route is None
-            else _queue_of(selection)
+            else queue_of(selection)
         )
         ex.skipped = self._skipped(selection, ex.session)
-        failure: _Failed | None = None
+        failure: Failed | None = None
         refused: tuple[int, bytes] | None = None
         for provider in selection.providers:
             if app.max_attempts is not None and len(ex.attempts) >= app.max_attempts:
@@ -226,7 +134,7 @@ class Upstream:
                     # An attempt of its own, so the log and console say who answered and how.
                     ex.attempts.append(Attempt(provider.id, 0.0, False, leg.reply[0]))
                     self._finish(ex, provider.id)
-                    _json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
+                    json_reply(answer, leg.reply, provider.id, len(ex.attempts), ex.route)
                     return
                 refused = refused or leg.reply
                 continue
@@ -244,7 +152,7 @@ class Upstream:
                 ex.skipped.append(f"{provider.id}: {skip_reason(provider, breaker)}")
                 continue
             result = await self._attempt(ex, provider, permit, leg)
-            if isinstance(result, _Committed):
+            if isinstance(result, Committed):
                 await self._deliver(ex, answer, result)
                 return
             failure = result
@@ -252,7 +160,7 @@ class Upstream:
                 break
         if failure is None and refused is not None:
             self._finish(ex, None)
-            _json_reply(answer, refused, None, len(ex.attempts), ex.route)
+            json_reply(answer, refused, None, len(ex.attempts), ex.route)
             return
         if failure is None or failure.outcome.retry:
             ex.note = no_failover(app, [a.provider for a in ex.attempts], ex.skipped)
@@ -266,7 +174,7 @@ class Upstream:
             )
             self._finish(ex, None)
             routed = [("x-ccswitch-route", ex.route)] if ex.route else []
-            answer.whole(reply.status, _noted([*reply.headers, *routed], ex.note), reply.body)
+            answer.whole(reply.status, noted([*reply.headers, *routed], ex.note), reply.body)
             return
         # A 4xx the request itself caused, or a rule's `return`: the client gets it as it is.
         served = failure.provider.id if not failure.outcome.retry and not failure.unsent else None
@@ -281,18 +189,18 @@ class Upstream:
                 app.api,
                 502,
                 message + (f"; {ex.note}" if ex.note else ""),
-                _UNANSWERED[app.api],
+                UNANSWERED[app.api],
             )
             failure.status, failure.headers, failure.body = 502, list(reply.headers), reply.body
-        headers = _labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
-        answer.whole(failure.status or 502, _noted(headers, ex.note), failure.body)
+        headers = labelled(failure.headers, failure.provider.id, len(ex.attempts), ex.route)
+        answer.whole(failure.status or 502, noted(headers, ex.note), failure.body)
 
     def _skipped(self, selection: Selection, session: str | None = None) -> list[str]:
         """Queue members left out of the selection, as reasons for the comment and event."""
         chosen = {p.id for p in selection.providers}
         notes = []
         gate = self.router.gate
-        for pid in _queue_of(selection):
+        for pid in queue_of(selection):
             if pid not in chosen:
                 provider = selection.app.providers[pid]
                 held = (
@@ -316,7 +224,7 @@ class Upstream:
 
     async def _attempt(
         self, ex: Exchange, provider: ProviderConfig, permit: Permit | None, leg: Leg
-    ) -> _Committed | _Failed:
+    ) -> Committed | Failed:
         out = leg.out
         assert out is not None
         ex.models = (out.model_requested, out.model_sent)
@@ -337,7 +245,7 @@ class Upstream:
         record: AttemptRecord | None,
         t0: float,
         deadline: Deadline,
-    ) -> _Committed | _Failed:
+    ) -> Committed | Failed:
         app, timing = ex.app, ex.app.breaker
         out = leg.out
         assert out is not None
@@ -355,13 +263,13 @@ class Upstream:
         except BadRequest as e:  # nothing was sent: the tool's request cannot be written
             return self._unsendable(ex, provider, permit, record, t0, str(e))
         except Exception as e:
-            outcome = _transport_outcome(e, timing.first_byte_seconds)
+            outcome = transport_outcome(e, timing.first_byte_seconds)
             return self._failed(ex, provider, permit, record, t0, outcome, None, [], b"")
         first_byte_ms = (time.monotonic() - t0) * 1000
         slow = bool(timing.slow_ms and first_byte_ms > timing.slow_ms)
         ex.ttfb_ms = round((time.time() - ex.started) * 1000, 1)  # of the last attempt
         status = response.status
-        headers = _forwarded(response.headers)
+        headers = forwarded(response.headers)
         if self.on_headers is not None:
             self.on_headers(app.name, provider.id, response.headers)
         if record is not None:
@@ -423,7 +331,7 @@ class Upstream:
             response.release()
             body, untranslatable = leg.answer(status, content_type, body, complete)
             watch.complete(body)
-            problem = untranslatable or _invalid_answer(body, watch, ex.endpoint.health)
+            problem = untranslatable or invalid_answer(body, watch, ex.endpoint.health)
             if not problem and not ex.whole and leg.asked_for_events():
                 # The tool reads an event stream and nothing else: a JSON answer ends it empty.
                 problem = f"a stream was asked for, the answer is {content_type or 'untyped'}"
@@ -432,7 +340,7 @@ class Upstream:
                 return self._failed(
                     ex, provider, permit, record, t0, outcome, status, headers, body, slow
                 )
-            return _Committed(
+            return Committed(
                 provider, permit, response, record, t0, slow, body, watch, True, headers, leg
             )
         except asyncio.CancelledError:
@@ -441,7 +349,7 @@ class Upstream:
             raise
         except Exception as e:
             response.close()
-            outcome = _broken_outcome(e, timing.request_seconds)
+            outcome = broken_outcome(e, timing.request_seconds)
             return self._failed(ex, provider, permit, record, t0, outcome, status, headers, b"")
 
     def _without_thinking(
@@ -507,7 +415,7 @@ class Upstream:
         watch: BodyWatch,
         leg: Leg,
         deadline: Deadline,
-    ) -> _Committed | _Failed:
+    ) -> Committed | Failed:
         """Hold a stream until it carries content: a failure before that point is retried.
 
         Silence counts from the attempt's start: a relay that sends its headers at once and
@@ -535,7 +443,7 @@ class Upstream:
                 )
                 break
             except ProviderError as e:
-                why = _describe(e) or "stream broke"
+                why = describe(e) or "stream broke"
                 break
             watch(chunk)
             held += chunk
@@ -549,7 +457,7 @@ class Upstream:
                 why = f"no event in the first {COMMIT_BYTES // 1024} KiB: not an event stream"
                 break
             if watch.content or len(held) >= COMMIT_BYTES:
-                return _Committed(
+                return Committed(
                     provider,
                     permit,
                     response,
@@ -571,15 +479,15 @@ class Upstream:
 
     # --- the answer the client gets -----------------------------------------------------------
 
-    async def _deliver(self, ex: Exchange, answer: Answering, chosen: _Committed) -> None:
+    async def _deliver(self, ex: Exchange, answer: Answering, chosen: Committed) -> None:
         provider, response = chosen.provider, chosen.response
         ex.watch = chosen.watch
         forwarded = chosen.headers
         if chosen.leg is not None:
             forwarded = chosen.leg.headers(forwarded, streamed=not chosen.complete)
-        headers = _labelled(forwarded, provider.id, len(ex.attempts) + 1, ex.route)
+        headers = labelled(forwarded, provider.id, len(ex.attempts) + 1, ex.route)
         if chosen.complete:
-            self._succeeded(ex, chosen, classify_status_ok(), chosen.buffered)
+            self._succeeded(ex, chosen, ok_outcome(), chosen.buffered)
             self._finish(ex, provider.id)
             answer.whole(response.status, headers, chosen.buffered)
             return
@@ -603,7 +511,7 @@ class Upstream:
                     outcome = classify_error(ErrorKind.STREAM, f"silent for {idle:g}s")
                     break
                 except ProviderError as e:
-                    outcome = classify_error(ErrorKind.STREAM, _describe(e) or "stream broke")
+                    outcome = classify_error(ErrorKind.STREAM, describe(e) or "stream broke")
                     break
                 watch(chunk)
                 if not chunk:
@@ -611,9 +519,7 @@ class Upstream:
                 await answer.write(chunk)
             if outcome is None:
                 problem = watch.problem()
-                outcome = (
-                    classify_error(ErrorKind.STREAM, problem) if problem else classify_status_ok()
-                )
+                outcome = classify_error(ErrorKind.STREAM, problem) if problem else ok_outcome()
             if not told and untranslated and not watch.ended and not watch.error:
                 # Cut before its end marker: the tool must not take it for a whole answer (a
                 # translated stream gets the same from its translator). The blank lines end
@@ -701,7 +607,7 @@ class Upstream:
         headers: list[tuple[str, str]],
         body: bytes,
         slow: bool = False,
-    ) -> _Failed:
+    ) -> Failed:
         self._record(ex, provider, permit, outcome, status, (time.monotonic() - t0) * 1000, slow)
         if record is not None:
             record.response_body = body
@@ -710,7 +616,7 @@ class Upstream:
             record.ended = time.time()
         if outcome.effect is Effect.FAILURE:  # the request's own line (addon) names it too
             logger.debug("ccswitch: %s:%s failed: %s", ex.app.name, provider.id, outcome.reason)
-        return _Failed(provider, outcome, status, headers, body)
+        return Failed(provider, outcome, status, headers, body)
 
     def _unsendable(
         self,
@@ -720,7 +626,7 @@ class Upstream:
         record: AttemptRecord | None,
         t0: float,
         why: str,
-    ) -> _Failed:
+    ) -> Failed:
         """The tool's request cannot be written (a line break in a header value, say): a 400 in
         the API's shape, no provider contacted, the breaker given its permit back untouched."""
         outcome = Outcome(Effect.NEUTRAL, retry=False, reason=f"request not sendable: {why}")
@@ -747,7 +653,7 @@ class Upstream:
             record.error, record.ended = outcome.reason, time.time()
         self._finish(ex, None)
 
-    def _succeeded(self, ex: Exchange, chosen: _Committed, outcome: Outcome, kept: bytes) -> None:
+    def _succeeded(self, ex: Exchange, chosen: Committed, outcome: Outcome, kept: bytes) -> None:
         status = chosen.response.status
         ms = (time.monotonic() - chosen.t0) * 1000
         self._record(ex, chosen.provider, chosen.permit, outcome, status, ms, chosen.slow)
@@ -796,103 +702,3 @@ class Upstream:
             self._done(ex.finished)
         except Exception:  # the record of a request must never break its answer
             logger.exception("ccswitch: recording a finished request failed")
-
-
-def classify_status_ok() -> Outcome:
-    return Outcome(Effect.SUCCESS, retry=False, reason="ok")
-
-
-def _forwarded(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
-    """The provider's headers less those of its connection, the ones its ``Connection:`` names
-    included (RFC 9110 7.6.1)."""
-    named = {
-        token.strip().lower()
-        for value in headers.getall("connection", ())
-        for token in value.split(",")
-    }
-    return [(k, v) for k, v in headers.items() if k.lower() not in _RESPONSE_DROP | named]
-
-
-def _invalid_answer(body: bytes, watch: BodyWatch, completion: bool) -> str | None:
-    """Why a complete 2xx answer is not one the tool can use: every API answers a JSON object
-    (BodyWatch marks one it parsed as ended), and a completion carries content or usage."""
-    if not body.strip():
-        return "empty answer"
-    if not watch.ended:
-        return "answer is not a complete JSON object"
-    problem = watch.problem()  # an error inside a 200 (a gateway's): said in its own words
-    if problem is not None:
-        return problem
-    if completion and not watch.content and watch.usage.output_tokens is None:
-        return "answer has neither content nor usage"
-    return None
-
-
-def _labelled(
-    headers: Sequence[tuple[str, str]], provider: str, attempts: int, route: str | None = None
-) -> list[tuple[str, str]]:
-    """The headers with our labels added; a provider's own were dropped (_forwarded)."""
-    labels = [("x-ccswitch-provider", provider), ("x-ccswitch-attempts", str(attempts))]
-    return [*headers, *labels, *([("x-ccswitch-route", route)] if route else [])]
-
-
-def _queue_of(selection: Selection) -> tuple[str, ...]:
-    """The queue the selection was made from: its route's, or the app's."""
-    if selection.route is None:
-        return selection.app.queue
-    return next(r.queue for r in selection.app.routing.routes if r.name == selection.route)
-
-
-def _noted(headers: Sequence[tuple[str, str]], note: str | None) -> list[tuple[str, str]]:
-    """The answer's headers with why no backup was tried, when none was."""
-    return [*headers, ("x-ccswitch-note", note)] if note else list(headers)
-
-
-def _json_reply(
-    answer: Answering,
-    reply: tuple[int, bytes],
-    provider: str | None,
-    attempts: int,
-    route: str | None = None,
-) -> None:
-    """An answer the proxy gives in the tool's format without a provider's."""
-    headers = [("content-type", "application/json")]
-    if provider is not None:
-        headers.append(("x-ccswitch-provider", provider))
-    headers.append(("x-ccswitch-attempts", str(attempts)))
-    if route:
-        headers.append(("x-ccswitch-route", route))
-    answer.whole(reply[0], headers, reply[1])
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:200] if text else ""
-
-
-def _transport_outcome(error: Exception, first_byte_seconds: float) -> Outcome:
-    """What an attempt that got no response headers means."""
-    if isinstance(error, ConnectTimeout):
-        return classify_error(ErrorKind.CONNECT, "connect timeout")
-    if isinstance(error, ConnectFailed):  # refused, DNS, TLS
-        return classify_error(ErrorKind.CONNECT, _describe(error.os_error))
-    if isinstance(error, TimeoutError):
-        return classify_error(ErrorKind.TIMEOUT, f"no first byte in {first_byte_seconds:g}s")
-    if isinstance(error, ProviderError | OSError):
-        return classify_error(ErrorKind.RESET, _describe(error))
-    if isinstance(error, ValueError):  # a URL or header the client library refuses
-        return classify_error(ErrorKind.CONNECT, _describe(error))
-    # Anything else is a bug of ours or the library's: still a failed attempt, never a
-    # permit that is not given back.
-    logger.error("ccswitch: an attempt failed unexpectedly", exc_info=error)
-    return classify_error(ErrorKind.RESET, f"{type(error).__name__}: {_describe(error)}")
-
-
-def _broken_outcome(error: Exception, request_seconds: float) -> Outcome:
-    """What an attempt whose answer broke before the client got any of it means."""
-    if isinstance(error, TimeoutError):
-        return classify_error(ErrorKind.BROKEN, f"answer not complete in {request_seconds:g}s")
-    if isinstance(error, ProviderError | OSError):
-        return classify_error(ErrorKind.BROKEN, _describe(error) or "answer broke")
-    logger.error("ccswitch: an answer failed unexpectedly", exc_info=error)
-    return classify_error(ErrorKind.BROKEN, f"{type(error).__name__}: {_describe(error)}")

@@ -18,7 +18,7 @@ from ccswitch_addon.core.rewrite import mask
 from ccswitch_addon.core.router import Router
 
 if TYPE_CHECKING:  # exchange imports this module
-    from ccswitch_addon.upstream.exchange import Exchange
+    from ccswitch_addon.upstream.job import Exchange
 
 __all__ = ["another_key", "with_key"]
 

@@ -15,7 +15,8 @@ import secrets
 from collections.abc import Awaitable
 
 from ccswitch_addon.upstream.answer import Answer, RelayProtocol, RelayRequest
-from ccswitch_addon.upstream.exchange import Exchange, Upstream
+from ccswitch_addon.upstream.exchange import Upstream
+from ccswitch_addon.upstream.job import Exchange
 
 __all__ = ["JOB_HEADER", "TOKEN_HEADER", "Relay"]
 

@@ -26,7 +26,8 @@ from ccswitch_addon.core.config import parse_config
 from ccswitch_addon.core.record import Finished
 from ccswitch_addon.core.router import Router
 from ccswitch_addon.upstream.client import ProviderClient
-from ccswitch_addon.upstream.exchange import Exchange, Upstream
+from ccswitch_addon.upstream.exchange import Upstream
+from ccswitch_addon.upstream.job import Exchange
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER, Relay
 
 Behaviour = Callable[["Provider", web.Request], Awaitable[web.StreamResponse]]
