@@ -56,7 +56,7 @@ from ccswitch_addon.flows import (
     streams,
     to_response,
 )
-from ccswitch_addon.inline import serve_after_addons
+from ccswitch_addon.inline import after_addons, serve_after_addons
 from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
@@ -498,6 +498,9 @@ class CcSwitch:
         exchange.arrived = functools.partial(_show_original, flow, request)
         relay.add(flow.id, exchange)
         flow.request = relay_copy(request, relay.port, relay.token, flow.id)
+        # The first attempt sets off as soon as every addon has seen the request, while
+        # mitmproxy's copy is still on its way to the relay (upstream/early.py).
+        after_addons(flow, functools.partial(relay.begin, flow.id))
 
     def _websocket(self, flow: http.HTTPFlow, engine: Engine) -> None:
         """Codex CLI tries a websocket before HTTP; passed through, it would bypass failover.

@@ -22,7 +22,7 @@ relay) and the flow killed.
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from mitmproxy import http
@@ -34,26 +34,34 @@ from ccswitch_addon.upstream.held import HeldAnswer
 from ccswitch_addon.upstream.job import Exchange
 from ccswitch_addon.wire.replies import api_error
 
-__all__ = ["serve_after_addons", "serve_in_hook"]
+__all__ = ["after_addons", "serve_after_addons", "serve_in_hook"]
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CHECK_SECONDS = 1.0
 
 
-def serve_after_addons(flow: http.HTTPFlow, upstream: Upstream, exchange: Exchange) -> None:
-    """Serve the flow when mitmproxy next awaits its ``wait_for_resume``: after the request
-    hook of every addon, and after the user resumes it if one intercepted it."""
+def after_addons(flow: http.HTTPFlow, then: Callable[[], Awaitable[None] | None]) -> None:
+    """Run ``then`` when mitmproxy next awaits the flow's ``wait_for_resume``: after the
+    request hook of every addon, and after the user resumes it if one intercepted it; never
+    for a flow another addon answered or killed."""
     resumed: Callable[[], Coroutine[Any, Any, None]] = flow.wait_for_resume
 
-    async def then_serve() -> None:
+    async def then_go_on() -> None:
         del flow.wait_for_resume  # the class's own again, for the flow's later hooks
         await resumed()
         if flow.response is not None or flow.error is not None or not flow.live:
-            return  # answered or killed by another addon
-        await serve_in_hook(flow, upstream, exchange)
+            return
+        going = then()
+        if going is not None:
+            await going
 
-    flow.wait_for_resume = then_serve  # type: ignore[method-assign]
+    flow.wait_for_resume = then_go_on  # type: ignore[method-assign]
+
+
+def serve_after_addons(flow: http.HTTPFlow, upstream: Upstream, exchange: Exchange) -> None:
+    """Serve a whole answer in the hook, once every addon has seen the request."""
+    after_addons(flow, lambda: serve_in_hook(flow, upstream, exchange))
 
 
 async def serve_in_hook(flow: http.HTTPFlow, upstream: Upstream, exchange: Exchange) -> None:

@@ -26,6 +26,7 @@ from ccswitch_addon.addon import CcSwitch
 from ccswitch_addon.core.outcome import ErrorKind, classify_error
 from ccswitch_addon.core.record import Finished
 from ccswitch_addon.flows import ATTEMPT, ROUTED
+from ccswitch_addon.upstream.early import Begun
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 SECRET = "sk-backup-secret-0123456789"
@@ -190,7 +191,9 @@ async def test_a_routed_flow_is_pointed_at_the_relay_and_holds_no_body(env: Env)
         (b"content-length", b"0"),
     )
     assert f.request.content == b""
-    exchange = cc.relay.jobs[f.id]
+    job = cc.relay.jobs[f.id]
+    assert isinstance(job, Begun)  # under way before mitmproxy's copy reaches the relay
+    exchange = job.exchange
     assert exchange.path == "/v1/messages?beta=true"
     assert (b"x-api-key", b"mine") in exchange.headers
     assert exchange.body == sent
@@ -630,7 +633,9 @@ async def test_a_request_in_flight_finishes_on_the_configuration_it_started_with
     later = model_flow("https://api.anthropic.com/v1/messages", STREAM_BODY)
     await request_hooks(cc, later)
     assert cc.relay is not None
-    assert cc.relay.jobs[later.id].app.queue == ("spare",)
+    job = cc.relay.jobs[later.id]
+    assert isinstance(job, Begun)
+    assert job.exchange.app.queue == ("spare",)
 
 
 # --- start-up -----------------------------------------------------------------------------------

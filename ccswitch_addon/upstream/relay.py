@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable
 
 from ccswitch_addon.upstream.answer import Answer, RelayProtocol, RelayRequest
+from ccswitch_addon.upstream.early import Begun
 from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.job import Exchange
 
@@ -32,7 +33,7 @@ class Relay:
         self.token = secrets.token_urlsafe(32)
         self._token = self.token.encode()
         self.port = 0
-        self.jobs: dict[str, Exchange] = {}
+        self.jobs: dict[str, Exchange | Begun] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[RelayProtocol] = set()
 
@@ -50,6 +51,11 @@ class Relay:
             self._server.close()
             self._server = None
         serving = [c.task for c in self._connections if c.task is not None]
+        for job in self.jobs.values():  # begun, never asked for: their permits go back
+            if isinstance(job, Begun):
+                job.cancel()
+                serving.append(job.task)
+        self.jobs.clear()
         for connection in list(self._connections):
             connection.close()
         if serving:
@@ -60,8 +66,17 @@ class Relay:
     def add(self, key: str, exchange: Exchange) -> None:
         self.jobs[key] = exchange
 
+    def begin(self, key: str) -> None:
+        """Start the exchange added under ``key`` now, before its request reaches the relay
+        (``early.py``)."""
+        job = self.jobs.get(key)
+        if isinstance(job, Exchange):
+            self.jobs[key] = Begun(self.upstream, job)
+
     def discard(self, key: str) -> None:
-        self.jobs.pop(key, None)
+        job = self.jobs.pop(key, None)
+        if isinstance(job, Begun):
+            job.cancel()
 
     def _handle(self, request: RelayRequest, answer: Answer) -> Awaitable[None] | None:
         """The exchange's serving, for the connection's task to await (no coroutine of its
@@ -70,12 +85,15 @@ class Relay:
         if not hmac.compare_digest(token.encode(), self._token):
             answer.whole(403, _TEXT, b"ccswitch relay: not for direct use\n")
             return None
-        exchange = self.jobs.pop(request.headers.get(JOB_HEADER, ""), None)
-        if exchange is None:
+        job = self.jobs.pop(request.headers.get(JOB_HEADER, ""), None)
+        if job is None:
             answer.whole(410, _TEXT, b"ccswitch relay: no such request\n")
             return None
+        exchange = job.exchange if isinstance(job, Begun) else job
         if exchange.arrived is not None:
             exchange.arrived()
+        if isinstance(job, Begun):
+            return job.served(answer)
         return self.upstream.serve(exchange, answer)
 
 

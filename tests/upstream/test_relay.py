@@ -12,7 +12,7 @@ from ccswitch_addon.upstream.answer import HEAD_LIMIT, head
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 from .conftest import MakeHarness
-from .providers import SSE, Harness, hang, ok_json, stream, wait_until, whole
+from .providers import SSE, Harness, hang, ok_json, status, stream, wait_until, whole
 from .test_exchange import CONFIG
 
 LIMIT = 10.0  # seconds any single read may take
@@ -172,3 +172,80 @@ async def test_a_client_that_hangs_up_cancels_the_provider_request(
 def test_a_header_value_cannot_split_the_answer() -> None:
     made = head(200, [("x-a", "one\r\nx-evil: 1"), ("x\nb", "two\0")], b"\r\n")
     assert made == b"HTTP/1.1 200 OK\r\nx-a: onex-evil: 1\r\nxb: two\r\n\r\n"
+
+
+# --- begun before the relay request (early.py) -----------------------------------------------
+
+
+async def test_a_begun_stream_is_at_the_provider_before_its_relay_request(
+    harness: MakeHarness,
+) -> None:
+    h = await harness(CONFIG, primary=stream(whole("anthropic")))
+    job, exchange = h.exchange()
+    h.relay.begin(job)
+    await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")
+    await wait_until(lambda: exchange.watch is not None, what="the stream committed")
+    assert exchange.finished is None  # its first events wait for the relay's answer
+    reader, writer = await connect(h)
+    try:
+        writer.write(pointed(h, job))
+        status, headers, body = await read_answer(reader)
+        assert status == 200
+        assert headers["x-ccswitch-provider"] == "primary"
+        events = [e.split(b"\n", 1)[0] for e in body.split(b"\n\n") if e]
+        assert events == [e.split(b"\n", 1)[0] for e in whole("anthropic")]
+    finally:
+        writer.close()
+    assert exchange.finished is not None
+    assert exchange.finished.served == "primary"
+    assert len(h.providers["primary"].seen) == 1  # begun once, not again on arrival
+
+
+async def test_a_begun_exchange_that_ends_whole_before_its_relay_request_is_kept(
+    harness: MakeHarness,
+) -> None:
+    h = await harness(CONFIG, primary=status(400))
+    job, exchange = h.exchange()
+    h.relay.begin(job)
+    await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
+    reader, writer = await connect(h)
+    try:
+        writer.write(pointed(h, job))
+        answer_status, _, body = await read_answer(reader)
+        assert answer_status == 400  # the tool's own mistake, as the provider said it
+        assert b"error" in body
+    finally:
+        writer.close()
+
+
+async def test_a_begun_exchange_whose_request_never_comes_is_cancelled_and_blames_no_one(
+    harness: MakeHarness,
+) -> None:
+    h = await harness(
+        CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
+    )
+    job, exchange = h.exchange(body={"model": "m"})
+    h.relay.begin(job)
+    await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")
+    h.relay.discard(job)  # the tool hung up before mitmproxy's copy reached the relay
+    await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
+    assert exchange.finished is not None
+    assert [a.error for a in exchange.finished.attempts] == ["client_gone"]
+    assert h.breaker("primary").window_counts() == (0, 0)
+    assert job not in h.relay.jobs
+
+
+async def test_a_client_that_leaves_a_begun_stream_cancels_it(harness: MakeHarness) -> None:
+    h = await harness(
+        CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
+    )
+    job, exchange = h.exchange(body={"model": "m"})
+    h.relay.begin(job)
+    _, writer = await connect(h)
+    writer.write(pointed(h, job))
+    await wait_until(lambda: job not in h.relay.jobs, what="the relay request taken")
+    writer.close()
+    await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
+    assert exchange.finished is not None
+    assert [a.error for a in exchange.finished.attempts] == ["client_gone"]
+    assert h.breaker("primary").window_counts() == (0, 0)
