@@ -26,29 +26,42 @@ __all__ = ["Deadline", "Silence"]
 T = TypeVar("T")
 
 
-class Silence:
-    """Use as ``await silence.read(source.readany())`` for each read, ``close()`` at the end."""
+class _OneTimer:
+    """The current task, the one timer that may cancel it, and telling that cancel from any
+    other (as ``asyncio.timeout`` does)."""
 
-    __slots__ = (
-        "_cancelling",
-        "_fired",
-        "_handle",
-        "_loop",
-        "_reading",
-        "_seconds",
-        "_since",
-        "_task",
-    )
+    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_task")
 
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
+    def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._cancelling = self._task.cancelling() if self._task is not None else 0
         self._fired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _ours(self) -> bool:
+        """In an ``except CancelledError``: whether the cancel was the timer's alone."""
+        if not self._fired or self._task is None:
+            return False
+        self._fired = False
+        return self._task.uncancel() <= self._cancelling
+
+
+class Silence(_OneTimer):
+    """Use as ``await silence.read(source.readany())`` for each read, ``close()`` at the end."""
+
+    __slots__ = ("_reading", "_seconds", "_since")
+
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__()
+        self._seconds = seconds
         self._reading = False
         self._since = self._loop.time()  # when the current read began
-        self._handle: asyncio.TimerHandle | None = None
         if seconds is not None and self._task is not None:
             self._handle = self._loop.call_at(self._since + seconds, self._check)
 
@@ -59,18 +72,11 @@ class Silence:
         try:
             return await awaitable
         except asyncio.CancelledError:
-            if self._fired and self._task is not None:
-                self._fired = False
-                if self._task.uncancel() <= self._cancelling:
-                    raise TimeoutError from None
+            if self._ours():
+                raise TimeoutError from None
             raise
         finally:
             self._reading = False
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
     def _check(self) -> None:
         assert self._seconds is not None
@@ -85,21 +91,17 @@ class Silence:
         self._task.cancel()
 
 
-class Deadline:
+class Deadline(_OneTimer):
     """Use as ``await deadline.wait(awaitable, seconds)`` for each wait of one task (None: no
     limit), ``close()`` at the end. TimeoutError when the limit passes first; a cancel from
     anyone else stays a cancel."""
 
-    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_task", "_waiting", "_when")
+    __slots__ = ("_waiting", "_when")
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._cancelling = self._task.cancelling() if self._task is not None else 0
-        self._fired = False
+        super().__init__()
         self._waiting = False
         self._when = 0.0  # the current wait's limit, in loop time
-        self._handle: asyncio.TimerHandle | None = None
 
     async def wait(self, awaitable: Awaitable[T], seconds: float | None) -> T:
         if seconds is None or self._task is None:
@@ -114,21 +116,12 @@ class Deadline:
         try:
             return await awaitable
         except asyncio.CancelledError:
-            if self._fired:
-                self._fired = False
-                if self._task.uncancel() <= self._cancelling:
-                    raise TimeoutError from None
+            if self._ours():
+                raise TimeoutError from None
             raise
         finally:
             self._waiting = False
-            if self._fired:  # fired as the awaitable ended anyway: as asyncio.timeout does
-                self._fired = False
-                self._task.uncancel()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+            self._ours()  # fired as the awaitable ended anyway: taken back, as asyncio.timeout
 
     def _check(self) -> None:
         assert self._task is not None

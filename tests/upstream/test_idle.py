@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -47,15 +49,27 @@ async def test_time_spent_writing_to_the_client_does_not_count() -> None:
     silence.close()
 
 
-async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
-    async def reader() -> None:
-        silence = Silence(LIMIT)
-        try:
-            await silence.read(chunk_after(10))
-        finally:
-            silence.close()
+async def silence_waits() -> None:
+    silence = Silence(LIMIT)
+    try:
+        await silence.read(chunk_after(10))
+    finally:
+        silence.close()
 
-    task = asyncio.get_running_loop().create_task(reader())
+
+async def deadline_waits() -> None:
+    deadline = Deadline()
+    try:
+        await deadline.wait(chunk_after(10), LIMIT)
+    finally:
+        deadline.close()
+
+
+@pytest.mark.parametrize("waits", [silence_waits, deadline_waits])
+async def test_a_cancel_from_elsewhere_stays_a_cancel(
+    waits: Callable[[], Coroutine[Any, Any, None]],
+) -> None:
+    task = asyncio.get_running_loop().create_task(waits())
     await asyncio.sleep(LIMIT / 4)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -97,18 +111,3 @@ async def test_a_fired_timer_between_waits_cancels_nothing() -> None:
     await asyncio.sleep(0.15)  # the timer fires while nothing waits
     assert await deadline.wait(chunk_after(0.01), LIMIT) == b"data"
     deadline.close()
-
-
-async def test_a_cancel_from_elsewhere_stays_a_cancel_for_a_deadline() -> None:
-    async def waiter() -> None:
-        deadline = Deadline()
-        try:
-            await deadline.wait(chunk_after(10), LIMIT)
-        finally:
-            deadline.close()
-
-    task = asyncio.get_running_loop().create_task(waiter())
-    await asyncio.sleep(LIMIT / 4)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
