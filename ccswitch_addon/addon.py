@@ -490,7 +490,6 @@ class CcSwitch:
         compressed = "content-encoding" in request.headers
         if not wants_stream(app.api, exchange.path, exchange.body, compressed):
             exchange.whole = True  # served in a request hook, with no relay hop
-            exchange.report_later = True  # told to the engine once the answer is out
             serve_after_addons(flow, relay.upstream, exchange)
             return
         # mitmproxy sends a copy pointed at the relay; as soon as the relay has it the flow
@@ -579,7 +578,7 @@ class CcSwitch:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
-        if answered and exchange.report_later and self.upstream is not None:
+        if answered and exchange.whole and self.upstream is not None:
             # mitmproxy writes the answer right after this hook, in the same turn of the loop
             asyncio.get_running_loop().call_soon(self._report, flow, exchange, self.upstream)
         else:

@@ -689,7 +689,7 @@ class Upstream:
         if ex.watch is not None:
             finished.usage = ex.watch.usage
         ex.finished = finished
-        if not ex.report_later:
+        if not ex.whole:
             self.report(ex)
 
     def report(self, ex: Exchange) -> None:

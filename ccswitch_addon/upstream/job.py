@@ -68,9 +68,9 @@ class Exchange:
     note: str | None = None  # why no backup was tried (core/reasons.py)
     session: str | None = None  # the conversation, when the router's gate asks for it
     arrived: Callable[[], object] | None = None  # told when the relay has the request
-    whole: bool = False  # read as asking for no stream (held.wants_stream): served in the hook
-    # told to the engine by whoever calls Upstream.report (once the answer is out), not at once
-    report_later: bool = False
+    # read as asking for no stream (held.wants_stream): served in the hook, and told to the
+    # engine by the hook's side (Upstream.report) once the answer is out, not at its finish
+    whole: bool = False
     reported: bool = False
 
 
