@@ -578,9 +578,8 @@ class CcSwitch:
             flow.marked = ":warning:"
         elif len(finished.attempts) > 1:
             flow.marked = ":twisted_rightwards_arrows:"
-        if answered and exchange.whole and self.upstream is not None:
-            # mitmproxy writes the answer right after this hook, in the same turn of the loop
-            asyncio.get_running_loop().call_soon(self._report, flow, exchange, self.upstream)
+        if answered:  # the answer (or a stream's end) goes out first
+            compat.after_answer(self._report, flow, exchange, self.upstream)
         else:
             self._report(flow, exchange, self.upstream)
 

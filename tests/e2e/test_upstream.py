@@ -24,6 +24,7 @@ from .fakes import (
     closed_port,
     error,
     hang,
+    ok_json,
     ok_sse,
     sse_error_midstream,
     sse_script,
@@ -558,3 +559,65 @@ def test_a_whole_answer_waits_for_every_addon_after_it_and_an_intercept(
     assert len(primary.requests) == 1
     assert backup.requests == []
     assert "Traceback" not in proxy.output()
+
+
+ORDER_ADDON = '''
+import json
+import logging
+
+from mitmproxy import http
+from mitmproxy.proxy import commands
+
+ORDER = []
+_made = commands.SendData.__init__
+
+
+def _marked(self, connection, data):
+    """mitmproxy makes the client's bytes here, in the step that writes them."""
+    _made(self, connection, data)
+    if data.startswith(b"HTTP/1.1 2") and b"Connection established" not in data:
+        ORDER.append("answer")
+    elif data == b"0\\r\\n\\r\\n":
+        ORDER.append("end")
+
+
+commands.SendData.__init__ = _marked
+
+
+class Lines(logging.Handler):
+    def emit(self, record):
+        ORDER.append("line")
+
+
+logging.getLogger("ccswitch_addon.requests").addHandler(Lines())
+
+
+class Order:
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.request.headers.get("x-test-order"):
+            flow.response = http.Response.make(299, json.dumps(ORDER), {})
+
+
+addons = [Order()]
+'''
+
+
+def test_the_console_line_comes_after_the_answer_on_the_wire(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """The request's record and console line are not on its path: a whole answer is written,
+    and a stream's end, before them (mitmproxy 12 writes a turn later than 11)."""
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.queue(ok_json(), ok_sse(events=3))
+    script = tmp_path / "order_addon.py"
+    script.write_text(ORDER_ADDON)
+    proxy = start(make_proxy, claude_config(primary.url, backup.url), extra=["-s", str(script)])
+
+    assert send(proxy).status == 200
+    streamed = send(proxy, body=STREAM)
+    assert streamed.status == 200
+    assert b"message_stop" in streamed.body
+    order = send(proxy, headers={**CLIENT_HEADERS, "x-test-order": "1"})
+
+    assert order.status == 299
+    assert json.loads(order.body) == ["answer", "line", "answer", "end", "line"]
