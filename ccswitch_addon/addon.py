@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import command, ctx, eventsequence, exceptions, http, tls
@@ -55,6 +56,7 @@ from ccswitch_addon.flows import (
     relay_copy,
     streams,
     to_response,
+    told_head,
 )
 from ccswitch_addon.inline import after_addons, serve_after_addons
 from ccswitch_addon.notify import Notifier
@@ -528,15 +530,23 @@ class CcSwitch:
 
     # --- response ------------------------------------------------------------------------
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A routed flow's answer: the tool's own request back in the flow, the relay's
+        stand-in head replaced by the real one once the exchange tells it (a coroutine only
+        then), and what streams set to stream."""
         entry = self._routed.get(flow.id)
         if entry is None:
-            return
+            return None
         flow.request = entry[1]
         response = flow.response
-        if response is not None:
-            content_type, length = body_headers(response.headers)
-            response.stream = streams(content_type, length)
+        if response is None:
+            return None
+        later = entry[0].later_head
+        if later is not None:
+            return told_head(response, later)
+        content_type, length = body_headers(response.headers)
+        response.stream = streams(content_type, length)
+        return None
 
     # response and error are plain functions: nothing in them waits, and mitmproxy awaits
     # only what a hook returns, so a coroutine per request would be work for nothing.

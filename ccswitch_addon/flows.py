@@ -6,6 +6,7 @@ provider side.
 """
 
 # No `from __future__ import annotations`: see addon.py (dataclasses in a script module).
+import asyncio
 import copy
 import functools
 import ipaddress
@@ -15,6 +16,7 @@ from mitmproxy import connection, http
 from mitmproxy.flow import Error
 
 from ccswitch_addon.core.config import AppConfig, Endpoint
+from ccswitch_addon.upstream.answer import HEAD_HEADER, REASONS, Verdict
 from ccswitch_addon.upstream.job import AttemptRecord, Exchange
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 from ccswitch_addon.wire.replies import Reply
@@ -38,6 +40,7 @@ def point_at_relay(request: http.Request, port: int, token: str, job: str) -> No
             (b"host", host),
             (TOKEN_HEADER.encode(), token.encode()),
             (JOB_HEADER.encode(), job.encode()),
+            (HEAD_HEADER.encode(), b"later"),
             (b"content-length", b"0"),
         )
     )
@@ -116,6 +119,21 @@ def streams(content_type: str, length: str | None) -> bool:
     if "text/event-stream" in content_type:
         return True
     return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
+
+
+async def told_head(response: http.Response, later: "asyncio.Future[Verdict | None]") -> None:
+    """The relay's stand-in head becomes the one the exchange tells (``Answer.later``), once
+    it is known and before mitmproxy sends anything of the answer on. None: no answer comes,
+    and mitmproxy sees the relay's connection end."""
+    verdict = await later
+    if verdict is None:
+        return
+    status, told, streamed = verdict
+    data = response.data
+    data.status_code = status
+    data.reason = REASONS.get(status, b"Unknown")
+    data.headers = http.Headers(told)
+    response.stream = streamed or streams(*body_headers(data.headers))
 
 
 def attempt_flow(flow: http.HTTPFlow, app: str, record: AttemptRecord, of: int) -> http.HTTPFlow:

@@ -26,6 +26,7 @@ from ccswitch_addon.addon import CcSwitch
 from ccswitch_addon.core.outcome import ErrorKind, classify_error
 from ccswitch_addon.core.record import Finished
 from ccswitch_addon.flows import ATTEMPT, ROUTED
+from ccswitch_addon.upstream.answer import HEAD_HEADER
 from ccswitch_addon.upstream.early import Begun
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
@@ -150,7 +151,9 @@ async def through_relay(cc: CcSwitch, flow: http.HTTPFlow) -> http.HTTPFlow:
         flow.response = http.Response.make(
             answer.status, b"", [(k.encode(), v.encode()) for k, v in answer.headers.items()]
         )
-        cc.responseheaders(flow)
+        told = cc.responseheaders(flow)  # awaited, as mitmproxy awaits what a hook returns
+        if told is not None:
+            await told
         flow.response.content = await answer.read()
     cc.response(flow)
     return flow
@@ -188,6 +191,7 @@ async def test_a_routed_flow_is_pointed_at_the_relay_and_holds_no_body(env: Env)
         (b"host", b"127.0.0.1:%d" % cc.relay.port),
         (TOKEN_HEADER.encode(), cc.relay.token.encode()),
         (JOB_HEADER.encode(), f.id.encode()),
+        (HEAD_HEADER.encode(), b"later"),  # its real head is told in-process
         (b"content-length", b"0"),
     )
     assert f.request.content == b""

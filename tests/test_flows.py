@@ -18,6 +18,7 @@ from ccswitch_addon.flows import (
     relay_copy,
     streams,
 )
+from ccswitch_addon.upstream.answer import HEAD_HEADER
 from ccswitch_addon.upstream.job import AttemptRecord
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
@@ -111,6 +112,7 @@ def test_a_copy_goes_to_the_relay_and_the_tools_request_is_untouched(http2: bool
         (b"host", b"127.0.0.1:4321"),
         (TOKEN_HEADER.encode(), b"tok"),
         (JOB_HEADER.encode(), b"job-1"),
+        (HEAD_HEADER.encode(), b"later"),
         (b"content-length", b"0"),
     )
     assert copy.content == b""  # the body stays in the exchange, not on the relay's leg

@@ -5,6 +5,13 @@ headers, no body. So the server parses only that, and the exchange answers throu
 :class:`Answer`: whole (with a length) or streamed (chunked, with the transport's flow
 control). A connection that goes away cancels the request's task, so the provider's request
 goes with it. Anything the relay does not expect is refused and the connection closed.
+
+The addon's requests ask for their head ``later`` (``HEAD_HEADER``): a stand-in goes at once
+and the real status and headers are told in-process, so mitmproxy has parsed the head and run
+its addons' ``responseheaders`` before the commit point instead of on the first token's path.
+The addon's own hook waits for the real head and puts it in the flow before anything of the
+answer goes on to the tool, so the tool still gets the chosen provider's status, or the last
+failure's when every provider failed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
-__all__ = ["REASONS", "Answer", "RelayProtocol", "RelayRequest", "head", "one_line_each"]
+__all__ = [
+    "HEAD_HEADER",
+    "REASONS",
+    "Answer",
+    "RelayProtocol",
+    "RelayRequest",
+    "Verdict",
+    "head",
+    "one_line_each",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,27 +74,78 @@ def head(status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> byt
     return b"HTTP/1.1 %d %s\r\n%s%s" % (status, REASONS.get(status, b"Unknown"), fields, framing)
 
 
-class Answer:
-    """The answer to one relayed request: ``whole`` once, or ``start``, ``write``…, ``end``."""
+# The head a relay request asking for it gets at once: the real one is told in-process
+# (Answer.later), and the body comes chunked either way.
+LATER_HEAD = b"HTTP/1.1 200 OK\r\n%s: later\r\ntransfer-encoding: chunked\r\n\r\n"
+HEAD_HEADER = "x-ccswitch-head"
 
-    __slots__ = ("_protocol", "complete", "started")
+# status, header fields, whether the body is streamed (else it is whole, with its length)
+Verdict = tuple[int, list[tuple[bytes, bytes]], bool]
+
+
+def fields(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as bytes, as ``head`` would write them."""
+    out = []
+    for name, value in one_line_each(list(headers)):
+        try:
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            out.append((_utf8(name), _utf8(value)))
+    return out
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+class Answer:
+    """The answer to one relayed request: ``whole`` once, or ``start``, ``write``…, ``end``.
+
+    Asked with ``later``, the status line and headers go at once as a stand-in, and the real
+    ones are told through the future it returns: mitmproxy reads and handles the head while
+    the exchange still waits for its commit point, and only its response hook's wait is left
+    on the first token's path."""
+
+    __slots__ = ("_protocol", "complete", "later_head", "started")
 
     def __init__(self, protocol: RelayProtocol) -> None:
         self._protocol = protocol
         self.started = False  # the status line has gone: the answer can no longer change
         self.complete = False  # the last byte has gone: the connection can serve another
+        self.later_head: asyncio.Future[Verdict | None] | None = None
 
     def reset(self) -> None:
         """Ready for the connection's next request (only once the last one is complete)."""
         self.started = self.complete = False
+        self.later_head = None
+
+    def later(self) -> asyncio.Future[Verdict | None]:
+        """Send the stand-in head now; the future has the real one (None: none will come)."""
+        self.later_head = asyncio.get_running_loop().create_future()
+        self._protocol.send(LATER_HEAD % HEAD_HEADER.encode())
+        return self.later_head
+
+    def abandon(self) -> None:
+        """No real head will come (the request's task has ended without one)."""
+        if self.later_head is not None and not self.later_head.done():
+            self.later_head.set_result(None)
 
     def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         """The complete answer, with its length."""
         if self.started:
             raise RuntimeError("the relay's answer has begun already")
         self.started = True
-        framing = b"content-length: %d\r\n\r\n" % len(body)
-        self._protocol.send(head(status, headers, framing) + body)
+        later = self.later_head
+        if later is not None:
+            told = fields(headers)
+            told.append((b"content-length", b"%d" % len(body)))
+            if not later.done():
+                later.set_result((status, told, False))
+            chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+            self._protocol.send(chunk)
+        else:
+            framing = b"content-length: %d\r\n\r\n" % len(body)
+            self._protocol.send(head(status, headers, framing) + body)
         self.complete = True
 
     async def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
@@ -86,6 +153,13 @@ class Answer:
         if self.started:
             raise RuntimeError("the relay's answer has begun already")
         self.started = True
+        later = self.later_head
+        if later is not None:
+            told = fields(headers)
+            told.append((b"transfer-encoding", b"chunked"))
+            if not later.done():
+                later.set_result((status, told, True))
+            return
         await self._protocol.send_and_drain(
             head(status, headers, b"transfer-encoding: chunked\r\n\r\n")
         )
@@ -264,6 +338,7 @@ class RelayProtocol(asyncio.Protocol):
             self.close()
         finally:
             self.task = None
+            answer.abandon()
         if not answer.complete or not self._keep_alive:  # no clean end: the client must see it
             self.close()
         elif self._transport is not None:

@@ -5,6 +5,7 @@ ends: failed (:class:`Failed`) or committed to (:class:`Committed`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from ccswitch_addon.core.breaker import Permit
 from ccswitch_addon.core.config import AppConfig, Endpoint, ProviderConfig
 from ccswitch_addon.core.outcome import Outcome
 from ccswitch_addon.core.record import Attempt, Finished
+from ccswitch_addon.upstream.answer import Verdict
 from ccswitch_addon.upstream.client import ProviderResponse
 from ccswitch_addon.upstream.translation import Leg, Readable
 from ccswitch_addon.wire.usage import BodyWatch
@@ -72,6 +74,8 @@ class Exchange:
     # engine by the hook's side (Upstream.report) once the answer is out, not at its finish
     whole: bool = False
     reported: bool = False
+    # the relay's answer to mitmproxy, when its head is told in-process (answer.Answer.later)
+    later_head: asyncio.Future[Verdict | None] | None = None
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Awaitable
 
-from ccswitch_addon.upstream.answer import Answer, RelayProtocol, RelayRequest
+from ccswitch_addon.upstream.answer import HEAD_HEADER, Answer, RelayProtocol, RelayRequest
 from ccswitch_addon.upstream.early import Begun
 from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.job import Exchange
@@ -92,6 +92,8 @@ class Relay:
         exchange = job.exchange if isinstance(job, Begun) else job
         if exchange.arrived is not None:
             exchange.arrived()
+        if request.headers.get(HEAD_HEADER) == "later":
+            exchange.later_head = answer.later()
         if isinstance(job, Begun):
             return job.served(answer)
         return self.upstream.serve(exchange, answer)

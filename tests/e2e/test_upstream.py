@@ -621,3 +621,32 @@ def test_the_console_line_comes_after_the_answer_on_the_wire(
 
     assert order.status == 299
     assert json.loads(order.body) == ["answer", "line", "answer", "end", "line"]
+
+
+def test_a_stream_that_fails_everywhere_gets_the_last_status_not_the_relays_stand_in(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """The relay's head is told in-process (answer.py): mitmproxy has read a stand-in 200 long
+    before the exchange decides, and the tool must still get the decision."""
+    primary, backup = fakes("primary"), fakes("backup")
+    primary.default = error(529)
+    backup.default = error(529)
+    flows = tmp_path / "flows.mitm"
+    proxy = start(make_proxy, claude_config(primary.url, backup.url), extra=["-w", str(flows)])
+
+    failed = send(proxy, body=STREAM)
+    assert failed.status == 529
+    assert failed.json()["error"]["type"] == "overloaded_error"
+    assert failed.headers["content-length"] == str(len(failed.body))
+    assert "x-ccswitch-head" not in failed.headers
+
+    backup.default = ok_sse(events=3)
+    served = send(proxy, body=STREAM)
+    assert served.status == 200
+    assert served.headers["x-ccswitch-provider"] == "backup"
+    assert "x-ccswitch-head" not in served.headers
+    assert b"message_stop" in served.body
+    proxy.stop()
+    saved = flows.read_bytes()
+    assert b"529" in saved
+    assert b"x-ccswitch-head" not in saved  # nor in what a flow file keeps

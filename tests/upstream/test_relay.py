@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ccswitch_addon.upstream.answer import HEAD_LIMIT, head
+from ccswitch_addon.upstream.answer import HEAD_HEADER, HEAD_LIMIT, fields, head
 from ccswitch_addon.upstream.relay import JOB_HEADER, TOKEN_HEADER
 
 from .conftest import MakeHarness
@@ -167,6 +167,77 @@ async def test_a_client_that_hangs_up_cancels_the_provider_request(
     assert exchange.finished.served is None
     assert [a.error for a in exchange.finished.attempts] == ["client_gone"]
     assert h.breaker("primary").window_counts() == (0, 0)  # not the provider's failure
+
+
+# --- a head told in-process ----------------------------------------------------------------
+
+LATER = f"{HEAD_HEADER}: later"
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_head_asked_for_later_comes_at_once_and_the_real_one_is_told(
+    harness: MakeHarness, streamed: bool
+) -> None:
+    """mitmproxy reads the stand-in head while the exchange waits for its commit point; the
+    exchange tells the real one (status, headers, streamed or whole) through the future."""
+    if streamed:
+        h = await harness(CONFIG, primary=stream(whole("anthropic")))
+    else:
+        h = await harness(CONFIG, primary=status(529), backup=status(529))
+    reader, writer = await connect(h)
+    try:
+        job, exchange = h.exchange()
+        writer.write(pointed(h, job, LATER))
+        got, headers, body = await read_answer(reader)
+        assert (got, headers[HEAD_HEADER]) == (200, "later")  # the stand-in, chunked
+        assert exchange.later_head is not None
+        assert exchange.later_head.done()
+        verdict = exchange.later_head.result()
+        assert verdict is not None
+        told, told_fields, told_streamed = verdict
+        assert told_streamed is streamed
+        named = {k.decode(): v.decode() for k, v in told_fields}
+        if streamed:
+            assert named["x-ccswitch-provider"] == "primary"
+            assert told == 200
+            assert named["transfer-encoding"] == "chunked"
+            assert b"message_stop" in body
+        else:
+            assert told == 529  # every provider failed: the tool gets the real status
+            assert named["content-length"] == str(len(body))
+        # The connection serves on, and a request that does not ask gets its head as before.
+        job2, plain = h.exchange(body={"model": "m"})
+        writer.write(pointed(h, job2))
+        assert HEAD_HEADER not in (await read_answer(reader))[1]
+        assert plain.later_head is None
+    finally:
+        writer.close()
+
+
+async def test_a_head_asked_for_later_that_never_comes_is_told_as_none(
+    harness: MakeHarness,
+) -> None:
+    h = await harness(
+        CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
+    )
+    reader, writer = await connect(h)
+    job, exchange = h.exchange()
+    writer.write(pointed(h, job, LATER))
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIMIT)).startswith(
+        b"HTTP/1.1 200 OK\r\n"
+    )
+    assert exchange.later_head is not None
+    assert not exchange.later_head.done()  # the provider has not answered yet
+    writer.close()  # mitmproxy gives up on it: whoever waits for the head must not wait on
+    await wait_until(lambda: exchange.later_head.done(), what="the head told")
+    assert exchange.later_head.result() is None
+
+
+def test_told_header_fields_cannot_split_a_line_either() -> None:
+    assert fields([("x-a", "one\r\ntwo"), ("x-é", "café ✓")]) == [
+        (b"x-a", b"onetwo"),
+        (b"x-\xc3\xa9", "café ✓".encode()),
+    ]
 
 
 def test_a_header_value_cannot_split_the_answer() -> None:
