@@ -543,7 +543,7 @@ class CcSwitch:
             return None
         later = entry[0].later_head
         if later is not None:
-            return told_head(response, later)
+            return told_head(flow, later)
         content_type, length = body_headers(response.headers)
         response.stream = streams(content_type, length)
         return None
@@ -553,6 +553,7 @@ class CcSwitch:
     def response(self, flow: http.HTTPFlow) -> None:
         entry = self._routed.pop(flow.id, None)
         if entry is not None:
+            compat.forget_quiet(flow.client_conn.peername)
             self._settled(flow, entry[0], answered=True)
         elif flow.metadata.get(CONTROL_READ) and ctx.master.addons.get("view") is not None:
             # Out of mitmweb's flow list once it is answered: removing a live flow kills it.
@@ -563,6 +564,7 @@ class CcSwitch:
         if entry is None:
             return
         exchange, original = entry
+        compat.forget_quiet(flow.client_conn.peername)
         if self.relay is not None:
             self.relay.discard(flow.id)  # the relay never took it: the client went first
         flow.request = original

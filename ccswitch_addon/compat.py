@@ -25,7 +25,15 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.utils import asyncio_utils
 
-__all__ = ["after_answer", "create_task", "heard", "keep_out_of_add_log", "response"]
+__all__ = [
+    "after_answer",
+    "create_task",
+    "forget_quiet",
+    "heard",
+    "keep_out_of_add_log",
+    "quiet_stream_start",
+    "response",
+]
 
 _RUNNING: set[asyncio.Task[Any]] = set()
 
@@ -74,11 +82,43 @@ def keep_out_of_add_log(master: Any, logger_name: str) -> bool:
     prefix = logger_name + "."
 
     def not_ours(record: logging.LogRecord) -> bool:
+        if _QUIET and record.name == _SERVER_LOGGER and _quieted(record):
+            return False
         return record.name != logger_name and not record.name.startswith(prefix)
 
     not_ours.ccswitch_keeps_out = logger_name  # type: ignore[attr-defined]
     legacy.addFilter(not_ours)
     return True
+
+
+# Clients whose next "Streaming response from …" record stays out of ``add_log`` too.
+_QUIET: set[Any] = set()
+_SERVER_LOGGER = "mitmproxy.proxy.server"
+_STREAMING = "Streaming response from "
+
+
+def quiet_stream_start(client: Any) -> None:
+    """mitmproxy logs "Streaming response from …" once a streamed answer's ``responseheaders``
+    hook is done, and ``add_log`` re-emits it through every addon in the next turn of the loop,
+    before the first chunk. Bare mitmdump pays that when the provider's head comes; a routed
+    stream's hook ends at its commit point, so it would be on the first token's path (0.2 to
+    0.3 ms, interleaved runs on 11 and 12). The record still reaches the console and mitmweb's
+    event log; kept out of ``add_log`` for the routed flow of ``client`` (its peername) only."""
+    _QUIET.add(client)
+
+
+def forget_quiet(client: Any) -> None:
+    """The flow has ended: a record that never came must not quiet a later flow's."""
+    if _QUIET:
+        _QUIET.discard(client)
+
+
+def _quieted(record: logging.LogRecord) -> bool:
+    client = getattr(record, "client", None)
+    if client in _QUIET and str(record.msg).startswith(_STREAMING):
+        _QUIET.discard(client)
+        return True
+    return False
 
 
 def heard(logger: logging.Logger, level: int) -> bool:

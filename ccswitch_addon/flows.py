@@ -15,6 +15,7 @@ from typing import Any
 from mitmproxy import connection, http
 from mitmproxy.flow import Error
 
+from ccswitch_addon import compat
 from ccswitch_addon.core.config import AppConfig, Endpoint
 from ccswitch_addon.upstream.answer import HEAD_HEADER, REASONS, Verdict
 from ccswitch_addon.upstream.job import AttemptRecord, Exchange
@@ -121,12 +122,13 @@ def streams(content_type: str, length: str | None) -> bool:
     return length is None or not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
 
 
-async def told_head(response: http.Response, later: "asyncio.Future[Verdict | None]") -> None:
+async def told_head(flow: http.HTTPFlow, later: "asyncio.Future[Verdict | None]") -> None:
     """The relay's stand-in head becomes the one the exchange tells (``Answer.later``), once
     it is known and before mitmproxy sends anything of the answer on. None: no answer comes,
     and mitmproxy sees the relay's connection end."""
     verdict = await later
-    if verdict is None:
+    response = flow.response
+    if verdict is None or response is None:
         return
     status, told, streamed = verdict
     data = response.data
@@ -134,6 +136,8 @@ async def told_head(response: http.Response, later: "asyncio.Future[Verdict | No
     data.reason = REASONS.get(status, b"Unknown")
     data.headers = http.Headers(told)
     response.stream = streamed or streams(*body_headers(data.headers))
+    if response.stream:
+        compat.quiet_stream_start(flow.client_conn.peername)
 
 
 def attempt_flow(flow: http.HTTPFlow, app: str, record: AttemptRecord, of: int) -> http.HTTPFlow:

@@ -61,6 +61,33 @@ async def test_request_lines_stay_out_of_the_deprecated_add_log_event() -> None:
         assert legacy.filter(record("ccswitch_addon.requestsx"))
 
 
+async def test_a_routed_streams_start_line_stays_out_of_add_log_once() -> None:
+    """mitmproxy's "Streaming response from" record for a routed stream, and only that one."""
+    from mitmproxy.test import taddons
+
+    with taddons.context() as tctx:
+        legacy = tctx.master._legacy_log_events
+        assert compat.keep_out_of_add_log(tctx.master, "ccswitch_addon.requests")
+
+        def record(client: tuple[str, int], message: str) -> logging.LogRecord:
+            made = logging.LogRecord(
+                "mitmproxy.proxy.server", logging.INFO, __file__, 1, message, None, None
+            )
+            made.client = client  # what mitmproxy's ConnectionHandler.log puts in `extra`
+            return made
+
+        ours, other = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
+        streaming = "Streaming response from api.anthropic.com."
+        compat.quiet_stream_start(ours)
+        assert legacy.filter(record(ours, "server connect 127.0.0.1:9"))  # not that line
+        assert legacy.filter(record(other, streaming))  # another client's stream
+        assert not legacy.filter(record(ours, streaming))
+        assert legacy.filter(record(ours, streaming))  # once: the next stream is not ours
+        compat.quiet_stream_start(ours)
+        compat.forget_quiet(ours)  # the flow ended before mitmproxy logged it
+        assert legacy.filter(record(ours, streaming))
+
+
 def test_without_mitmproxys_legacy_handler_nothing_changes() -> None:
     assert not compat.keep_out_of_add_log(object(), "ccswitch_addon.requests")
 

@@ -621,6 +621,8 @@ def test_the_console_line_comes_after_the_answer_on_the_wire(
 
     assert order.status == 299
     assert json.loads(order.body) == ["answer", "line", "answer", "end", "line"]
+    # mitmproxy's own line for the stream still reaches the console (compat.quiet_stream_start)
+    assert "Streaming response from api.anthropic.com" in proxy.output()
 
 
 def test_a_stream_that_fails_everywhere_gets_the_last_status_not_the_relays_stand_in(
