@@ -12,8 +12,9 @@ for it (at most one request's head and its held events, so nothing piles up).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.held import Answering
@@ -77,13 +78,23 @@ class EarlyAnswer:
 class Begun:
     """An exchange running in a task of its own until its relay request comes for it."""
 
-    __slots__ = ("answer", "exchange", "task")
+    __slots__ = ("_serving", "answer", "exchange", "task")
 
     def __init__(self, upstream: Upstream, exchange: Exchange) -> None:
         self.exchange = exchange
         self.answer = EarlyAnswer()
-        self.task = asyncio.get_running_loop().create_task(upstream.serve(exchange, self.answer))
+        self._serving = upstream.serve(exchange, self.answer)
+        self.task = asyncio.get_running_loop().create_task(self._serving)
         self.task.add_done_callback(self._ended)
+
+    def first_step(self) -> Awaitable[None] | None:
+        """Something for the hook to await so that the exchange's first attempt sets off
+        before mitmproxy goes on with the flow (opens the relay connection, writes its copy):
+        one turn of the loop where tasks start at their first turn (Python 3.11); nothing
+        where they start at once (mitmproxy 12 sets an eager task factory)."""
+        if inspect.getcoroutinestate(self._serving) == inspect.CORO_CREATED:
+            return asyncio.sleep(0)
+        return None
 
     async def served(self, answer: Answering) -> None:
         """The exchange's answer goes to ``answer`` from now on; returns once it has ended.

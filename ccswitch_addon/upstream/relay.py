@@ -66,12 +66,14 @@ class Relay:
     def add(self, key: str, exchange: Exchange) -> None:
         self.jobs[key] = exchange
 
-    def begin(self, key: str) -> None:
+    def begin(self, key: str) -> Awaitable[None] | None:
         """Start the exchange added under ``key`` now, before its request reaches the relay
-        (``early.py``)."""
+        (``early.py``); what it returns, the caller awaits before mitmproxy goes on."""
         job = self.jobs.get(key)
-        if isinstance(job, Exchange):
-            self.jobs[key] = Begun(self.upstream, job)
+        if not isinstance(job, Exchange):
+            return None
+        begun = self.jobs[key] = Begun(self.upstream, job)
+        return begun.first_step()
 
     def discard(self, key: str) -> None:
         job = self.jobs.pop(key, None)

@@ -248,12 +248,44 @@ def test_a_header_value_cannot_split_the_answer() -> None:
 # --- begun before the relay request (early.py) -----------------------------------------------
 
 
+async def begin(h: Harness, job: str) -> None:
+    """What the addon's hook does: begin the job, and await what that returns."""
+    going = h.relay.begin(job)
+    if going is not None:
+        await going
+
+
+@pytest.mark.parametrize("eager", [False, True])
+async def test_a_begun_exchange_has_set_off_once_the_hook_goes_on(
+    harness: MakeHarness, eager: bool
+) -> None:
+    """Before mitmproxy goes on with the flow (opening the relay connection, writing the
+    copy), the exchange has chosen its provider and is writing to it: at once where tasks
+    start eagerly (mitmproxy 12 sets that on 3.12+), after one turn where they do not."""
+    loop = asyncio.get_running_loop()
+    factory = getattr(asyncio, "eager_task_factory", None)
+    if eager and factory is None:
+        pytest.skip("eager tasks are Python 3.12+ (3.11 runs the other case)")
+    h = await harness(CONFIG, primary=stream(whole("anthropic")))
+    job, exchange = h.exchange()
+    loop.set_task_factory(factory if eager else None)
+    try:
+        going = h.relay.begin(job)
+        assert (going is None) is eager
+        if going is not None:
+            assert exchange.order == ()  # not yet: the task starts at the next turn
+            await going
+    finally:
+        loop.set_task_factory(None)
+    assert exchange.order[0] == "primary"  # the providers chosen, the first attempt begun
+
+
 async def test_a_begun_stream_is_at_the_provider_before_its_relay_request(
     harness: MakeHarness,
 ) -> None:
     h = await harness(CONFIG, primary=stream(whole("anthropic")))
     job, exchange = h.exchange()
-    h.relay.begin(job)
+    await begin(h, job)
     await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")
     await wait_until(lambda: exchange.watch is not None, what="the stream committed")
     assert exchange.finished is None  # its first events wait for the relay's answer
@@ -277,7 +309,7 @@ async def test_a_begun_exchange_that_ends_whole_before_its_relay_request_is_kept
 ) -> None:
     h = await harness(CONFIG, primary=status(400))
     job, exchange = h.exchange()
-    h.relay.begin(job)
+    await begin(h, job)
     await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
     reader, writer = await connect(h)
     try:
@@ -296,7 +328,7 @@ async def test_a_begun_exchange_whose_request_never_comes_is_cancelled_and_blame
         CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
     )
     job, exchange = h.exchange(body={"model": "m"})
-    h.relay.begin(job)
+    await begin(h, job)
     await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")
     h.relay.discard(job)  # the tool hung up before mitmproxy's copy reached the relay
     await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
@@ -311,7 +343,7 @@ async def test_a_client_that_leaves_a_begun_stream_cancels_it(harness: MakeHarne
         CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
     )
     job, exchange = h.exchange(body={"model": "m"})
-    h.relay.begin(job)
+    await begin(h, job)
     _, writer = await connect(h)
     writer.write(pointed(h, job))
     await wait_until(lambda: job not in h.relay.jobs, what="the relay request taken")
