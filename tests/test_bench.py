@@ -213,3 +213,15 @@ def test_hostile_bench_bounds_memory_and_times_the_socks5_hop() -> None:
     latency = data["socks5_latency"]
     assert latency["tunnels_opened"] == 1  # the pool keeps the tunnel
     assert _number(latency["added_p50_ms"])
+
+
+@pytest.mark.e2e
+def test_interleaved_rounds_print_both_figures_for_each_variant() -> None:
+    stdout = bench(
+        "interleaved.py", "--rounds", "1", "--requests", "20", "--streams", "3", "--against", "HEAD"
+    )
+    for figure in ("p50", "ttft"):
+        section = stdout.split(f"{figure}: ", 1)[1].split("\n\n", 1)[0]
+        lines = section.splitlines()[1:4]
+        assert [line.split()[0] for line in lines] == ["bare", "addon", "HEAD"], stdout
+        assert re.fullmatch(r"\s+HEAD\s+[\d.]+ ms\s+[+-][\d.]+ ms", lines[2]), stdout
