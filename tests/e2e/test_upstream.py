@@ -288,6 +288,25 @@ def test_a_client_that_hangs_up_on_a_whole_answer_cancels_the_attempt(
     blamed_no_one(proxy, backup)
 
 
+def test_a_client_that_hangs_up_before_a_streams_commit_point_cancels_the_attempt(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+) -> None:
+    """Before its commit point a stream's flow waits in the addon's responseheaders hook for
+    the real head, where mitmproxy holds the connection's events: the client's leaving must
+    still reach the provider's request at once."""
+    primary, backup = fakes("primary"), fakes("backup")
+    silent = Silent()
+    primary.default = silent
+    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
+
+    conn = post(proxy, STREAM)
+    wait_until(lambda: primary.requests, what="the request at the primary")
+    hang_up(conn)
+
+    assert silent.cut.wait(10), "the provider's request was not cut when the client left"
+    blamed_no_one(proxy, backup)
+
+
 # --- probes ---------------------------------------------------------------------------------
 
 
