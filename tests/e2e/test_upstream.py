@@ -270,38 +270,23 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_attempt_and_blames_no_one
     blamed_no_one(proxy, backup)
 
 
-def test_a_client_that_hangs_up_on_a_whole_answer_cancels_the_attempt(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
+@pytest.mark.parametrize("body", [BODY, STREAM], ids=["whole", "stream-before-commit"])
+def test_a_client_that_hangs_up_before_an_answer_cancels_the_attempt(
+    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], body: dict[str, Any]
 ) -> None:
-    """A request that asked for no stream is answered inside mitmproxy's request hook, where
-    mitmproxy holds the connection's events: the addon notices the client's leaving itself."""
+    """mitmproxy holds a connection's events while a hook runs: a whole answer is served in
+    the request hook (the addon notices the client's leaving itself), and a stream's flow
+    waits in the responseheaders hook for the real head until its commit point (mitmproxy
+    closes the relay's connection once the client's has gone). Either way the provider's
+    request is cut at once."""
     primary, backup = fakes("primary"), fakes("backup")
     silent = Silent()
     primary.default = silent
     proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
 
-    conn = post(proxy, BODY)
+    conn = post(proxy, body)
     wait_until(lambda: primary.requests, what="the request at the primary")
     hang_up(conn)  # Ctrl-C in the tool
-
-    assert silent.cut.wait(10), "the provider's request was not cut when the client left"
-    blamed_no_one(proxy, backup)
-
-
-def test_a_client_that_hangs_up_before_a_streams_commit_point_cancels_the_attempt(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy]
-) -> None:
-    """Before its commit point a stream's flow waits in the addon's responseheaders hook for
-    the real head, where mitmproxy holds the connection's events: the client's leaving must
-    still reach the provider's request at once."""
-    primary, backup = fakes("primary"), fakes("backup")
-    silent = Silent()
-    primary.default = silent
-    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
-
-    conn = post(proxy, STREAM)
-    wait_until(lambda: primary.requests, what="the request at the primary")
-    hang_up(conn)
 
     assert silent.cut.wait(10), "the provider's request was not cut when the client left"
     blamed_no_one(proxy, backup)

@@ -151,22 +151,33 @@ async def test_http_1_0_and_connection_close_end_the_connection(harness: MakeHar
             writer.close()
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["head", "head-later"])
 async def test_a_client_that_hangs_up_cancels_the_provider_request(
-    harness: MakeHarness,
+    harness: MakeHarness, later: bool
 ) -> None:
+    """Asked for its head later, whoever waits for that head is told None: none will come."""
     h = await harness(
         CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
     )
-    _, writer = await connect(h)
+    reader, writer = await connect(h)
     job, exchange = h.exchange(body={"model": "m"})
-    writer.write(pointed(h, job))
+    writer.write(pointed(h, job, *([f"{HEAD_HEADER}: later"] if later else [])))
     await wait_until(lambda: h.providers["primary"].seen, what="the request at the provider")
+    if later:
+        stand_in = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIMIT)
+        assert stand_in.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert exchange.later_head is not None
+        assert not exchange.later_head.done()  # the provider has not answered yet
     writer.close()
     await wait_until(lambda: exchange.finished is not None, what="the exchange finished")
     assert exchange.finished is not None
     assert exchange.finished.served is None
     assert [a.error for a in exchange.finished.attempts] == ["client_gone"]
     assert h.breaker("primary").window_counts() == (0, 0)  # not the provider's failure
+    if later:
+        assert exchange.later_head is not None
+        assert exchange.later_head.done()
+        assert exchange.later_head.result() is None
 
 
 # --- a head told in-process ----------------------------------------------------------------
@@ -212,25 +223,6 @@ async def test_a_head_asked_for_later_comes_at_once_and_the_real_one_is_told(
         assert plain.later_head is None
     finally:
         writer.close()
-
-
-async def test_a_head_asked_for_later_that_never_comes_is_told_as_none(
-    harness: MakeHarness,
-) -> None:
-    h = await harness(
-        CONFIG.replace("first_byte_seconds: 0.5", "first_byte_seconds: 30"), primary=hang()
-    )
-    reader, writer = await connect(h)
-    job, exchange = h.exchange()
-    writer.write(pointed(h, job, LATER))
-    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), LIMIT)).startswith(
-        b"HTTP/1.1 200 OK\r\n"
-    )
-    assert exchange.later_head is not None
-    assert not exchange.later_head.done()  # the provider has not answered yet
-    writer.close()  # mitmproxy gives up on it: whoever waits for the head must not wait on
-    await wait_until(lambda: exchange.later_head.done(), what="the head told")
-    assert exchange.later_head.result() is None
 
 
 def test_told_header_fields_cannot_split_a_line_either() -> None:
