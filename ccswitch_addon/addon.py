@@ -63,6 +63,7 @@ from ccswitch_addon.notify import Notifier
 from ccswitch_addon.options import NAMES, OPTIONS, Settings
 from ccswitch_addon.state.shared import DOWN_POLICIES, SharedState
 from ccswitch_addon.state.store import Store, StoreError
+from ccswitch_addon.upstream.answer import HEAD_HEADER
 from ccswitch_addon.upstream.client import ProviderClient
 from ccswitch_addon.upstream.exchange import Upstream
 from ccswitch_addon.upstream.held import wants_stream
@@ -568,6 +569,8 @@ class CcSwitch:
         if self.relay is not None:
             self.relay.discard(flow.id)  # the relay never took it: the client went first
         flow.request = original
+        if flow.response is not None and flow.response.headers.get(HEAD_HEADER) == "later":
+            flow.response = None  # the relay's stand-in head (answer.py): no answer came
         self._settled(flow, exchange)
 
     def _settled(self, flow: http.HTTPFlow, exchange: Exchange, answered: bool = False) -> None:

@@ -16,6 +16,9 @@ from typing import Any
 
 import mitmproxy.version
 import pytest
+from mitmproxy import io
+
+from ccswitch_addon.flows import ATTEMPT
 
 from .fakes import (
     FakeHandler,
@@ -35,6 +38,7 @@ from .test_routing import (
     BACKUP_KEY,
     BODY,
     CLIENT_HEADERS,
+    MESSAGES,
     claude_config,
     provider_status,
     send,
@@ -272,7 +276,10 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_attempt_and_blames_no_one
 
 @pytest.mark.parametrize("body", [BODY, STREAM], ids=["whole", "stream-before-commit"])
 def test_a_client_that_hangs_up_before_an_answer_cancels_the_attempt(
-    fakes: Callable[[str], FakeProvider], make_proxy: Callable[..., Proxy], body: dict[str, Any]
+    fakes: Callable[[str], FakeProvider],
+    make_proxy: Callable[..., Proxy],
+    tmp_path: Path,
+    body: dict[str, Any],
 ) -> None:
     """mitmproxy holds a connection's events while a hook runs: a whole answer is served in
     the request hook (the addon notices the client's leaving itself), and a stream's flow
@@ -282,7 +289,9 @@ def test_a_client_that_hangs_up_before_an_answer_cancels_the_attempt(
     primary, backup = fakes("primary"), fakes("backup")
     silent = Silent()
     primary.default = silent
-    proxy = start(make_proxy, claude_config(primary.url, backup.url, failure_threshold=1))
+    flows = tmp_path / "flows.mitm"
+    config = claude_config(primary.url, backup.url, failure_threshold=1)
+    proxy = start(make_proxy, config, extra=["-w", str(flows)])
 
     conn = post(proxy, body)
     wait_until(lambda: primary.requests, what="the request at the primary")
@@ -290,6 +299,13 @@ def test_a_client_that_hangs_up_before_an_answer_cancels_the_attempt(
 
     assert silent.cut.wait(10), "the provider's request was not cut when the client left"
     blamed_no_one(proxy, backup)
+    proxy.stop()
+    with flows.open("rb") as saved:
+        kept = list(io.FlowReader(saved).stream())
+    (tool,) = [f for f in kept if ATTEMPT not in f.metadata and f.request.path == "/v1/messages"]
+    assert tool.request.pretty_url == MESSAGES  # the tool's own request
+    assert tool.error is not None
+    assert tool.response is None  # never the relay's stand-in head
 
 
 # --- probes ---------------------------------------------------------------------------------
