@@ -130,17 +130,28 @@ class Answer:
         if self.later_head is not None and not self.later_head.done():
             self.later_head.set_result(None)
 
+    def _tell(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        framing: tuple[bytes, bytes],
+        streamed: bool,
+    ) -> bool:
+        """Tell the real head to whoever waits for it, when it was asked for ``later``; False
+        when it goes on the wire instead."""
+        later = self.later_head
+        if later is None:
+            return False
+        if not later.done():  # a waiter cancelled (mitmproxy stopping) cancels the future
+            later.set_result((status, [*fields(headers), framing], streamed))
+        return True
+
     def whole(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         """The complete answer, with its length."""
         if self.started:
             raise RuntimeError("the relay's answer has begun already")
         self.started = True
-        later = self.later_head
-        if later is not None:
-            told = fields(headers)
-            told.append((b"content-length", b"%d" % len(body)))
-            if not later.done():
-                later.set_result((status, told, False))
+        if self._tell(status, headers, (b"content-length", b"%d" % len(body)), False):
             chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
             self._protocol.send(chunk)
         else:
@@ -153,12 +164,7 @@ class Answer:
         if self.started:
             raise RuntimeError("the relay's answer has begun already")
         self.started = True
-        later = self.later_head
-        if later is not None:
-            told = fields(headers)
-            told.append((b"transfer-encoding", b"chunked"))
-            if not later.done():
-                later.set_result((status, told, True))
+        if self._tell(status, headers, (b"transfer-encoding", b"chunked"), True):
             return
         await self._protocol.send_and_drain(
             head(status, headers, b"transfer-encoding: chunked\r\n\r\n")
